@@ -1,0 +1,3 @@
+module github.com/bosunhq/bosun/pkg
+
+go 1.26

@@ -1,0 +1,250 @@
+// Package rpcproto names Bosun's built-in JSON-RPC methods, their parameter
+// and result types, and the application error codes both sides use.
+//
+// Everything here is part of the wire protocol: a method name, a JSON field or
+// an error code never changes meaning. Add; do not edit.
+package rpcproto
+
+import "encoding/json"
+
+// Methods served by the cloud (device → cloud).
+const (
+	MethodRegister     = "registration.register"
+	MethodStateReport  = "state.report"
+	MethodOTAStatus    = "ota.status"
+	MethodOTALatest    = "ota.latest"
+	MethodOTAAvailable = "ota.available"
+)
+
+// Notifications the cloud sends to a device.
+const (
+	// MethodAuthChallenge opens every session. Its envelope's session field
+	// is the session every later message must carry; its audience is "*".
+	MethodAuthChallenge = "auth.challenge"
+	// MethodAuthAccepted tells a pending device it has been accepted.
+	MethodAuthAccepted = "auth.accepted"
+)
+
+// Methods served by the device's workers (cloud → device).
+const (
+	MethodRPCList          = "rpc.list"
+	MethodSystemInfo       = "system.info"
+	MethodContainersList   = "containers.list"
+	MethodContainersLogs   = "containers.logs"
+	MethodLogsTail         = "logs.tail"
+	MethodStateGet         = "state.get"
+	MethodOTAUpdate        = "ota.update"
+	MethodOTACommit        = "ota.commit"
+	MethodOTARevert        = "ota.revert"
+	MethodOTACreateSnap    = "ota.create_snapshot"
+	MethodOTAGetBootState  = "ota.get_boot_state"
+	MethodOTASetBootState  = "ota.set_boot_state"
+	MethodWorkerAnnounce   = "worker.announce" // local NATS only, never on the websocket
+	WebsocketSubprotocol   = "bosun.v1"
+	DeviceEndpointPath     = "/v1/device"
+	CloseRejected          = 4003 // websocket close code: key rejected or revoked
+	CloseEvicted           = 4009 // websocket close code: a newer session of this device took over
+	CloseProtocolViolation = 4002 // websocket close code: a message failed verification during the handshake
+)
+
+// PendingOnlyMethods are the device → cloud methods a device whose key is not
+// (yet) accepted may call.
+var PendingOnlyMethods = map[string]bool{
+	MethodRegister:    true,
+	MethodStateReport: true,
+}
+
+// Registration statuses.
+const (
+	StatusAccepted = "accepted"
+	StatusPending  = "pending"
+	StatusRejected = "rejected"
+)
+
+// AuthChallengeParams are the params of auth.challenge.
+type AuthChallengeParams struct {
+	CloudID string `json:"cloud_id"`
+	// Replica names the cloud replica holding this session (informational).
+	Replica string `json:"replica,omitempty"`
+}
+
+// RegisterParams are the params of registration.register. The envelope that
+// carries them must be signed by the key in PublicKey; the signer field of
+// the envelope must equal DeviceID.
+type RegisterParams struct {
+	DeviceID string `json:"device_id"`
+	// PublicKey is the base64 (standard, padded) DER SPKI of the device key.
+	PublicKey string `json:"public_key"`
+	// Attributes are identity attributes shown to the operator before
+	// acceptance (e.g. mac, serial, model).
+	Attributes map[string]string `json:"attributes,omitempty"`
+	// EnrollmentToken optionally names the organisation to join.
+	EnrollmentToken string `json:"enrollment_token,omitempty"`
+}
+
+// RegisterResult answers registration.register.
+type RegisterResult struct {
+	Status      string `json:"status"` // accepted, pending or rejected
+	Fingerprint string `json:"fingerprint"`
+	KeyChanged  bool   `json:"key_changed,omitempty"`
+}
+
+// AuthAcceptedParams are the params of auth.accepted.
+type AuthAcceptedParams struct {
+	Fingerprint string `json:"fingerprint"`
+}
+
+// StateReportParams are the params of state.report: the device's inventory.
+type StateReportParams struct {
+	Hostname string            `json:"hostname,omitempty"`
+	OS       string            `json:"os,omitempty"`
+	Arch     string            `json:"arch,omitempty"`
+	Versions map[string]string `json:"versions,omitempty"`
+	Workers  []string          `json:"workers,omitempty"`
+	// Attributes are free-form inventory attributes.
+	Attributes map[string]string `json:"attributes,omitempty"`
+}
+
+// StateReportResult answers state.report.
+type StateReportResult struct {
+	Stored bool `json:"stored"`
+}
+
+// MethodInfo describes one method a device serves.
+type MethodInfo struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Worker      string `json:"worker,omitempty"`
+}
+
+// RPCListResult answers rpc.list.
+type RPCListResult struct {
+	Methods []MethodInfo `json:"methods"`
+}
+
+// WorkerAnnounce is what a worker publishes on the device's local NATS
+// (subject SubjectAnnounce) when it starts, and again when asked.
+type WorkerAnnounce struct {
+	Worker  string       `json:"worker"`
+	Methods []MethodInfo `json:"methods"`
+}
+
+// Device-local NATS subjects.
+const (
+	// SubjectRPCPrefix + method: cloud → device requests, queue group QueueWorkers.
+	SubjectRPCPrefix = "bosun.rpc."
+	// SubjectCloudPrefix + method: device → cloud requests from workers.
+	SubjectCloudPrefix = "bosun.cloud."
+	// SubjectAnnounce: workers publish WorkerAnnounce here.
+	SubjectAnnounce = "bosun.workers.announce"
+	// SubjectDiscover: the bridge publishes here to ask every worker to
+	// announce again (e.g. after the bridge restarts).
+	SubjectDiscover = "bosun.workers.discover"
+	QueueWorkers    = "workers"
+)
+
+// SystemInfoResult answers system.info.
+type SystemInfoResult struct {
+	Hostname      string            `json:"hostname"`
+	OS            string            `json:"os"`
+	Kernel        string            `json:"kernel"`
+	Arch          string            `json:"arch"`
+	UptimeSeconds float64           `json:"uptime_seconds"`
+	Load          [3]float64        `json:"load"`
+	MemTotalBytes uint64            `json:"mem_total_bytes"`
+	MemAvailBytes uint64            `json:"mem_available_bytes"`
+	DiskTotal     uint64            `json:"disk_total_bytes"`
+	DiskFree      uint64            `json:"disk_free_bytes"`
+	Versions      map[string]string `json:"versions,omitempty"`
+}
+
+// Container is one row of containers.list.
+type Container struct {
+	ID      string            `json:"id"`
+	Name    string            `json:"name"`
+	Image   string            `json:"image"`
+	State   string            `json:"state"`
+	Status  string            `json:"status"`
+	Created int64             `json:"created"`
+	Labels  map[string]string `json:"labels,omitempty"`
+}
+
+// ContainersListParams are the params of containers.list.
+type ContainersListParams struct {
+	All bool `json:"all,omitempty"`
+}
+
+// ContainersListResult answers containers.list.
+type ContainersListResult struct {
+	Containers []Container `json:"containers"`
+}
+
+// ContainersLogsParams are the params of containers.logs.
+type ContainersLogsParams struct {
+	Container  string `json:"container"` // id or name
+	Tail       int    `json:"tail,omitempty"`
+	Since      string `json:"since,omitempty"` // RFC 3339 time or Go duration ("10m")
+	Timestamps bool   `json:"timestamps,omitempty"`
+}
+
+// LogLine is one demultiplexed log line.
+type LogLine struct {
+	Stream string `json:"stream"` // stdout or stderr
+	Line   string `json:"line"`
+}
+
+// ContainersLogsResult answers containers.logs.
+type ContainersLogsResult struct {
+	Lines []LogLine `json:"lines"`
+}
+
+// LogsTailParams are the params of logs.tail.
+type LogsTailParams struct {
+	File  string `json:"file,omitempty"` // e.g. "bridge", "worker"; empty: all
+	Lines int    `json:"lines,omitempty"`
+	Since string `json:"since,omitempty"`
+}
+
+// LogsTailResult answers logs.tail.
+type LogsTailResult struct {
+	Lines []FileLine `json:"lines"`
+}
+
+// FileLine is one line of a device log file.
+type FileLine struct {
+	File string `json:"file"`
+	Line string `json:"line"`
+}
+
+// Application error codes. JSON-RPC reserves -32768..-32000 for the
+// protocol; Bosun's own codes live in -32099..-32000 ("server error") as the
+// specification allows. This table is the one place they are defined.
+const (
+	CodeDeviceOffline  = -32000 // the device holds no live session
+	CodeTimeout        = -32001 // no answer before the deadline
+	CodeNotAccepted    = -32002 // the device's key is not accepted
+	CodeWorkerTimeout  = -32003 // the worker serving the method did not answer in time
+	CodeQueueFull      = -32004 // the device's send queue is full
+	CodeUnavailable    = -32005 // a dependency (e.g. container engine) is unavailable
+	CodeNotFound       = -32006 // the named object does not exist
+	CodeExpired        = -32007 // a queued call expired before delivery
+	CodeUnauthorized   = -32008 // the caller may not call this method
+	CodeSessionEvicted = -32009 // the session ended before the answer came
+)
+
+// ErrorMessages gives the stable message of each application code.
+var ErrorMessages = map[int]string{
+	CodeDeviceOffline:  "device offline",
+	CodeTimeout:        "timeout",
+	CodeNotAccepted:    "device not accepted",
+	CodeWorkerTimeout:  "worker timeout",
+	CodeQueueFull:      "device send queue full",
+	CodeUnavailable:    "unavailable",
+	CodeNotFound:       "not found",
+	CodeExpired:        "expired",
+	CodeUnauthorized:   "unauthorized",
+	CodeSessionEvicted: "session ended",
+}
+
+// Raw is a convenience alias for callers that pass params through untouched.
+type Raw = json.RawMessage
