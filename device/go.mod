@@ -1,8 +1,27 @@
 module github.com/bosunhq/bosun/device
 
-go 1.26
+go 1.26.0
 
-require github.com/bosunhq/bosun/pkg v0.0.0
+require (
+	github.com/bosunhq/bosun/pkg v0.0.0
+	github.com/coder/websocket v1.8.15
+	github.com/nats-io/nats-server/v2 v2.15.2
+	github.com/nats-io/nats.go v1.55.0
+	go.uber.org/goleak v1.3.0
+)
+
+require (
+	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
+	github.com/google/go-tpm v0.9.8 // indirect
+	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/minio/highwayhash v1.0.4 // indirect
+	github.com/nats-io/jwt/v2 v2.8.2 // indirect
+	github.com/nats-io/nkeys v0.4.16 // indirect
+	github.com/nats-io/nuid v1.0.1 // indirect
+	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
+)
 
 // The workspace (go.work) resolves this too; the replace keeps `go mod tidy`
 // and single-module builds working without a published pkg module.

@@ -1,33 +1,168 @@
-// Package envelope seals and opens Bosun envelope v1: a JSON-RPC payload
-// wrapped in a signed meta block that names signer, audience, direction,
-// session, nonce and timestamp. See docs/protocol.md for the byte layout.
+// Package envelope seals and opens Bosun envelope v1, the signed wrapper every
+// JSON-RPC message between a device and the cloud travels in.
+//
+// An envelope is a JSON object with two members: "meta" (version, signer,
+// audience, direction, session, nonce, timestamp, algorithm, signature) and
+// "payload" (the JSON-RPC message). docs/protocol.md describes the bytes; the
+// test vectors in testdata/ pin them down.
+//
+// The design choices, and why:
+//
+//   - The payload is signed as the exact bytes on the wire, so no JSON
+//     canonicalisation is needed and an implementation in any language can
+//     verify what it received without re-encoding it.
+//   - The signed bytes are length-prefixed fields behind a domain tag
+//     ("bosun-envelope-v1\x00"), so no two different metas can produce the same
+//     signed bytes and an envelope signature can never be confused with any other
+//     signature made by the same key.
+//   - Every message carries the session the cloud issued when the websocket
+//     opened, so a captured message is worthless in any other session, and a
+//     ReplayGuard only has to remember the nonces of one live session.
+//   - The verifier takes the algorithm from the key it holds for the signer,
+//     never from the message (the "alg" confusion attacks of JOSE).
+//   - Parsing is strict (no duplicate, unknown or case-variant keys; valid UTF-8
+//     only) because a lenient parser lets two parsers read one message
+//     differently, and a signature only means something if everyone reads the
+//     same thing.
+//   - Every rejection has its own sentinel error, checked in a fixed order (see
+//     Opener.Open), so callers can map failures to close codes and metrics.
 package envelope
 
-// CONTRACT (written by the lead; the implementer keeps these exported names and
-// signatures, may add more, and replaces this comment with real docs):
-//
-//	const Version = 1
-//	const AudienceAny = "*"          // audience of the cloud's auth.challenge
-//	const DefaultMaxSize = 1 << 20   // bytes
-//	const DefaultSkew = 2 * time.Minute
-//	type Direction string
-//	const DeviceToCloud Direction = "device_to_cloud"; CloudToDevice Direction = "cloud_to_device"
-//	type Meta struct { V int; Signer, Audience string; Direction Direction; Session, Nonce string; TS int64; Alg, Sig string }  // json tags v,signer,audience,direction,session,nonce,ts,alg,sig
-//	type Header struct { Audience string; Direction Direction; Session string }
-//	type Sealer struct { Signer string; Key crypto.Signer; Rand io.Reader /* nil: crypto/rand */; Now func() time.Time /* nil: time.Now */ }
-//	func NewSealer(signer string, key crypto.Signer) (*Sealer, error)   // checks the key via keys.Alg
-//	func (s *Sealer) Seal(h Header, payload []byte) ([]byte, error)     // payload must be one valid JSON value; returns wire bytes
-//	func (s *Sealer) SealAt(h Header, payload []byte, nonce [16]byte, ts time.Time) ([]byte, error) // deterministic for Ed25519 (vectors)
-//	func SignedBytes(m Meta, payload []byte) []byte                     // the exact bytes that are signed
-//	type KeyFunc func(signer string) (crypto.PublicKey, error)          // return ErrUnknownSigner (wrapped ok) when unknown
-//	type ReplayGuard struct{...}; func NewReplayGuard(window time.Duration, max int) *ReplayGuard  // safe for concurrent use
-//	func (g *ReplayGuard) Len() int
-//	type Opener struct {
-//	    Self string; AllowAnyAudience bool; Direction Direction; Session string
-//	    Key KeyFunc; Guard *ReplayGuard; Skew time.Duration; MaxSize int; Now func() time.Time
-//	}
-//	type Opened struct { Meta Meta; Payload json.RawMessage }
-//	func (o *Opener) Open(wire []byte) (Opened, error)
-//	func Peek(wire []byte, maxSize int) (Meta, json.RawMessage, error)  // size+strict shape only, NO verification
-//	var ErrTooLarge, ErrMalformed, ErrUnknownSigner, ErrAlgMismatch, ErrAudience, ErrDirection,
-//	    ErrSession, ErrTooOld, ErrFromFuture, ErrReplay, ErrBadSignature, ErrGuardFull, ErrPayload error
+import (
+	"crypto"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Version is the envelope version this package speaks: the value of meta.v.
+// A new version changes the domain tag of the signed bytes too.
+const Version = 1
+
+// AudienceAny is the audience of the cloud's auth.challenge, the one message
+// sent before the cloud knows which device it is talking to. An Opener accepts
+// it only when AllowAnyAudience is set.
+const AudienceAny = "*"
+
+// DefaultMaxSize is the size limit, in bytes of wire, when Opener.MaxSize or
+// Peek's maxSize is zero or negative.
+const DefaultMaxSize = 1 << 20
+
+// DefaultSkew is how far a message's timestamp may lie from the receiver's
+// clock, either way, when Opener.Skew is zero or negative. It is also the
+// default ReplayGuard window: a nonce only has to be remembered as long as the
+// skew check would still let its message through.
+const DefaultSkew = 2 * time.Minute
+
+// DefaultGuardMax is the ReplayGuard capacity (remembered nonces) when
+// NewReplayGuard is given zero or a negative number: enough for a sustained
+// 60 messages a second through a 2×DefaultSkew lifetime, about 1 MiB at most.
+const DefaultGuardMax = 1 << 14
+
+// NonceSize is the number of random bytes in a nonce (22 characters of
+// unpadded base64url on the wire).
+const NonceSize = 16
+
+// Direction says which way a message travels. It is signed, so a message one
+// side sent can never be reflected back to it as if the other side had sent it.
+type Direction string
+
+// The two directions of a Bosun connection.
+const (
+	DeviceToCloud Direction = "device_to_cloud"
+	CloudToDevice Direction = "cloud_to_device"
+)
+
+// Meta is the "meta" member of an envelope. Every field is required on the
+// wire; every string is non-empty, valid UTF-8 without control characters.
+type Meta struct {
+	// V is always Version.
+	V int `json:"v"`
+	// Signer names the key that signed the message (a device id, or the
+	// cloud's name).
+	Signer string `json:"signer"`
+	// Audience is the intended receiver, or AudienceAny.
+	Audience string `json:"audience"`
+	// Direction is the way the message travels.
+	Direction Direction `json:"direction"`
+	// Session is the challenge the cloud issued when the websocket opened.
+	Session string `json:"session"`
+	// Nonce is NonceSize random bytes, unpadded base64url.
+	Nonce string `json:"nonce"`
+	// TS is the sender's clock in Unix milliseconds; never negative.
+	TS int64 `json:"ts"`
+	// Alg is "ed25519" or "rsa-pss-sha256" (keys.AlgEd25519, keys.AlgRSAPSS).
+	Alg string `json:"alg"`
+	// Sig is the signature over SignedBytes, unpadded base64url.
+	Sig string `json:"sig"`
+}
+
+// Header is what the caller chooses about a message; the Sealer adds the rest
+// (signer, nonce, timestamp, algorithm, signature).
+type Header struct {
+	// Audience is the intended receiver: the cloud's name, a device id, or
+	// AudienceAny for the auth.challenge.
+	Audience string
+	// Direction is DeviceToCloud or CloudToDevice.
+	Direction Direction
+	// Session is the session of the websocket the message is sent on.
+	Session string
+}
+
+// KeyFunc returns the public key the receiver holds for signer. It returns an
+// error wrapping ErrUnknownSigner (or a nil key) when it knows no such signer
+// on this connection; any other error is passed through by Open, wrapped.
+type KeyFunc func(signer string) (crypto.PublicKey, error)
+
+// Opened is a verified envelope.
+type Opened struct {
+	// Meta is the envelope's meta, as sent.
+	Meta Meta
+	// Payload is the payload's exact bytes (a copy: it does not alias the
+	// wire), already checked to be strict JSON.
+	Payload json.RawMessage
+}
+
+// Errors returned by Open (and, for ErrTooLarge and ErrMalformed, by Peek).
+// Each rejection wraps exactly one of them, so errors.Is tells them apart;
+// the wrapping message names the field but quotes at most a few dozen bytes
+// of what the peer sent.
+var (
+	// ErrTooLarge: the wire is longer than the size limit.
+	ErrTooLarge = errors.New("envelope: too large")
+	// ErrMalformed: the wire is not an envelope of the strict v1 shape:
+	// not one JSON object, unknown, duplicate or case-variant keys, a missing
+	// or empty field, a wrong type, v other than 1, a bad nonce or signature
+	// encoding, or trailing data. Seal returns it too for a header or signer
+	// that would produce such an envelope.
+	ErrMalformed = errors.New("envelope: malformed")
+	// ErrUnknownSigner: the KeyFunc knows no key for meta.signer.
+	ErrUnknownSigner = errors.New("envelope: unknown signer")
+	// ErrAlgMismatch: meta.alg is not the algorithm of the key held for the
+	// signer, or that key is unusable (e.g. RSA below 2048 bits).
+	ErrAlgMismatch = errors.New("envelope: algorithm does not match the signer's key")
+	// ErrAudience: meta.audience is not this receiver.
+	ErrAudience = errors.New("envelope: wrong audience")
+	// ErrDirection: meta.direction is not the direction this receiver reads.
+	ErrDirection = errors.New("envelope: wrong direction")
+	// ErrSession: meta.session is not this connection's session.
+	ErrSession = errors.New("envelope: wrong session")
+	// ErrTooOld: meta.ts is more than the skew before the receiver's clock.
+	ErrTooOld = errors.New("envelope: timestamp too old")
+	// ErrFromFuture: meta.ts is more than the skew after the receiver's clock.
+	ErrFromFuture = errors.New("envelope: timestamp in the future")
+	// ErrReplay: the nonce was already accepted in this session.
+	ErrReplay = errors.New("envelope: replayed nonce")
+	// ErrBadSignature: the signature does not verify with the signer's key.
+	ErrBadSignature = errors.New("envelope: bad signature")
+	// ErrGuardFull: the replay guard is at capacity with nonces that have not
+	// expired yet; it refuses rather than forget one (which would reopen a
+	// replay window).
+	ErrGuardFull = errors.New("envelope: replay guard full")
+	// ErrPayload: the signature holds but the payload is not strict JSON
+	// (exactly one value, valid UTF-8, no duplicate object keys anywhere, no
+	// lone surrogate escapes). The nonce has been recorded: the message is
+	// authentic, merely unusable, and replaying it yields ErrReplay. Seal
+	// returns it for a payload it refuses to sign.
+	ErrPayload = errors.New("envelope: payload is not strict JSON")
+)

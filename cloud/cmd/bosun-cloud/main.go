@@ -1,0 +1,173 @@
+// Command bosun-cloud is the Bosun control plane.
+//
+//	bosun-cloud serve                        serve devices, the API (and later the dashboard)
+//	bosun-cloud migrate                      apply database migrations
+//	bosun-cloud user add [--super|--role R] [--org O] EMAIL   print the generated password once
+//	bosun-cloud token create --user EMAIL [--name N]          print the API token once
+//	bosun-cloud keys ensure [--dir keys]     create the cloud key when missing, derive public copies
+//
+// Every flag has an environment fallback (BOSUN_DATABASE_URL, BOSUN_LISTEN,
+// BOSUN_NATS_URL, BOSUN_CLOUD_KEY, BOSUN_CLOUD_ID, BOSUN_DATA_DIR,
+// BOSUN_REPLICA); main only parses them into a Config and calls run.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// Config is everything a subcommand needs.
+type Config struct {
+	Command     string // serve, migrate, user add, token create, keys ensure
+	DatabaseURL string
+	Listen      string
+	NATSURL     string
+	CloudKey    string // path of the PEM private key
+	CloudID     string
+	DataDir     string
+	Replica     string
+
+	// user add
+	Email string
+	Role  string
+	Org   string
+	// token create
+	TokenName string
+	// keys ensure
+	KeysDir string
+
+	Stdout io.Writer
+}
+
+func main() {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	cfg, err := parse(os.Args[1:], os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bosun-cloud:", err)
+		os.Exit(2)
+	}
+	cfg.Stdout = os.Stdout
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, logger); err != nil {
+		logger.Error("bosun-cloud failed", "command", cfg.Command, "err", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage:
+  bosun-cloud serve [--database-url URL] [--listen ADDR] [--nats-url URL] [--cloud-key PATH]
+                    [--cloud-id ID] [--data-dir DIR] [--replica NAME]
+  bosun-cloud migrate [--database-url URL]
+  bosun-cloud user add [--super | --role ROLE] [--org ORG] EMAIL
+  bosun-cloud token create --user EMAIL [--name NAME]
+  bosun-cloud keys ensure [--dir DIR]`
+
+// parse turns arguments and environment into a validated Config.
+func parse(args []string, getenv func(string) string) (Config, error) {
+	var cfg Config
+	if len(args) == 0 {
+		return cfg, errors.New(usage)
+	}
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	host, _ := os.Hostname()
+	cmd, rest := args[0], args[1:]
+	if (cmd == "user" || cmd == "token" || cmd == "keys") && len(rest) > 0 {
+		cmd, rest = cmd+" "+rest[0], rest[1:]
+	}
+	cfg.Command = cmd
+	fs := flag.NewFlagSet("bosun-cloud "+cmd, flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprintln(fs.Output(), usage) }
+	db := func() {
+		fs.StringVar(&cfg.DatabaseURL, "database-url", env("BOSUN_DATABASE_URL", ""), "PostgreSQL URL (BOSUN_DATABASE_URL)")
+	}
+	switch cmd {
+	case "serve":
+		db()
+		fs.StringVar(&cfg.Listen, "listen", env("BOSUN_LISTEN", "127.0.0.1:8080"), "HTTP address (BOSUN_LISTEN)")
+		fs.StringVar(&cfg.NATSURL, "nats-url", env("BOSUN_NATS_URL", ""), "external NATS URL; empty: embedded (BOSUN_NATS_URL)")
+		fs.StringVar(&cfg.CloudKey, "cloud-key", env("BOSUN_CLOUD_KEY", "keys/cloud_private.pem"), "cloud private key PEM (BOSUN_CLOUD_KEY)")
+		fs.StringVar(&cfg.CloudID, "cloud-id", env("BOSUN_CLOUD_ID", "bosun-cloud"), "cloud signer name (BOSUN_CLOUD_ID)")
+		fs.StringVar(&cfg.DataDir, "data-dir", env("BOSUN_DATA_DIR", ".dev/cloud"), "data directory (BOSUN_DATA_DIR)")
+		fs.StringVar(&cfg.Replica, "replica", env("BOSUN_REPLICA", fmt.Sprintf("%s-%d", host, os.Getpid())), "replica name (BOSUN_REPLICA)")
+	case "migrate":
+		db()
+	case "user add":
+		db()
+		super := fs.Bool("super", false, "make a super user (same as --role super)")
+		fs.StringVar(&cfg.Role, "role", "", "super, admin, operator or viewer")
+		fs.StringVar(&cfg.Org, "org", "", "organisation (created when missing); default: default")
+		if err := fs.Parse(rest); err != nil {
+			return cfg, err
+		}
+		if *super {
+			if cfg.Role != "" && cfg.Role != "super" {
+				return cfg, errors.New("--super and --role disagree")
+			}
+			cfg.Role = "super"
+		}
+		if cfg.Role == "" {
+			return cfg, errors.New("user add: give --super or --role")
+		}
+		if fs.NArg() != 1 {
+			return cfg, errors.New("user add: give exactly one EMAIL")
+		}
+		cfg.Email = fs.Arg(0)
+		return cfg, validate(cfg)
+	case "token create":
+		db()
+		fs.StringVar(&cfg.Email, "user", "", "email of the token's user")
+		fs.StringVar(&cfg.TokenName, "name", "cli", "token name")
+	case "keys ensure":
+		fs.StringVar(&cfg.KeysDir, "dir", "keys", "keys directory")
+	default:
+		return cfg, fmt.Errorf("unknown command %q\n%s", cmd, usage)
+	}
+	if err := fs.Parse(rest); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() != 0 {
+		return cfg, fmt.Errorf("%s: unexpected arguments %s", cmd, strings.Join(fs.Args(), " "))
+	}
+	return cfg, validate(cfg)
+}
+
+func validate(cfg Config) error {
+	switch cfg.Command {
+	case "serve", "migrate", "user add", "token create":
+		if cfg.DatabaseURL == "" {
+			return errors.New("--database-url or BOSUN_DATABASE_URL is required")
+		}
+	}
+	switch cfg.Command {
+	case "serve":
+		if cfg.CloudKey == "" || cfg.Listen == "" || cfg.Replica == "" {
+			return errors.New("serve: --cloud-key, --listen and --replica must not be empty")
+		}
+	case "token create":
+		if cfg.Email == "" {
+			return errors.New("token create: --user is required")
+		}
+	case "keys ensure":
+		if cfg.KeysDir == "" {
+			return errors.New("keys ensure: --dir must not be empty")
+		}
+	}
+	return nil
+}

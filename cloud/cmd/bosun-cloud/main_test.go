@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	env := map[string]string{"BOSUN_DATABASE_URL": "postgres://db", "BOSUN_LISTEN": "127.0.0.1:9999"}
+	getenv := func(k string) string { return env[k] }
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr bool
+		check   func(Config) bool
+	}{
+		{name: "serve from env", args: []string{"serve"}, check: func(c Config) bool {
+			return c.DatabaseURL == "postgres://db" && c.Listen == "127.0.0.1:9999" && c.CloudKey == "keys/cloud_private.pem" &&
+				c.CloudID == "bosun-cloud" && c.NATSURL == "" && c.Replica != ""
+		}},
+		{name: "flag beats env", args: []string{"serve", "--listen", ":1"}, check: func(c Config) bool { return c.Listen == ":1" }},
+		{name: "user add super", args: []string{"user", "add", "--super", "a@b.c"}, check: func(c Config) bool {
+			return c.Command == "user add" && c.Role == "super" && c.Email == "a@b.c"
+		}},
+		{name: "user add needs a role", args: []string{"user", "add", "a@b.c"}, wantErr: true},
+		{name: "user add role and org", args: []string{"user", "add", "--role", "viewer", "--org", "acme", "v@b.c"},
+			check: func(c Config) bool { return c.Role == "viewer" && c.Org == "acme" }},
+		{name: "token create", args: []string{"token", "create", "--user", "a@b.c", "--name", "ci"},
+			check: func(c Config) bool { return c.Email == "a@b.c" && c.TokenName == "ci" }},
+		{name: "token create needs user", args: []string{"token", "create"}, wantErr: true},
+		{name: "keys ensure", args: []string{"keys", "ensure", "--dir", "k"}, check: func(c Config) bool { return c.KeysDir == "k" }},
+		{name: "unknown", args: []string{"frobnicate"}, wantErr: true},
+		{name: "stray argument", args: []string{"migrate", "extra"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parse(tt.args, getenv)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if tt.check != nil && !tt.check(c) {
+				t.Fatalf("config = %+v", c)
+			}
+		})
+	}
+}
+
+func TestEnsureKeysIdempotent(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	if err := ensureKeys(dir, &out); err != nil {
+		t.Fatal(err)
+	}
+	priv1, _ := os.ReadFile(filepath.Join(dir, "cloud_private.pem"))
+	if err := ensureKeys(dir, &out); err != nil {
+		t.Fatal(err)
+	}
+	priv2, _ := os.ReadFile(filepath.Join(dir, "cloud_private.pem"))
+	if len(priv1) == 0 || !bytes.Equal(priv1, priv2) {
+		t.Fatal("private key changed on the second run")
+	}
+	pub, _ := os.ReadFile(filepath.Join(dir, "cloud_public.pem"))
+	dev, _ := os.ReadFile(filepath.Join(dir, "device", "cloud_public.pem"))
+	if len(pub) == 0 || !bytes.Equal(pub, dev) {
+		t.Fatal("public key copies differ")
+	}
+	if st, _ := os.Stat(filepath.Join(dir, "cloud_private.pem")); st.Mode().Perm() != 0o600 {
+		t.Fatalf("private key mode %v", st.Mode())
+	}
+}

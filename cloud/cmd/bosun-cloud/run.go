@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/bosunhq/bosun/cloud/internal/bus"
+	"github.com/bosunhq/bosun/cloud/internal/fleet"
+	"github.com/bosunhq/bosun/cloud/internal/server"
+	"github.com/bosunhq/bosun/cloud/internal/store"
+	"github.com/bosunhq/bosun/pkg/keys"
+)
+
+// run executes one subcommand.
+func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	switch cfg.Command {
+	case "serve":
+		return serve(ctx, cfg, logger)
+	case "migrate":
+		st, err := store.Open(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		applied, err := st.Migrate(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(cfg.Stdout, "applied %d migrations %v\n", len(applied), applied)
+		return nil
+	case "user add":
+		return withService(ctx, cfg, logger, func(svc *fleet.Service) error {
+			pw, err := svc.CreateUser(ctx, cfg.Email, fleet.Role(cfg.Role), cfg.Org)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cfg.Stdout, "user %s (%s) created; password (shown once): %s\n", cfg.Email, cfg.Role, pw)
+			return nil
+		})
+	case "token create":
+		return withService(ctx, cfg, logger, func(svc *fleet.Service) error {
+			secret, _, err := svc.CreateTokenForUser(ctx, cfg.Email, cfg.TokenName)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cfg.Stdout, secret)
+			return nil
+		})
+	case "keys ensure":
+		return ensureKeys(cfg.KeysDir, cfg.Stdout)
+	}
+	return fmt.Errorf("unknown command %q", cfg.Command)
+}
+
+// serve runs a replica until ctx ends (SIGTERM), then shuts it down in
+// order (see server.Server.Shutdown).
+func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	key, err := keys.LoadPrivate(cfg.CloudKey)
+	if err != nil {
+		return fmt.Errorf("loading cloud key (run scripts/ensure-cloud-keys.sh): %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	srv, err := server.Start(ctx, server.Config{DatabaseURL: cfg.DatabaseURL, Listen: cfg.Listen, NATSURL: cfg.NATSURL,
+		CloudKey: key, CloudID: cfg.CloudID, Replica: cfg.Replica}, logger)
+	if err != nil {
+		return err
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case serveErr = <-srv.Done():
+	}
+	return errors.Join(serveErr, srv.Shutdown(context.Background()))
+}
+
+// withService opens the store and a private embedded NATS (bootstrap
+// commands publish nothing anyone hears) and runs fn with a Service.
+func withService(ctx context.Context, cfg Config, logger *slog.Logger, fn func(*fleet.Service) error) error {
+	st, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	b, err := bus.Open(ctx, bus.Options{Listen: "127.0.0.1:0", Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		b.Close(cctx)
+	}()
+	svc, err := fleet.New(ctx, fleet.Options{Store: st, NATS: b.Conn(), Logger: logger, Replica: "cli"})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	return fn(svc)
+}
+
+// ensureKeys creates dir/cloud_private.pem when missing (never overwriting
+// it), derives dir/cloud_public.pem and copies it to
+// dir/device/cloud_public.pem. Idempotent.
+func ensureKeys(dir string, out interface{ Write([]byte) (int, error) }) error {
+	priv := filepath.Join(dir, "cloud_private.pem")
+	key, created, err := keys.LoadOrGenerate(priv, keys.AlgEd25519, 0)
+	if err != nil {
+		return fmt.Errorf("cloud key %s: %w", priv, err)
+	}
+	for _, p := range []string{filepath.Join(dir, "cloud_public.pem"), filepath.Join(dir, "device", "cloud_public.pem")} {
+		if err := keys.SavePublic(p, key.Public()); err != nil {
+			return fmt.Errorf("writing %s: %w", p, err)
+		}
+	}
+	fp, _ := keys.Fingerprint(key.Public())
+	verb := "kept"
+	if created {
+		verb = "created"
+	}
+	fmt.Fprintf(out, "cloud key %s %s (%s)\n", verb, priv, fp)
+	return nil
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bosunhq/bosun/cloud/internal/cloudtest"
+	"github.com/bosunhq/bosun/cloud/internal/fleet"
+	"github.com/bosunhq/bosun/pkg/keys"
+)
+
+// cliSession runs the CLI against one cloud, configured the way run-dev.sh
+// does it: BOSUN_CONFIG names a JSON file with the URL and token. With
+// BOSUN_CLI_TRANSCRIPT set, every command and its output is appended to
+// that file (docs/api.md's CLI examples come from it).
+type cliSession struct {
+	t   *testing.T
+	env map[string]string
+}
+
+func newCLISession(t *testing.T, srv *cloudtest.Server) *cliSession {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "bosun.json")
+	b, _ := json.Marshal(fileConfig{URL: srv.URL(), Token: srv.Token(t)})
+	if err := os.WriteFile(cfg, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &cliSession{t: t, env: map[string]string{"BOSUN_CONFIG": cfg, "HOME": dir}}
+}
+
+func (s *cliSession) run(args ...string) result {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errb syncBuffer
+	a := &app{stdout: &out, stderr: &errb, getenv: func(k string) string { return s.env[k] }, now: time.Now}
+	r := result{a.run(ctx, args), out.String(), errb.String()}
+	s.transcript(args, r)
+	return r
+}
+
+func (s *cliSession) transcript(args []string, r result) {
+	p := os.Getenv("BOSUN_CLI_TRANSCRIPT")
+	if p == "" {
+		return
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer f.Close()
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, ` {}"[]`) {
+			a = "'" + a + "'"
+		}
+		quoted[i] = a
+	}
+	fmt.Fprintf(f, "```\n$ bosun %s\n%s%s", strings.Join(quoted, " "), r.stdout, r.stderr)
+	if r.code != 0 {
+		fmt.Fprintf(f, "$ echo $?\n%d\n", r.code)
+	}
+	fmt.Fprint(f, "```\n\n")
+}
+
+func (s *cliSession) expect(r result, code int, stdout, stderr string) {
+	s.t.Helper()
+	if r.code != code || !regexp.MustCompile(stdout).MatchString(r.stdout) || !regexp.MustCompile(stderr).MatchString(r.stderr) {
+		s.t.Fatalf("exit %d (want %d)\nstdout:\n%s\n(want /%s/)\nstderr:\n%s\n(want /%s/)", r.code, code, r.stdout, stdout, r.stderr, stderr)
+	}
+}
+
+func TestCLIAgainstCloud(t *testing.T) {
+	srv := cloudtest.NewServer(t)
+	s := newCLISession(t, srv)
+
+	dev := cloudtest.MustConnect(t, srv, "dev-1", cloudtest.DeviceOptions{Attributes: map[string]string{"model": "rpi4"}})
+	dev.Handle("system.info", func(ctx context.Context, _ json.RawMessage) (any, error) {
+		return map[string]any{"hostname": "dev-1", "os": "linux", "arch": "arm64", "uptime_seconds": 42}, nil
+	})
+	der, _ := keys.PublicDER(dev.Key.Public())
+	fp := regexp.QuoteMeta(keys.FingerprintDER(der))
+
+	s.expect(s.run("devices", "--pending"), 0, `(?m)^ID +STATUS +ONLINE +TAGS +LAST SEEN +FINGERPRINT\ndev-1 +pending +yes +- +\d+s ago +`+fp+`\n$`, `^$`)
+	s.expect(s.run("accept", "dev-1"), 0, `^accepted dev-1 \(`+fp+`\)\n$`, `^$`)
+	s.expect(s.run("call", "dev-1", "system.info"), 0, `^\{\n  "arch": "arm64",\n  "hostname": "dev-1",\n  "os": "linux",\n  "uptime_seconds": 42\n\}\n$`, `^$`)
+	s.expect(s.run("call", "dev-1", "containers.list", `{"all":true}`, "--timeout", "5s"), 1, `^$`, `^error -32601: `)
+	s.expect(s.run("tag", "dev-1", "lab,eu"), 0, `^dev-1 tags: (lab, eu|eu, lab)\n$`, `^$`)
+	s.expect(s.run("device", "dev-1"), 0, `(?s)ID +dev-1\nStatus +accepted\nOnline +yes \(replica r1\)\n.*Attributes +model=rpi4\n.*KEY +STATUS.*accepted +ed25519 +`+fp, `^$`)
+
+	// A second lab device, then a fan-out by tag, then one that is offline.
+	dev2 := cloudtest.MustConnect(t, srv, "dev-2", cloudtest.DeviceOptions{})
+	dev2.Handle("system.info", func(ctx context.Context, _ json.RawMessage) (any, error) {
+		return map[string]any{"hostname": "dev-2"}, nil
+	})
+	s.expect(s.run("accept", "dev-2", "dev-404"), 1, `^accepted dev-2 `, `^bosun accept: dev-404: device "dev-404" not found\n$`)
+	s.expect(s.run("tag", "dev-2", "lab"), 0, `dev-2 tags: lab`, `^$`)
+	s.expect(s.run("call", "--tag", "lab", "system.info"), 0,
+		`(?s)dev-\d: \(\d+.*"hostname": "dev-\d".*dev-\d: \(.*\n2 devices: 2 succeeded, 0 failed, 0 offline, 0 timed out\n$`, `^$`)
+	dev2.Close()
+	cloudtest.Eventually(t, 10*time.Second, func() bool {
+		d, err := srv.Service().GetDevice(context.Background(), srv.Super, "dev-2")
+		return err == nil && !d.Online
+	}, "dev-2 offline")
+	s.expect(s.run("call", "dev-2", "system.info"), 1, `^$`, `^error -32000: device offline\n$`)
+	s.expect(s.run("call", "--tag", "lab", "system.info", "--json"), 1,
+		`(?s)"type":"result".*"type":"result".*{"type":"summary","summary":{"total":2,"succeeded":1,"failed":0,"offline":1,"timed_out":0}}\n$`, `^$`)
+	s.expect(s.run("call", "dev-2", "system.info", "--ttl", "1h"), 0, `^device offline: call [0-9a-f-]+ queued, expires `, `^$`)
+
+	s.expect(s.run("calls", "--device", "dev-1"), 0, `(?m)^ID +DEVICE +METHOD +STATUS +DURATION +CREATED +ACTOR\n(.*\n)*[0-9a-f-]+ +dev-1 +containers.list +failed \(-32601\) +`, `^$`)
+	s.expect(s.run("audit", "--target", "dev-1"), 0, `(?m)^AT +ACTOR +ACTION +TARGET +OUTCOME\n(.*\n)*.*super@bosun.test +device.accept +dev-1 +ok`, `^$`)
+
+	// Preauthorize a key from a PEM file.
+	key := cloudtest.NewKey()
+	keyFile := filepath.Join(t.TempDir(), "dev-3.pub")
+	if err := keys.SavePublic(keyFile, key.Public()); err != nil {
+		t.Fatal(err)
+	}
+	s.expect(s.run("preauth", "dev-3", keyFile), 0, `^preauthorized dev-3 \(SHA256:`, `^$`)
+	s.expect(s.run("devices", "--status", "preauthorized", "--json"), 0, `"id": "dev-3"`, `^$`)
+
+	s.expect(s.run("decommission", "dev-3"), 0, `^decommissioned dev-3 \(SHA256:`, `^$`)
+
+	// One call in full, by its id.
+	calls, err := srv.Service().ListCalls(context.Background(), srv.Super, fleet.CallFilter{DeviceID: "dev-1", Limit: 1})
+	if err != nil || len(calls) != 1 {
+		t.Fatalf("calls %v %v", calls, err)
+	}
+	s.expect(s.run("calls", calls[0].ID), 0, `(?s)^ID +`+calls[0].ID+`\nDevice +dev-1\nMethod +system.info\nStatus +succeeded\n.*Result\n\{\n  "arch"`, `^$`)
+
+	// Tokens: create one, see it, revoke it, and it no longer works.
+	r := s.run("tokens", "create", "ci")
+	s.expect(r, 0, `^token \d+ "ci" created; its secret is shown only now:\nbsn_\S+\n$`, `^$`)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	secret := lines[len(lines)-1]
+	id := regexp.MustCompile(`^token (\d+)`).FindStringSubmatch(r.stdout)[1]
+	s.expect(s.run("tokens"), 0, `(?m)^ID +NAME +CREATED +LAST USED +REVOKED\n(.*\n)*`+id+` +ci +\d+s ago +never +no\n`, `^$`)
+	s.expect(s.run("tokens", "revoke", id), 0, `^revoked token `+id+`\n$`, `^$`)
+	s.expect(s.run("devices", "--token", secret), 1, `^$`, `invalid or revoked API token`)
+
+	// Wrong credentials and a bad command line change nothing.
+	s.env["BOSUN_TOKEN"] = "bsn_wrong"
+	s.expect(s.run("reject", "dev-1"), 1, `^$`, `^bosun reject: dev-1: invalid or revoked API token \(check --token`)
+	delete(s.env, "BOSUN_TOKEN")
+	s.expect(s.run("call", "dev-1", "system.info", "--timeout", "soon"), 2, `^$`, `--timeout "soon": want a positive duration`)
+	if d, _ := srv.Service().GetDevice(context.Background(), srv.Super, "dev-1"); d.Status != "accepted" {
+		t.Fatalf("dev-1 is %s after rejected commands", d.Status)
+	}
+}
+
+func TestCLIEvents(t *testing.T) {
+	srv := cloudtest.NewServer(t)
+	s := newCLISession(t, srv)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb syncBuffer
+	a := &app{stdout: &out, stderr: &errb, getenv: func(k string) string { return s.env[k] }, now: time.Now}
+	done := make(chan int, 1)
+	go func() { done <- a.run(ctx, []string{"events"}) }()
+	cloudtest.Eventually(t, 10*time.Second, func() bool { return strings.Contains(errb.String(), "following events") }, "subscribed")
+
+	d := cloudtest.MustConnect(t, srv, "dev-ev", cloudtest.DeviceOptions{})
+	if err := srv.Service().Accept(ctx, srv.Super, "dev-ev"); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	cloudtest.Eventually(t, 10*time.Second, func() bool {
+		o := out.String()
+		return strings.Contains(o, "device.pending") && strings.Contains(o, "device.accepted") && strings.Contains(o, "device.disconnected")
+	}, "pending, accepted and disconnected events; got %q", out.String())
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("bosun events did not stop on Ctrl-C")
+	}
+	if !regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d  device.pending +dev-ev`).MatchString(out.String()) {
+		t.Errorf("output %q", out.String())
+	}
+	s.transcript([]string{"events"}, result{0, out.String(), errb.String() + "^C\n"})
+}

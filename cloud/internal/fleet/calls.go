@@ -1,0 +1,314 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bosunhq/bosun/cloud/internal/store"
+	"github.com/bosunhq/bosun/pkg/jsonrpc"
+	"github.com/bosunhq/bosun/pkg/rpcproto"
+	"github.com/nats-io/nats.go"
+)
+
+// CallRequest asks for one call to one device.
+type CallRequest struct {
+	DeviceID string
+	Method   string
+	Params   json.RawMessage // a JSON object or array, or empty
+	// Timeout is how long to wait for the device's answer once the call is
+	// sent. 0 means 30s; at most 5m.
+	Timeout time.Duration
+	// TTL > 0 makes the call persistent: when the device is offline it is
+	// stored queued and delivered, in order, when the device reconnects
+	// (also after a cloud restart), unless TTL passes first (expired).
+	// 0 means synchronous: an offline device fails the call with -32000.
+	TTL time.Duration
+}
+
+// FanOutRequest calls one method on several devices, named by DeviceIDs or
+// by Tag (not both).
+type FanOutRequest struct {
+	DeviceIDs []string
+	Tag       string
+	Method    string
+	Params    json.RawMessage
+	Timeout   time.Duration // per device; 0 means 30s
+}
+
+// FanOutSummary counts the outcomes of a fan-out.
+type FanOutSummary struct {
+	Total, Succeeded, Failed, Offline, TimedOut int
+}
+
+// replyGrace is how much longer than the call timeout a caller waits for
+// the holder's reply on NATS, so that the holder's own timeout decides.
+const replyGrace = 2 * time.Second
+
+// fanOutParallel bounds the calls a fan-out has in flight.
+const fanOutParallel = 64
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func validateCall(req *CallRequest) error {
+	if req.Method == "" || len(req.Method) > 128 {
+		return fmt.Errorf("%w: method must have 1 to 128 characters", ErrInvalid)
+	}
+	if strings.HasPrefix(req.Method, "auth.") || req.Method == rpcproto.MethodRegister {
+		return fmt.Errorf("%w: method %s is reserved", ErrInvalid, req.Method)
+	}
+	if len(req.Params) > 0 {
+		p := strings.TrimSpace(string(req.Params))
+		if !json.Valid(req.Params) || (p[0] != '{' && p[0] != '[') {
+			return fmt.Errorf("%w: params must be a JSON object or array", ErrInvalid)
+		}
+	}
+	switch {
+	case req.Timeout < 0 || req.Timeout > MaxCallTimeout:
+		return fmt.Errorf("%w: timeout must be between 0 and %s", ErrInvalid, MaxCallTimeout)
+	case req.Timeout == 0:
+		req.Timeout = DefaultCallTimeout
+	}
+	if req.TTL < 0 || req.TTL > MaxCallTTL {
+		return fmt.Errorf("%w: ttl must be between 0 and %s", ErrInvalid, MaxCallTTL)
+	}
+	return nil
+}
+
+// Call makes one call and waits for its result, unless it was queued for an
+// offline device (TTL > 0). The returned Call carries the outcome: a device
+// that is offline, not accepted, slow or failing is a Call with status
+// failed or timeout and a JSON-RPC error, not an error. err is only for bad
+// input (ErrInvalid), authorisation (ErrNotFound, ErrForbidden) and
+// infrastructure failures.
+func (s *Service) Call(ctx context.Context, a Actor, req CallRequest) (Call, error) {
+	if err := validateCall(&req); err != nil {
+		return Call{}, err
+	}
+	d, err := s.operable(ctx, a, req.DeviceID, false)
+	if err != nil {
+		return Call{}, err
+	}
+	c, err := s.call(ctx, a, d, req)
+	if err != nil {
+		s.audit(ctx, d.OrgID, a, "call", d.ID, "error", map[string]string{"method": req.Method, "error": err.Error()})
+		return c, err
+	}
+	s.audit(ctx, d.OrgID, a, "call", d.ID, c.Status, map[string]string{"method": req.Method, "call_id": c.ID})
+	return c, nil
+}
+
+func (s *Service) call(ctx context.Context, a Actor, d Device, req CallRequest) (Call, error) {
+	n := store.NewCall{ID: newUUID(), OrgID: d.OrgID, DeviceID: d.ID, Method: req.Method, Params: req.Params,
+		Actor: a.Name(), Timeout: req.Timeout}
+	if !d.HasAcceptedKey {
+		n.Status, n.Error = store.CallFailed, rpcErr(rpcproto.CodeNotAccepted)
+		c, err := s.st.InsertCall(ctx, n)
+		if err == nil {
+			s.callFinished(c)
+		}
+		return c, err
+	}
+	if req.TTL > 0 {
+		exp := time.Now().Add(req.TTL)
+		n.Status, n.ExpiresAt = store.CallQueued, &exp
+		return s.callQueued(ctx, d, n)
+	}
+	n.Status = store.CallSent
+	c, err := s.st.InsertCall(ctx, n)
+	if err != nil {
+		return c, err
+	}
+	data := mustJSON(RouteRequest{CallID: c.ID, Method: c.Method, Params: c.Params, TimeoutMS: req.Timeout.Milliseconds()})
+	rctx, cancel := context.WithTimeout(ctx, req.Timeout+replyGrace)
+	defer cancel()
+	msg, err := s.nc.RequestWithContext(rctx, SubjectCall(d.OrgID, d.ID), data)
+	switch {
+	case err == nil:
+		var out Call
+		if err := json.Unmarshal(msg.Data, &out); err != nil {
+			return c, fmt.Errorf("reply of call %s: %w", c.ID, err)
+		}
+		return out, nil
+	case errors.Is(err, nats.ErrNoResponders):
+		return s.finish(ctx, c.ID, store.CallFailed, nil, rpcErr(rpcproto.CodeDeviceOffline))
+	case ctx.Err() != nil:
+		// The caller left; the holder still records the outcome.
+		return c, ctx.Err()
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return s.finish(ctx, c.ID, store.CallTimeout, nil, rpcErr(rpcproto.CodeTimeout))
+	default:
+		return c, fmt.Errorf("routing call %s: %w", c.ID, err)
+	}
+}
+
+// callQueued stores a persistent call and asks the holder of the device's
+// session, if any, to send it; it waits for the outcome while the device is
+// online and returns the queued call at once when it is not.
+func (s *Service) callQueued(ctx context.Context, d Device, n store.NewCall) (Call, error) {
+	sub, err := s.nc.SubscribeSync(SubjectCallDone(n.ID))
+	if err != nil {
+		return Call{}, err
+	}
+	defer sub.Unsubscribe()
+	c, err := s.st.InsertCall(ctx, n)
+	if err != nil {
+		return c, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err = s.nc.RequestWithContext(dctx, SubjectDrain(d.OrgID, d.ID), nil)
+	cancel()
+	if err != nil {
+		// Offline (no responders) or the holder is not answering: the
+		// call waits in the queue either way.
+		return c, nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, n.Timeout+replyGrace)
+	defer cancel()
+	msg, err := sub.NextMsgWithContext(wctx)
+	if err == nil {
+		var out Call
+		if json.Unmarshal(msg.Data, &out) == nil {
+			return out, nil
+		}
+	}
+	if ctx.Err() != nil {
+		return c, ctx.Err()
+	}
+	return s.st.GetCall(context.WithoutCancel(ctx), c.ID)
+}
+
+// finish records the outcome of a call unless it already has one, and
+// returns the call as stored.
+func (s *Service) finish(ctx context.Context, id, status string, result json.RawMessage, e *jsonrpc.Error) (Call, error) {
+	ctx = context.WithoutCancel(ctx)
+	c, ok, err := s.st.FinishCall(ctx, id, status, result, e)
+	if err != nil {
+		return c, err
+	}
+	if !ok {
+		return s.st.GetCall(ctx, id)
+	}
+	s.callFinished(c)
+	return c, nil
+}
+
+// callFinished tells whoever waits on the call and the event subscribers.
+func (s *Service) callFinished(c Call) {
+	s.nc.Publish(SubjectCallDone(c.ID), mustJSON(c))
+	s.publish(Event{Type: EventCallFinished, OrgID: c.OrgID, DeviceID: c.DeviceID, CallID: c.ID,
+		Data: mustJSON(map[string]any{"method": c.Method, "status": c.Status})})
+}
+
+// FanOut calls one method on several devices at once (at most 64 in flight)
+// and calls each, serialised, with every call as it finishes. The summary
+// counts the outcomes: Offline are failures with -32000, TimedOut calls with
+// status timeout, Failed every other failure.
+func (s *Service) FanOut(ctx context.Context, a Actor, req FanOutRequest, each func(Call)) (FanOutSummary, error) {
+	var sum FanOutSummary
+	if (len(req.DeviceIDs) == 0) == (req.Tag == "") {
+		return sum, fmt.Errorf("%w: name either device ids or a tag", ErrInvalid)
+	}
+	probe := CallRequest{Method: req.Method, Params: req.Params, Timeout: req.Timeout}
+	if err := validateCall(&probe); err != nil {
+		return sum, err
+	}
+	ids := req.DeviceIDs
+	if req.Tag != "" {
+		if !a.Role.Valid() {
+			return sum, ErrForbidden
+		}
+		var err error
+		if ids, err = s.st.DeviceIDsByTag(ctx, a.scope(), req.Tag); err != nil {
+			return sum, err
+		}
+	}
+	seen := map[string]bool{}
+	devs := make([]Device, 0, len(ids))
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		d, err := s.operable(ctx, a, id, false)
+		if err != nil {
+			return sum, err
+		}
+		devs = append(devs, d)
+	}
+	var (
+		mu   sync.Mutex // guards sum and serialises each
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, fanOutParallel)
+		ierr error
+	)
+	sum.Total = len(devs)
+	for _, d := range devs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			r := probe
+			r.DeviceID = d.ID
+			c, err := s.call(ctx, a, d, r)
+			s.audit(ctx, d.OrgID, a, "call", d.ID, c.Status, map[string]string{"method": r.Method, "call_id": c.ID, "fan_out": "true"})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if ierr == nil {
+					ierr = err
+				}
+				return
+			}
+			switch {
+			case c.Status == store.CallSucceeded:
+				sum.Succeeded++
+			case c.Status == store.CallTimeout:
+				sum.TimedOut++
+			case c.Error != nil && c.Error.Code == rpcproto.CodeDeviceOffline:
+				sum.Offline++
+			default:
+				sum.Failed++
+			}
+			if each != nil {
+				each(c)
+			}
+		}()
+	}
+	wg.Wait()
+	return sum, ierr
+}
+
+// GetCall returns one call.
+func (s *Service) GetCall(ctx context.Context, a Actor, id string) (Call, error) {
+	c, err := s.st.GetCall(ctx, id)
+	if err != nil {
+		return c, mapStoreErr(err)
+	}
+	if !a.sees(c.OrgID) {
+		return Call{}, fmt.Errorf("%w: call %s", ErrNotFound, id)
+	}
+	return c, nil
+}
+
+// ListCalls lists the calls the actor may see, newest first.
+func (s *Service) ListCalls(ctx context.Context, a Actor, f CallFilter) ([]Call, error) {
+	if !a.Role.Valid() {
+		return nil, ErrForbidden
+	}
+	cs, err := s.st.ListCalls(ctx, store.CallFilter{OrgID: a.scope(), DeviceID: f.DeviceID, Status: f.Status, Limit: clampLimit(f.Limit)})
+	if cs == nil {
+		cs = []Call{}
+	}
+	return cs, err
+}

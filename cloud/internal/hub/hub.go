@@ -1,0 +1,322 @@
+// Package hub serves the device websocket endpoint (/v1/device): the auth
+// handshake, one session per device across all replicas, and the holder's
+// side of RPC routing over NATS.
+//
+// Every message in both directions is a signed envelope (pkg/envelope)
+// bound to the session the cloud issued in its auth.challenge. A session's
+// life:
+//
+//  1. The cloud sends a signed auth.challenge (audience "*") naming a fresh
+//     random session.
+//  2. The device answers with a registration.register request in that
+//     session, signed by the key it presents (proof of possession); its
+//     signer must equal params.device_id.
+//  3. fleet.Service decides accepted, pending or rejected. Rejected closes
+//     with 4003; pending sessions stay open (bounded per organisation) and
+//     get auth.accepted the moment an operator accepts the key.
+//  4. The session bumps devices.session_version and announces it on NATS;
+//     any older session of the device, on any replica, closes with 4009.
+//  5. The holder subscribes to the device's call and drain subjects (queue
+//     group "holder") and relays calls as signed requests, verifying the
+//     signed responses.
+//
+// Each session has three owned goroutines besides the one reading — a
+// writer draining a bounded send queue (a device that cannot keep up is
+// disconnected, never allowed to block anyone), a pinger (liveness with a
+// deadline, last_seen, and a backstop check of the key's status), and a
+// drainer that sends queued persistent calls in order — plus one goroutine
+// per call in flight. The session waits for all of them before it ends.
+//
+// Lock order: Hub.mu before session.mu; neither is held across I/O.
+package hub
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bosunhq/bosun/cloud/internal/fleet"
+	"github.com/bosunhq/bosun/pkg/envelope"
+	"github.com/bosunhq/bosun/pkg/jsonrpc"
+	"github.com/bosunhq/bosun/pkg/rpcproto"
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
+)
+
+// Options configure a Hub. Service and Key are required.
+type Options struct {
+	// Service is the coordinator every decision goes through. Required.
+	Service *fleet.Service
+	// Key signs the cloud's envelopes (its public half is what devices
+	// pin). Required.
+	Key crypto.Signer
+	// Logger receives the hub's logs. nil means Service.Logger().
+	Logger *slog.Logger
+	// HandshakeTimeout bounds the time from accept to a registered
+	// session. Defaults to 10s.
+	HandshakeTimeout time.Duration
+	// WriteTimeout bounds every websocket write. Defaults to 10s.
+	WriteTimeout time.Duration
+	// PingInterval is how often the cloud pings a device (and refreshes
+	// last_seen and re-checks the key). Defaults to 20s.
+	PingInterval time.Duration
+	// PingTimeout is how long a pong may take before the device is
+	// disconnected. Defaults to 10s.
+	PingTimeout time.Duration
+	// SendQueue is the number of messages that may wait for a device's
+	// websocket; one more disconnects the device. Defaults to 64.
+	SendQueue int
+	// MaxMessageSize is the read limit of one frame. Defaults to
+	// envelope.DefaultMaxSize.
+	MaxMessageSize int
+	// Skew is the accepted clock difference. Defaults to envelope.DefaultSkew.
+	Skew time.Duration
+	// Methods are extra device → cloud methods (e.g. ota.status), served
+	// to accepted devices only; DeviceFromContext names the caller.
+	Methods map[string]jsonrpc.HandlerFunc
+}
+
+// Hub is the device websocket endpoint. It implements http.Handler.
+type Hub struct {
+	opts   Options
+	svc    *fleet.Service
+	log    *slog.Logger
+	sealer *envelope.Sealer
+	disp   *jsonrpc.Dispatcher
+	nc     *nats.Conn
+
+	baseCtx context.Context // server-owned: sessions never use r.Context()
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // one per connection being served
+
+	mu       sync.Mutex // guards the following
+	sessions map[string]*session
+	latest   map[string]int64 // highest session version announced per device
+	closing  bool
+
+	subs     []*nats.Subscription
+	stopOnce sync.Once
+
+	rejected sync.Map // reason → *atomic.Int64
+}
+
+// New creates a hub and subscribes to the evict and key subjects of every
+// device (to close the sessions it holds when told).
+func New(opts Options) (*Hub, error) {
+	if opts.Service == nil || opts.Key == nil {
+		return nil, errors.New("hub: Service and Key are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = opts.Service.Logger()
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&opts.HandshakeTimeout, 10*time.Second)
+	def(&opts.WriteTimeout, 10*time.Second)
+	def(&opts.PingInterval, 20*time.Second)
+	def(&opts.PingTimeout, 10*time.Second)
+	def(&opts.Skew, envelope.DefaultSkew)
+	if opts.SendQueue <= 0 {
+		opts.SendQueue = 64
+	}
+	if opts.MaxMessageSize <= 0 {
+		opts.MaxMessageSize = envelope.DefaultMaxSize
+	}
+	sealer, err := envelope.NewSealer(opts.Service.CloudID(), opts.Key)
+	if err != nil {
+		return nil, fmt.Errorf("hub: cloud key: %w", err)
+	}
+	h := &Hub{
+		opts: opts, svc: opts.Service, log: opts.Logger, sealer: sealer, nc: opts.Service.NATS(),
+		sessions: map[string]*session{}, latest: map[string]int64{},
+	}
+	h.baseCtx, h.cancel = context.WithCancel(context.Background())
+	h.disp = h.dispatcher()
+	for subj, fn := range map[string]nats.MsgHandler{fleet.SubjectEvictAll: h.onEvict, fleet.SubjectKeyAll: h.onKey} {
+		sub, err := h.nc.Subscribe(subj, fn)
+		if err != nil {
+			h.unsubscribe()
+			return nil, fmt.Errorf("hub: subscribing %s: %w", subj, err)
+		}
+		h.subs = append(h.subs, sub)
+	}
+	if err := h.nc.Flush(); err != nil {
+		h.unsubscribe()
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	return h, nil
+}
+
+func (h *Hub) unsubscribe() {
+	for _, s := range h.subs {
+		s.Unsubscribe()
+	}
+}
+
+// ServeHTTP upgrades the request to a websocket (subprotocol bosun.v1) and
+// serves the session until it ends. There is no cookie or header
+// authentication here: the handshake's signatures are the authentication.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	closing := h.closing
+	if !closing {
+		h.wg.Add(1)
+	}
+	h.mu.Unlock()
+	if closing {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	defer h.wg.Done()
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{rpcproto.WebsocketSubprotocol}})
+	if err != nil {
+		h.reject("upgrade", "remote_addr", r.RemoteAddr, "err", err)
+		return
+	}
+	if c.Subprotocol() != rpcproto.WebsocketSubprotocol {
+		h.reject("subprotocol", "remote_addr", r.RemoteAddr)
+		c.Close(websocket.StatusPolicyViolation, "subprotocol "+rpcproto.WebsocketSubprotocol+" required")
+		return
+	}
+	c.SetReadLimit(int64(h.opts.MaxMessageSize))
+	h.serve(c, r.RemoteAddr)
+}
+
+// reject logs a refused message or connection and counts it by reason.
+func (h *Hub) reject(reason string, args ...any) {
+	v, _ := h.rejected.LoadOrStore(reason, new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
+	h.log.Warn("device message rejected", append([]any{"reason", reason}, args...)...)
+}
+
+// Rejected returns how many messages or connections were rejected, by
+// reason (stable snake_case names such as bad_signature, wrong_session,
+// replay, signer_mismatch, too_large, malformed).
+func (h *Hub) Rejected() map[string]int64 {
+	out := map[string]int64{}
+	h.rejected.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	return out
+}
+
+// Sessions returns the number of live sessions on this replica.
+func (h *Hub) Sessions() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.sessions)
+}
+
+// Shutdown closes every session with 1001 (going away), finishing its calls
+// in flight, and waits for them, at most until ctx ends; then it drops the
+// remaining connections. New connections are refused from the start. Safe
+// to call twice.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.closing = true
+	ss := make([]*session, 0, len(h.sessions))
+	for _, s := range h.sessions {
+		ss = append(ss, s)
+	}
+	h.mu.Unlock()
+	h.stopOnce.Do(h.unsubscribe)
+	for _, s := range ss {
+		s.close(websocket.StatusGoingAway, "cloud shutting down")
+	}
+	done := make(chan struct{})
+	go func() { h.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		h.cancel()
+		return nil
+	case <-ctx.Done():
+		h.cancel() // aborts every remaining read and write
+		<-done
+		return ctx.Err()
+	}
+}
+
+// deviceOf extracts the device id from bosun.dev.<org>.<device>.<what>.
+func deviceOf(subject string) string {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 5 {
+		return ""
+	}
+	return parts[3]
+}
+
+func (h *Hub) onEvict(m *nats.Msg) {
+	var e fleet.EvictMsg
+	if jsonUnmarshal(m.Data, &e) != nil {
+		return
+	}
+	id := deviceOf(m.Subject)
+	h.mu.Lock()
+	if e.Version > h.latest[id] {
+		h.latest[id] = e.Version
+	}
+	s := h.sessions[id]
+	h.mu.Unlock()
+	if s != nil && s.version < e.Version {
+		s.close(rpcproto.CloseEvicted, "a newer session took over")
+	}
+}
+
+func (h *Hub) onKey(m *nats.Msg) {
+	var k fleet.KeyMsg
+	if jsonUnmarshal(m.Data, &k) != nil {
+		return
+	}
+	h.mu.Lock()
+	s := h.sessions[deviceOf(m.Subject)]
+	h.mu.Unlock()
+	if s == nil {
+		return
+	}
+	for _, fp := range k.Closed {
+		if fp == s.fingerprint {
+			s.close(rpcproto.CloseRejected, "key rejected")
+			return
+		}
+	}
+	if k.Accepted == s.fingerprint {
+		s.markAccepted()
+	}
+}
+
+// register makes s the live session of its device on this replica. It
+// returns false when a newer session is already known (s must close).
+func (h *Hub) register(s *session) bool {
+	h.mu.Lock()
+	if h.closing || s.version < h.latest[s.deviceID] {
+		h.mu.Unlock()
+		return false
+	}
+	h.latest[s.deviceID] = s.version
+	old := h.sessions[s.deviceID]
+	h.sessions[s.deviceID] = s
+	h.mu.Unlock()
+	if old != nil {
+		old.close(rpcproto.CloseEvicted, "a newer session took over")
+	}
+	return true
+}
+
+func (h *Hub) unregister(s *session) {
+	h.mu.Lock()
+	if h.sessions[s.deviceID] == s {
+		delete(h.sessions, s.deviceID)
+	}
+	h.mu.Unlock()
+}

@@ -1,0 +1,230 @@
+// Package server assembles one cloud replica: the store (migrated at
+// start), the NATS bus, the fleet service, the device hub and the HTTP
+// server with its routes, and takes them down in order.
+//
+// It exists so that `bosun-cloud serve` and the in-process test harness
+// (cloudtest) start exactly the same thing. Routes:
+//
+//	/v1/device   device websockets (hub)
+//	/healthz     the process is up
+//	/readyz      the database and NATS answer
+//	/api/v1/     the JSON API (package api)
+//
+// More handlers (the dashboard at "/") mount through Config.Mount or
+// Server.Handle.
+package server
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/bosunhq/bosun/cloud/internal/api"
+	"github.com/bosunhq/bosun/cloud/internal/bus"
+	"github.com/bosunhq/bosun/cloud/internal/fleet"
+	"github.com/bosunhq/bosun/cloud/internal/hub"
+	"github.com/bosunhq/bosun/cloud/internal/store"
+	"github.com/bosunhq/bosun/cloud/internal/web"
+	"github.com/bosunhq/bosun/pkg/rpcproto"
+)
+
+// Config configures a replica. DatabaseURL and CloudKey are required.
+type Config struct {
+	// DatabaseURL is the PostgreSQL URL. Required.
+	DatabaseURL string
+	// Listen is the HTTP address. Defaults to "127.0.0.1:8080"; use
+	// "127.0.0.1:0" for a random port.
+	Listen string
+	// NATSURL joins an external NATS. Empty means an embedded server.
+	NATSURL string
+	// CloudKey signs the cloud's envelopes. Required.
+	CloudKey crypto.Signer
+	// CloudID is the cloud's signer name. Defaults to "bosun-cloud".
+	CloudID string
+	// Replica names this replica. Defaults to "replica".
+	Replica string
+	// MaxPendingPerOrg bounds live pending sessions per organisation.
+	// Defaults to 1000.
+	MaxPendingPerOrg int
+	// SweepInterval: see fleet.Options. Defaults to 5s.
+	SweepInterval time.Duration
+	// Hub tunes the device hub (Service, Key and Logger are filled in).
+	// nil means the defaults.
+	Hub func(*hub.Options)
+	// Mount adds handlers to the mux before serving (e.g. the dashboard at
+	// "/"). nil adds nothing.
+	Mount func(mux *http.ServeMux, svc *fleet.Service)
+	// ShutdownTimeout bounds the whole of Shutdown. Defaults to 20s.
+	ShutdownTimeout time.Duration
+}
+
+// Server is a running replica.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	st    *store.Store
+	bus   *bus.Bus
+	svc   *fleet.Service
+	hub   *hub.Hub
+	mux   *http.ServeMux
+	http  *http.Server
+	ln    net.Listener
+	serve chan error // the result of http.Server.Serve
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// Start migrates the database (under the advisory lock, so replicas may
+// start together), connects everything and starts serving.
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err error) {
+	if cfg.DatabaseURL == "" || cfg.CloudKey == nil {
+		return nil, errors.New("server: DatabaseURL and CloudKey are required")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8080"
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 20 * time.Second
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, log: logger, serve: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			s.teardown(context.Background())
+		}
+	}()
+	if s.st, err = store.Open(ctx, cfg.DatabaseURL); err != nil {
+		return nil, err
+	}
+	applied, err := s.st.Migrate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(applied) > 0 {
+		logger.Info("database migrated", "applied", applied)
+	}
+	if s.bus, err = bus.Open(ctx, bus.Options{URL: cfg.NATSURL, Name: "bosun-cloud " + cfg.Replica, Logger: logger}); err != nil {
+		return nil, err
+	}
+	if s.svc, err = fleet.New(ctx, fleet.Options{Store: s.st, NATS: s.bus.Conn(), CloudID: cfg.CloudID, Replica: cfg.Replica,
+		Logger: logger, MaxPendingPerOrg: cfg.MaxPendingPerOrg, SweepInterval: cfg.SweepInterval}); err != nil {
+		return nil, err
+	}
+	if err = s.svc.Start(ctx); err != nil {
+		return nil, err
+	}
+	hopts := hub.Options{Service: s.svc, Key: cfg.CloudKey, Logger: logger}
+	if cfg.Hub != nil {
+		cfg.Hub(&hopts)
+	}
+	if s.hub, err = hub.New(hopts); err != nil {
+		return nil, err
+	}
+	s.mux = http.NewServeMux()
+	s.mux.Handle(rpcproto.DeviceEndpointPath, s.hub)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.svc.Ready(ctx); err != nil {
+			s.log.Warn("not ready", "err", err)
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	s.mux.Handle("/api/v1/", api.New(s.svc, logger))
+	s.mux.Handle("/", web.New(s.svc, logger, web.Options{})) // the dashboard
+	if cfg.Mount != nil {
+		cfg.Mount(s.mux, s.svc)
+	}
+	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+	}
+	s.http = &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	// Event streams would hold Shutdown up: end them when it begins.
+	s.http.RegisterOnShutdown(s.svc.EndSubscriptions)
+	go func() { s.serve <- s.http.Serve(s.ln) }()
+	logger.Info("cloud replica serving", "addr", s.ln.Addr().String(), "replica", s.svc.Replica(),
+		"nats", map[bool]string{true: "embedded", false: "external"}[s.bus.Embedded()])
+	return s, nil
+}
+
+// Handle adds a route to the server's mux (e.g. the dashboard at "/").
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// Addr is the address the HTTP server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// URL is the server's base URL (http://host:port).
+func (s *Server) URL() string { return "http://" + s.Addr() }
+
+// Service is the replica's coordinator.
+func (s *Server) Service() *fleet.Service { return s.svc }
+
+// Hub is the replica's device endpoint.
+func (s *Server) Hub() *hub.Hub { return s.hub }
+
+// NATSURL is where another replica joins this one's NATS.
+func (s *Server) NATSURL() string { return s.bus.URL() }
+
+// Done receives the HTTP server's error if it stops on its own.
+func (s *Server) Done() <-chan error { return s.serve }
+
+// Shutdown stops the replica in order — stop accepting and let HTTP
+// requests finish, close device sessions (their calls in flight are
+// recorded), stop the sweeper, drain NATS, close the database — within
+// Config.ShutdownTimeout in total. Safe to call twice.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
+		defer cancel()
+		s.shutdownErr = s.teardown(ctx)
+	})
+	return s.shutdownErr
+}
+
+func (s *Server) teardown(ctx context.Context) error {
+	var errs []error
+	if s.http != nil {
+		// Stop accepting; wait for requests in flight (calls included).
+		hctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout/2)
+		if err := s.http.Shutdown(hctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+			s.http.Close()
+		}
+		cancel()
+	}
+	if s.hub != nil {
+		if err := s.hub.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("closing device sessions: %w", err))
+		}
+	}
+	if s.svc != nil {
+		s.svc.Close()
+	}
+	if s.bus != nil {
+		s.bus.Close(ctx)
+	}
+	if s.st != nil {
+		s.st.Close()
+	}
+	s.log.Info("cloud replica stopped")
+	return errors.Join(errs...)
+}

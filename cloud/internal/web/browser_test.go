@@ -1,0 +1,210 @@
+package web_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bosunhq/bosun/cloud/internal/cloudtest"
+	"github.com/bosunhq/bosun/cloud/internal/fleet"
+	"github.com/chromedp/chromedp"
+)
+
+// chromium returns the browser to drive: $BOSUN_TEST_CHROMIUM, else
+// /usr/bin/chromium. A missing browser skips the test, or fails it under
+// CI=true.
+func chromium(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv("BOSUN_TEST_CHROMIUM")
+	if bin == "" {
+		bin = "/usr/bin/chromium"
+	}
+	if p, err := exec.LookPath(bin); err == nil {
+		return p
+	}
+	msg := "no Chromium at " + bin + " (set BOSUN_TEST_CHROMIUM; apt-get install chromium)"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + " (CI=true: a missing browser is a failure)")
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// newChrome starts a headless Chromium with a fresh profile.
+func newChrome(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium(t)),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelC := chromedp.NewContext(actx)
+	ctx, cancelT := context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(func() { cancelT(); cancelC(); cancelA() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return ctx
+}
+
+// artifacts is where screenshots go: $BOSUN_TEST_ARTIFACTS/<test>, or a
+// temporary directory.
+func artifacts(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if base := os.Getenv("BOSUN_TEST_ARTIFACTS"); base != "" {
+		dir = filepath.Join(base, t.Name())
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func shot(t *testing.T, ctx context.Context, dir, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func run(t *testing.T, ctx context.Context, step string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(sctx, actions...); err != nil {
+		html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("body")))
+		os.WriteFile(filepath.Join(os.TempDir(), "bosun-browser-fail.html"), []byte(html), 0o644)
+		t.Fatalf("%s: %v\npage:\n%.4000s", step, err, html)
+	}
+	t.Logf("step passed: %s", step)
+}
+
+func value[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+// TestBrowser drives the dashboard in a real Chromium against an
+// in-process cloud and a test device that answers like the demo stack.
+// (e2e/browser_test.go runs the same story against real processes.)
+func TestBrowser(t *testing.T) {
+	ctx := newChrome(t)
+	s := cloudtest.NewServer(t)
+	pw := user(t, s, "admin@example.com", fleet.RoleAdmin, "")
+	dir := artifacts(t)
+	base := s.URL()
+
+	run(t, ctx, "log in",
+		chromedp.Navigate(base+"/pending"),
+		chromedp.WaitVisible(chromedp.ID("email")),
+		chromedp.SendKeys(chromedp.ID("email"), "admin@example.com"),
+		chromedp.SendKeys(chromedp.ID("password"), pw),
+	)
+	shot(t, ctx, dir, "login")
+	run(t, ctx, "pending page after login",
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("no-pending")),
+		chromedp.WaitVisible(chromedp.CSS("#live.on")), // the event stream is open
+		chromedp.Evaluate[chromedp.Void](`window.bosunNoReload = true`),
+	)
+
+	d := demoDevice(t, s, "dev-1")
+	run(t, ctx, "the pending device appears live without reload",
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-device="dev-1"]`)),
+	)
+	still := value(t, ctx, "no reload", chromedp.Evaluate[bool](`window.bosunNoReload === true`))
+	if !still {
+		t.Fatal("the page reloaded")
+	}
+	shot(t, ctx, dir, "pending")
+
+	run(t, ctx, "accept",
+		chromedp.Click(chromedp.CSS(`button[value="accept:dev-1"]`)),
+		chromedp.WaitVisible(chromedp.ID("no-pending")),
+	)
+	select {
+	case <-d.Accepted():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the device was not told it is accepted")
+	}
+	run(t, ctx, "it turns online",
+		chromedp.Navigate(base+"/devices"),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-device="dev-1"] .dot.on`)),
+	)
+	shot(t, ctx, dir, "devices")
+
+	run(t, ctx, "open the device and call system.info from the console",
+		chromedp.Click(chromedp.CSS(`tr[data-device="dev-1"] a`)),
+		chromedp.WaitVisible(chromedp.CSS(`select#method`)), // filled from rpc.list
+		chromedp.SetValue(chromedp.CSS(`select#method`), "system.info"),
+		chromedp.Click(chromedp.ID("call")),
+		chromedp.WaitVisible(chromedp.ID("call-result")),
+	)
+	result := value(t, ctx, "console result", chromedp.Text(chromedp.ID("call-result")))
+	if !strings.Contains(result, "demo-host") || !strings.Contains(result, "succeeded") {
+		t.Fatalf("console result: %s", result)
+	}
+	run(t, ctx, "containers table lists the demo container",
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-container="bosun-demo"]`)),
+	)
+	shot(t, ctx, dir, "device")
+
+	run(t, ctx, "its logs show its lines",
+		chromedp.Click(chromedp.CSS(`tr[data-container="bosun-demo"] button.logs`)),
+		chromedp.WaitVisible(chromedp.ID("log-lines")),
+	)
+	lines := value(t, ctx, "log lines", chromedp.Text(chromedp.ID("log-lines")))
+	if !strings.Contains(lines, "hello from bosun-demo") {
+		t.Fatalf("log lines: %s", lines)
+	}
+	shot(t, ctx, dir, "logs")
+
+	for _, p := range []string{"/", "/audit", "/users", "/tokens"} {
+		name := strings.Trim(p, "/")
+		if name == "" {
+			name = "overview"
+		}
+		run(t, ctx, "show "+p, chromedp.Navigate(base+p), chromedp.WaitVisible(chromedp.CSS("main")))
+		shot(t, ctx, dir, name)
+	}
+	run(t, ctx, "phone-sized overview",
+		chromedp.EmulateViewport(390, 844),
+		chromedp.Navigate(base+"/devices/dev-1"),
+		chromedp.WaitVisible(chromedp.ID("device-id")),
+	)
+	shot(t, ctx, dir, "device-phone")
+	run(t, ctx, "log out",
+		chromedp.EmulateViewport(1280, 900),
+		chromedp.Click(chromedp.ID("logout")),
+		chromedp.WaitVisible(chromedp.ID("email")),
+	)
+	run(t, ctx, "logged out for good",
+		chromedp.Navigate(base+"/devices"),
+		chromedp.WaitVisible(chromedp.ID("email")),
+	)
+	loc := value(t, ctx, "location", chromedp.Location())
+	if !strings.Contains(loc, "/login") {
+		t.Fatalf("after logout /devices is at %s", loc)
+	}
+	t.Logf("screenshots in %s", dir)
+}

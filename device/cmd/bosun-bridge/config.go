@@ -1,0 +1,172 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+)
+
+// Config is everything bosun-bridge is told. JSON names are those of the
+// config file.
+type Config struct {
+	DeviceID        string            `json:"device_id"`
+	DataDir         string            `json:"data_dir"`
+	CloudURL        string            `json:"cloud_url"`
+	CloudPublicKey  string            `json:"cloud_public_key"`
+	CloudID         string            `json:"cloud_id"`
+	KeyAlg          string            `json:"key_alg"`
+	NATSListen      string            `json:"nats_listen"`
+	NATSURL         string            `json:"nats_url"`
+	NATSToken       string            `json:"nats_token"`
+	EnrollmentToken string            `json:"enrollment_token"`
+	Attributes      map[string]string `json:"attributes"`
+	LogLevel        string            `json:"log_level"`
+
+	level slog.Level
+}
+
+// setting ties a field to its flag and environment variable.
+type setting struct {
+	flag, env, def, usage string
+	field                 func(*Config) *string
+}
+
+var settings = []setting{
+	{"device-id", "BOSUN_DEVICE_ID", "", "device id (default: the host name)", func(c *Config) *string { return &c.DeviceID }},
+	{"data-dir", "BOSUN_DATA_DIR", "/var/lib/bosun", "data directory: key, nats.url, nats.token, state.json, outbox/, logs/", func(c *Config) *string { return &c.DataDir }},
+	{"cloud-url", "BOSUN_CLOUD_URL", "", "cloud device endpoint, e.g. ws://127.0.0.1:8080/v1/device", func(c *Config) *string { return &c.CloudURL }},
+	{"cloud-public-key", "BOSUN_CLOUD_PUBLIC_KEY", "keys/device/cloud_public.pem", "the cloud's public key (PEM) to pin", func(c *Config) *string { return &c.CloudPublicKey }},
+	{"cloud-id", "BOSUN_CLOUD_ID", "", "the cloud's signer name to require (default: any, verified by the pinned key)", func(c *Config) *string { return &c.CloudID }},
+	{"key-alg", "BOSUN_KEY_ALG", "ed25519", "algorithm of a newly generated device key: ed25519 or rsa", func(c *Config) *string { return &c.KeyAlg }},
+	{"nats-listen", "BOSUN_NATS_LISTEN", "127.0.0.1:4222", "embedded NATS address (port 0: random)", func(c *Config) *string { return &c.NATSListen }},
+	{"nats-url", "BOSUN_NATS_URL", "", "use this NATS instead of the embedded server", func(c *Config) *string { return &c.NATSURL }},
+	{"nats-token", "BOSUN_NATS_TOKEN", "", "NATS token (default: <data-dir>/nats.token, generated)", func(c *Config) *string { return &c.NATSToken }},
+	{"enrollment-token", "BOSUN_ENROLLMENT_TOKEN", "", "organisation enrollment token sent with registration", func(c *Config) *string { return &c.EnrollmentToken }},
+	{"log-level", "BOSUN_LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }},
+}
+
+// loadConfig builds the Config from defaults, the config file, the
+// environment and the flags, in that order of precedence, and validates it.
+func loadConfig(args []string, getenv func(string) string) (Config, error) {
+	fs := flag.NewFlagSet("bosun-bridge", flag.ContinueOnError)
+	configPath := fs.String("config", getenv("BOSUN_BRIDGE_CONFIG"), "JSON config file (env BOSUN_BRIDGE_CONFIG)")
+	flagVals := map[string]*string{}
+	for _, s := range settings {
+		flagVals[s.flag] = fs.String(s.flag, "", fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def))
+	}
+	var attrs attrFlag
+	fs.Var(&attrs, "attr", "identity attribute key=value, repeatable (env BOSUN_ATTRIBUTES=k=v,k=v)")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var cfg Config
+	for _, s := range settings {
+		*s.field(&cfg) = s.def
+	}
+	if *configPath != "" {
+		data, err := os.ReadFile(*configPath)
+		if err != nil {
+			return Config{}, fmt.Errorf("reading config: %w", err)
+		}
+		var file Config
+		dec := json.NewDecoder(strings.NewReader(string(data)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&file); err != nil {
+			return Config{}, fmt.Errorf("config %s: %w", *configPath, err)
+		}
+		for _, s := range settings {
+			if v := *s.field(&file); v != "" {
+				*s.field(&cfg) = v
+			}
+		}
+		cfg.Attributes = file.Attributes
+	}
+	visited := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { visited[f.Name] = true })
+	for _, s := range settings {
+		if v := getenv(s.env); v != "" {
+			*s.field(&cfg) = v
+		}
+		if visited[s.flag] {
+			*s.field(&cfg) = *flagVals[s.flag]
+		}
+	}
+	if v := getenv("BOSUN_ATTRIBUTES"); v != "" {
+		m, err := parseAttrs(strings.Split(v, ","))
+		if err != nil {
+			return Config{}, fmt.Errorf("BOSUN_ATTRIBUTES: %w", err)
+		}
+		cfg.Attributes = merge(cfg.Attributes, m)
+	}
+	if len(attrs) > 0 {
+		m, err := parseAttrs(attrs)
+		if err != nil {
+			return Config{}, fmt.Errorf("--attr: %w", err)
+		}
+		cfg.Attributes = merge(cfg.Attributes, m)
+	}
+	return cfg, cfg.validate()
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.DeviceID == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			errs = append(errs, errors.New("device id: set BOSUN_DEVICE_ID or --device-id"))
+		}
+		// The first label: the cloud's ids have no dots.
+		h, _, _ = strings.Cut(h, ".")
+		c.DeviceID = strings.ToLower(h)
+	}
+	if c.CloudURL == "" {
+		errs = append(errs, errors.New("cloud URL: set BOSUN_CLOUD_URL or --cloud-url"))
+	}
+	switch c.KeyAlg {
+	case "ed25519", "rsa", "rsa-pss-sha256":
+	default:
+		errs = append(errs, fmt.Errorf("key alg %q: want ed25519 or rsa", c.KeyAlg))
+	}
+	if err := c.level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("log level %q: %w", c.LogLevel, err))
+	}
+	return errors.Join(errs...)
+}
+
+type attrFlag []string
+
+func (a *attrFlag) String() string     { return strings.Join(*a, ",") }
+func (a *attrFlag) Set(v string) error { *a = append(*a, v); return nil }
+
+func parseAttrs(kvs []string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, kv := range kvs {
+		kv = strings.TrimSpace(kv)
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not key=value", kv)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func merge(a, b map[string]string) map[string]string {
+	if a == nil {
+		a = map[string]string{}
+	}
+	for k, v := range b {
+		a[k] = v
+	}
+	return a
+}

@@ -1,0 +1,76 @@
+// Command bosun-bridge connects a device to the Bosun cloud: it holds the
+// signed websocket session, serves the device-local NATS that workers use,
+// and forwards calls both ways. See device/internal/bridge.
+//
+// Configuration comes from, in increasing precedence: defaults, a JSON file
+// (--config or BOSUN_BRIDGE_CONFIG), the environment, then flags. Run with -h for
+// the list.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/bosunhq/bosun/device/internal/bridge"
+	"github.com/bosunhq/bosun/device/internal/datadir"
+	"github.com/bosunhq/bosun/pkg/keys"
+)
+
+func main() {
+	cfg, err := loadConfig(os.Args[1:], os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bosun-bridge:", err)
+		os.Exit(2)
+	}
+	logger, closeLog, err := datadir.NewLogger(cfg.DataDir, "bridge", cfg.level, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bosun-bridge:", err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err = run(ctx, cfg, logger)
+	stop()
+	if err != nil {
+		logger.Error("bridge failed", "error", err)
+		closeLog()
+		os.Exit(1)
+	}
+	closeLog()
+}
+
+func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	cloudKey, err := keys.LoadPublic(cfg.CloudPublicKey)
+	if err != nil {
+		return fmt.Errorf("loading the cloud's public key (BOSUN_CLOUD_PUBLIC_KEY): %w", err)
+	}
+	b, err := bridge.New(ctx, bridge.Options{
+		DeviceID:        cfg.DeviceID,
+		DataDir:         cfg.DataDir,
+		CloudURL:        cfg.CloudURL,
+		CloudKey:        cloudKey,
+		CloudID:         cfg.CloudID,
+		KeyAlg:          cfg.KeyAlg,
+		Attributes:      cfg.Attributes,
+		EnrollmentToken: cfg.EnrollmentToken,
+		NATSListen:      cfg.NATSListen,
+		NATSURL:         cfg.NATSURL,
+		NATSToken:       cfg.NATSToken,
+		Logger:          logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	logger.Info("bosun-bridge starting", "version", bridge.Version, "fingerprint", b.Fingerprint(),
+		"data_dir", cfg.DataDir, "nats_url", b.NATSURL())
+	return b.Run(ctx)
+}

@@ -1,0 +1,558 @@
+// Package bridge connects a device to the Bosun cloud: it holds the one
+// websocket to the cloud, verifies every message that arrives on it, forwards
+// the cloud's requests to workers over the device-local NATS, signs and
+// forwards the workers' calls to the cloud, and keeps reports that must not
+// be lost in an on-disk outbox.
+//
+// Device-local NATS contract (for workers; the worker package implements it):
+//
+//   - bosun.rpc.<method>, queue group "workers": the data is a JSON-RPC 2.0
+//     request object exactly as the cloud sent it; the reply is a JSON-RPC
+//     response object (the bridge re-stamps its id). Notifications are
+//     published without a reply subject.
+//   - bosun.cloud.<method>: the data is the params (a JSON object or array,
+//     or empty); the reply is a JSON-RPC response object whose id is null.
+//     bosun.cloud.ota.status goes through the outbox: the reply
+//     {"queued":true,...} comes once the report is on disk.
+//   - bosun.workers.announce: rpcproto.WorkerAnnounce; an empty method list
+//     withdraws the worker. bosun.workers.discover: the bridge asks every
+//     worker to announce again.
+//
+// Lifecycle: New starts NATS; Run keeps a session with the cloud until its
+// ctx ends, reconnecting with jittered exponential backoff; Close stops
+// everything and is safe to call twice.
+package bridge
+
+import (
+	"context"
+	"crypto"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bosunhq/bosun/device/internal/datadir"
+	"github.com/bosunhq/bosun/pkg/envelope"
+	"github.com/bosunhq/bosun/pkg/jsonrpc"
+	"github.com/bosunhq/bosun/pkg/keys"
+	"github.com/bosunhq/bosun/pkg/rpcproto"
+	"github.com/nats-io/nats.go"
+)
+
+// Status is where the bridge stands with the cloud.
+type Status string
+
+// The statuses, in the order a session goes through them.
+const (
+	StatusOffline    Status = "offline"
+	StatusConnecting Status = "connecting"
+	StatusPending    Status = "pending"
+	StatusAccepted   Status = "accepted"
+	StatusRejected   Status = "rejected"
+)
+
+// Bridge is one device's bridge. See the package doc.
+type Bridge struct {
+	opts   Options
+	log    *slog.Logger
+	key    crypto.Signer
+	pubB64 string // base64 std DER SPKI of key
+	fp     string // fingerprint of key
+	sealer *envelope.Sealer
+	bus    *bus
+	reg    *registry
+	outbox *outbox
+
+	// ctx is cancelled by Close; it bounds Run and every handler.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // NATS-triggered handlers
+	runMu  sync.Mutex     // held while Run runs, so Close can wait for it
+
+	live   atomic.Pointer[session] // the session whose handshake completed, or nil
+	status atomic.Value            // Status
+
+	rejectMu sync.Mutex // guards rejected
+	rejected map[string]int
+
+	closeOnce sync.Once
+}
+
+// own methods the bridge answers itself.
+var ownMethods = []rpcproto.MethodInfo{
+	{Name: rpcproto.MethodRPCList, Description: "List the methods this device serves", Worker: "bridge"},
+}
+
+// New prepares the data directory and the device key, starts the
+// device-local NATS and subscribes to it. It does not connect to the cloud;
+// Run does.
+func New(ctx context.Context, opts Options) (*Bridge, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, fmt.Errorf("bridge options: %w", err)
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data dir: %w", err)
+	}
+	log := opts.Logger.With("device_id", opts.DeviceID)
+	key := opts.Key
+	if key == nil {
+		k, created, err := keys.LoadOrGenerate(filepath.Join(opts.DataDir, datadir.KeyFile), opts.KeyAlg, 0)
+		if err != nil {
+			return nil, fmt.Errorf("device key: %w", err)
+		}
+		key = k
+		if created {
+			log.Info("generated device key", "path", filepath.Join(opts.DataDir, datadir.KeyFile), "alg", opts.KeyAlg)
+		}
+	}
+	der, err := keys.PublicDER(key.Public())
+	if err != nil {
+		return nil, fmt.Errorf("device key: %w", err)
+	}
+	if err := keys.SavePublic(filepath.Join(opts.DataDir, datadir.PublicKeyFile), key.Public()); err != nil {
+		return nil, fmt.Errorf("writing public key: %w", err)
+	}
+	sealer, err := envelope.NewSealer(opts.DeviceID, key)
+	if err != nil {
+		return nil, fmt.Errorf("device key: %w", err)
+	}
+	sealer.Now = opts.Now
+	ob, err := openOutbox(filepath.Join(opts.DataDir, datadir.OutboxDir))
+	if err != nil {
+		return nil, err
+	}
+	b := &Bridge{
+		opts:     opts,
+		log:      log,
+		key:      key,
+		pubB64:   base64.StdEncoding.EncodeToString(der),
+		fp:       keys.FingerprintDER(der),
+		sealer:   sealer,
+		reg:      newRegistry(),
+		outbox:   ob,
+		rejected: map[string]int{},
+	}
+	b.status.Store(StatusOffline)
+	b.ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	b.bus, err = startBus(&b.opts, log)
+	if err != nil {
+		b.cancel()
+		return nil, err
+	}
+	if err := b.subscribe(); err != nil {
+		b.cancel()
+		b.bus.close()
+		return nil, err
+	}
+	log.Info("bridge ready", "fingerprint", b.fp, "nats_url", b.bus.url, "cloud_url", opts.CloudURL,
+		"outbox", ob.len())
+	return b, nil
+}
+
+// Fingerprint returns the fingerprint of the device key.
+func (b *Bridge) Fingerprint() string { return b.fp }
+
+// NATSURL returns the URL of the device-local NATS.
+func (b *Bridge) NATSURL() string { return b.bus.url }
+
+// Status returns where the bridge stands with the cloud.
+func (b *Bridge) Status() Status { return b.status.Load().(Status) }
+
+// Rejected returns how many messages from the cloud failed verification,
+// by reason.
+func (b *Bridge) Rejected() map[string]int {
+	b.rejectMu.Lock()
+	defer b.rejectMu.Unlock()
+	m := make(map[string]int, len(b.rejected))
+	for k, v := range b.rejected {
+		m[k] = v
+	}
+	return m
+}
+
+// OutboxLen returns the number of reports waiting in the outbox.
+func (b *Bridge) OutboxLen() int { return b.outbox.len() }
+
+// Close stops Run, waits for it and for every handler, drains NATS and
+// shuts the embedded server down. It is safe to call twice.
+func (b *Bridge) Close() error {
+	b.closeOnce.Do(func() {
+		b.cancel()
+		b.runMu.Lock() // wait for Run
+		b.runMu.Unlock()
+		b.wg.Wait()
+		b.bus.close()
+		b.log.Info("bridge stopped")
+	})
+	return nil
+}
+
+// subscribe sets up the bridge's NATS subscriptions and asks running
+// workers to announce themselves.
+func (b *Bridge) subscribe() error {
+	nc := b.bus.nc
+	if _, err := nc.Subscribe(rpcproto.SubjectAnnounce, func(m *nats.Msg) {
+		a, ok := b.reg.announce(m.Data)
+		if !ok {
+			b.log.Warn("ignoring malformed worker announcement")
+			return
+		}
+		b.log.Info("worker announced", "worker", a.Worker, "methods", len(a.Methods))
+	}); err != nil {
+		return fmt.Errorf("subscribing announcements: %w", err)
+	}
+	if _, err := nc.Subscribe(rpcproto.SubjectCloudPrefix+">", func(m *nats.Msg) {
+		b.goHandle(func() { b.serveCloudCall(m) })
+	}); err != nil {
+		return fmt.Errorf("subscribing cloud calls: %w", err)
+	}
+	if err := nc.Flush(); err != nil {
+		return fmt.Errorf("flushing NATS: %w", err)
+	}
+	if err := nc.Publish(rpcproto.SubjectDiscover, nil); err != nil {
+		return fmt.Errorf("asking workers to announce: %w", err)
+	}
+	return nil
+}
+
+// goHandle runs fn in a goroutine the bridge waits for on Close.
+func (b *Bridge) goHandle(fn func()) {
+	if b.ctx.Err() != nil {
+		return
+	}
+	b.wg.Go(fn)
+}
+
+// Run keeps a session with the cloud until ctx ends (or Close is called),
+// reconnecting with jittered exponential backoff. It returns nil then.
+func (b *Bridge) Run(ctx context.Context) error {
+	if !b.runMu.TryLock() {
+		return errors.New("bridge: Run called twice")
+	}
+	defer b.runMu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(b.ctx, cancel)
+	defer stop()
+
+	attempt, rejectedAttempt := 0, 0
+	for ctx.Err() == nil {
+		res := b.connectOnce(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		var delay time.Duration
+		switch {
+		case res.rejected:
+			b.status.Store(StatusRejected)
+			delay = b.opts.RejectedBackoff.Delay(rejectedAttempt)
+			rejectedAttempt++
+		default:
+			b.status.Store(StatusOffline)
+			if res.accepted {
+				rejectedAttempt = 0
+				if res.lasted >= b.opts.HealthyAfter {
+					attempt = 0
+				}
+			}
+			delay = b.opts.Backoff.Delay(attempt)
+			attempt++
+		}
+		b.log.Info("reconnecting after backoff", "delay_ms", delay.Milliseconds(), "attempt", attempt,
+			"rejected", res.rejected, "error", res.err)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
+	b.status.Store(StatusOffline)
+	return nil
+}
+
+// forwardRequest serves one cloud → device request or notification (not a
+// batch): rpc.list here, everything else through NATS. It returns the
+// response to send, or nil for a notification.
+func (b *Bridge) forwardRequest(ctx context.Context, raw []byte) []byte {
+	req, perr := jsonrpc.ParseRequest(raw)
+	if perr != nil {
+		return mustResponse(req.ID, nil, asRPCError(perr))
+	}
+	log := b.log.With("method", req.Method)
+	if req.Method == rpcproto.MethodRPCList {
+		if req.IsNotification() {
+			return nil
+		}
+		return mustResponse(req.ID, rpcproto.RPCListResult{Methods: b.reg.methods(ownMethods)}, nil)
+	}
+	subj := rpcproto.SubjectRPCPrefix + req.Method
+	if !validMethod(req.Method) {
+		if req.IsNotification() {
+			return nil
+		}
+		return mustResponse(req.ID, nil, jsonrpc.NewError(jsonrpc.CodeMethodNotFound, "Method not found", map[string]string{"method": req.Method}))
+	}
+	if req.IsNotification() {
+		if err := b.bus.nc.Publish(subj, raw); err != nil {
+			log.Warn("forwarding notification", "error", err)
+		}
+		return nil
+	}
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, b.opts.WorkerTimeout)
+	defer cancel()
+	msg, err := b.bus.nc.RequestWithContext(wctx, subj, raw)
+	dur := time.Since(start)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		log.Info("no worker serves method")
+		return mustResponse(req.ID, nil, jsonrpc.NewError(jsonrpc.CodeMethodNotFound, "Method not found", map[string]string{"method": req.Method}))
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+		log.Warn("worker timeout", "timeout_ms", b.opts.WorkerTimeout.Milliseconds())
+		return mustResponse(req.ID, nil, &jsonrpc.Error{Code: rpcproto.CodeWorkerTimeout,
+			Message: fmt.Sprintf("worker timeout: no worker answered %s within %s", req.Method, b.opts.WorkerTimeout)})
+	case err != nil:
+		log.Warn("forwarding request", "error", err)
+		return mustResponse(req.ID, nil, &jsonrpc.Error{Code: rpcproto.CodeUnavailable, Message: "unavailable: device bus: " + err.Error()})
+	}
+	var resp struct {
+		Result json.RawMessage `json:"result"`
+		Error  *jsonrpc.Error  `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil || (resp.Error == nil && resp.Result == nil) {
+		log.Warn("worker sent an invalid reply", "error", err)
+		return mustResponse(req.ID, nil, jsonrpc.NewError(jsonrpc.CodeInternalError, "Internal error", map[string]string{"detail": "invalid reply from worker"}))
+	}
+	log.Debug("worker answered", "duration_ms", dur.Milliseconds(), "error", resp.Error != nil)
+	if resp.Error != nil {
+		return mustResponse(req.ID, nil, resp.Error)
+	}
+	out := mustResponse(req.ID, resp.Result, nil)
+	// The signed meta block adds well under 2 KiB, even for RSA-4096.
+	if len(out) > b.opts.MaxMessageSize-2048 {
+		log.Warn("worker result too large for an envelope", "bytes", len(out))
+		return mustResponse(req.ID, nil, jsonrpc.NewError(jsonrpc.CodeInternalError, "Internal error",
+			map[string]any{"detail": "result too large", "bytes": len(out), "limit": b.opts.MaxMessageSize - 2048}))
+	}
+	return out
+}
+
+// forward serves a request, a notification or a batch from the cloud.
+func (b *Bridge) forward(ctx context.Context, payload []byte) []byte {
+	if jsonrpc.Classify(payload) != jsonrpc.KindBatch {
+		return b.forwardRequest(ctx, payload)
+	}
+	var elems []json.RawMessage
+	if err := json.Unmarshal(payload, &elems); err != nil || len(elems) == 0 {
+		return mustResponse(nil, nil, jsonrpc.NewError(jsonrpc.CodeInvalidRequest, "Invalid Request", nil))
+	}
+	replies := make([][]byte, len(elems))
+	var wg sync.WaitGroup
+	for i, e := range elems {
+		wg.Go(func() { replies[i] = b.forwardRequest(ctx, e) })
+	}
+	wg.Wait()
+	out := []byte{'['}
+	for _, r := range replies {
+		if r == nil {
+			continue
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = append(out, r...)
+	}
+	if len(out) == 1 {
+		return nil // only notifications
+	}
+	return append(out, ']')
+}
+
+// serveCloudCall serves a worker's request on bosun.cloud.<method>.
+func (b *Bridge) serveCloudCall(m *nats.Msg) {
+	method := strings.TrimPrefix(m.Subject, rpcproto.SubjectCloudPrefix)
+	reply := func(result any, e *jsonrpc.Error) {
+		if m.Reply == "" {
+			return
+		}
+		if err := m.Respond(mustResponse(nil, result, e)); err != nil {
+			b.log.Warn("replying to worker", "method", method, "error", err)
+		}
+	}
+	params := json.RawMessage(m.Data)
+	if len(strings.TrimSpace(string(params))) == 0 {
+		params = nil
+	} else if c := strings.TrimSpace(string(params))[0]; (c != '{' && c != '[') || !json.Valid(params) {
+		reply(nil, jsonrpc.NewError(jsonrpc.CodeInvalidParams, "Invalid params", map[string]string{"detail": "params must be a JSON object or array"}))
+		return
+	}
+	if method == rpcproto.MethodOTAStatus {
+		name, err := b.outbox.enqueue(method, params, b.opts.Now())
+		if err != nil {
+			b.log.Error("outbox enqueue", "method", method, "error", err)
+			reply(nil, jsonrpc.NewError(jsonrpc.CodeInternalError, "Internal error", map[string]string{"detail": "outbox: " + err.Error()}))
+			return
+		}
+		b.log.Info("report queued", "method", method, "entry", name)
+		reply(map[string]any{"queued": true, "entry": name}, nil)
+		return
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, b.opts.CloudCallTimeout)
+	defer cancel()
+	result, e := b.callCloud(ctx, method, params)
+	reply(result, e)
+}
+
+// callCloud calls the cloud over the live session.
+func (b *Bridge) callCloud(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, *jsonrpc.Error) {
+	s := b.live.Load()
+	if s == nil {
+		return nil, &jsonrpc.Error{Code: rpcproto.CodeDeviceOffline, Message: "device offline: the bridge has no session with the cloud"}
+	}
+	if !s.isAccepted() && !rpcproto.PendingOnlyMethods[method] {
+		return nil, &jsonrpc.Error{Code: rpcproto.CodeNotAccepted, Message: "device not accepted: the cloud has not accepted this device's key yet"}
+	}
+	res, err := s.client.CallRaw(ctx, method, params)
+	if err == nil {
+		return res, nil
+	}
+	var re *jsonrpc.Error
+	switch {
+	case errors.As(err, &re):
+		return nil, re
+	case errors.Is(err, jsonrpc.ErrClosed):
+		return nil, &jsonrpc.Error{Code: rpcproto.CodeDeviceOffline, Message: "device offline: the connection to the cloud was lost"}
+	case errors.Is(err, context.DeadlineExceeded):
+		return nil, &jsonrpc.Error{Code: rpcproto.CodeTimeout, Message: "timeout: the cloud did not answer " + method}
+	default:
+		b.log.Warn("calling cloud", "method", method, "error", err)
+		return nil, &jsonrpc.Error{Code: rpcproto.CodeDeviceOffline, Message: "device offline: " + err.Error()}
+	}
+}
+
+// stateReport is what state.report sends now.
+func (b *Bridge) stateReport() rpcproto.StateReportParams {
+	host, _ := os.Hostname()
+	versions := map[string]string{"bridge": Version, "go": runtime.Version()}
+	for k, v := range b.opts.Versions {
+		versions[k] = v
+	}
+	return rpcproto.StateReportParams{
+		Hostname:   host,
+		OS:         osName(),
+		Arch:       runtime.GOARCH,
+		Versions:   versions,
+		Workers:    b.reg.workerNames(),
+		Attributes: b.opts.Attributes,
+	}
+}
+
+// osName returns PRETTY_NAME from /etc/os-release, or GOOS.
+func osName() string {
+	data, err := os.ReadFile("/etc/os-release")
+	if err == nil {
+		for line := range strings.SplitSeq(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "PRETTY_NAME="); ok {
+				return strings.Trim(v, `"'`)
+			}
+		}
+	}
+	return runtime.GOOS
+}
+
+// validMethod: dot-separated tokens of letters, digits, '_' and '-' (so the
+// name is a safe NATS subject suffix).
+func validMethod(name string) bool {
+	if name == "" || len(name) > 200 {
+		return false
+	}
+	for tok := range strings.SplitSeq(name, ".") {
+		if tok == "" {
+			return false
+		}
+		for _, c := range []byte(tok) {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// mustResponse encodes a response; id nil means null.
+func mustResponse(id json.RawMessage, result any, e *jsonrpc.Error) []byte {
+	r := jsonrpc.Response{JSONRPC: jsonrpc.Version, ID: id, Error: e}
+	if e == nil {
+		raw, ok := result.(json.RawMessage)
+		if !ok {
+			b, err := json.Marshal(result)
+			if err != nil {
+				r.Error = jsonrpc.NewError(jsonrpc.CodeInternalError, "Internal error", nil)
+			}
+			raw = b
+		}
+		r.Result = raw
+	}
+	if len(r.ID) == 0 {
+		r.ID = json.RawMessage("null")
+	}
+	out, err := json.Marshal(r)
+	if err != nil {
+		return []byte(`{"jsonrpc":"2.0","error":{"code":-32603,"message":"Internal error"},"id":null}`)
+	}
+	return out
+}
+
+func asRPCError(err error) *jsonrpc.Error {
+	var e *jsonrpc.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return jsonrpc.NewError(jsonrpc.CodeInternalError, "Internal error", nil)
+}
+
+// reject records a message that failed verification.
+func (b *Bridge) reject(log *slog.Logger, err error) {
+	reason := rejectReason(err)
+	b.rejectMu.Lock()
+	b.rejected[reason]++
+	b.rejectMu.Unlock()
+	log.Warn("message rejected", "reason", reason, "error", err)
+}
+
+var reasons = []struct {
+	err  error
+	name string
+}{
+	{envelope.ErrTooLarge, "too_large"},
+	{envelope.ErrMalformed, "malformed"},
+	{envelope.ErrUnknownSigner, "unknown_signer"},
+	{envelope.ErrAlgMismatch, "alg_mismatch"},
+	{envelope.ErrAudience, "audience"},
+	{envelope.ErrDirection, "direction"},
+	{envelope.ErrSession, "session"},
+	{envelope.ErrTooOld, "too_old"},
+	{envelope.ErrFromFuture, "from_future"},
+	{envelope.ErrReplay, "replay"},
+	{envelope.ErrBadSignature, "bad_signature"},
+	{envelope.ErrGuardFull, "guard_full"},
+	{envelope.ErrPayload, "payload"},
+}
+
+func rejectReason(err error) string {
+	for _, r := range reasons {
+		if errors.Is(err, r.err) {
+			return r.name
+		}
+	}
+	return "other"
+}

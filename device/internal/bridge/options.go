@@ -1,0 +1,166 @@
+package bridge
+
+import (
+	"crypto"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"time"
+
+	"github.com/bosunhq/bosun/pkg/envelope"
+	"github.com/bosunhq/bosun/pkg/keys"
+)
+
+// deviceIDPattern is what the cloud accepts as a device id.
+var deviceIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+
+// Version is the bridge version reported in state.report.
+var Version = "0.1.0-dev"
+
+// Options configure a Bridge. DeviceID, DataDir, CloudURL and CloudKey are
+// required; every other field documents its default.
+type Options struct {
+	// DeviceID names this device; it signs every envelope with it.
+	DeviceID string
+	// DataDir holds the device key, nats.url, nats.token, state.json, the
+	// outbox and the logs. It is created (0700) when missing.
+	DataDir string
+	// CloudURL is the websocket endpoint, e.g. wss://cloud.example/v1/device.
+	CloudURL string
+	// CloudKey is the cloud's pinned public key. Nothing the cloud sends is
+	// acted on unless this key verifies it.
+	CloudKey crypto.PublicKey
+	// CloudID, when set, is the only signer name the cloud may use. Empty
+	// means the name the (verified) auth.challenge gives.
+	CloudID string
+
+	// Key is the device's private key. nil means the key in
+	// DataDir/device_key.pem, generated there (KeyAlg) on first start.
+	Key crypto.Signer
+	// KeyAlg is "ed25519" (the default) or "rsa" (RSA-PSS, 3072 bits); it
+	// is used only when a key is generated.
+	KeyAlg string
+	// Attributes are the identity attributes sent with registration and
+	// state.report (e.g. serial, model). nil means none.
+	Attributes map[string]string
+	// EnrollmentToken is sent with registration. Empty means none.
+	EnrollmentToken string
+	// Versions are reported with state.report, with the bridge's own.
+	Versions map[string]string
+
+	// NATSListen is the embedded NATS server's address. Defaults to
+	// 127.0.0.1:4222; port 0 picks a free port. Ignored with NATSURL.
+	NATSListen string
+	// NATSURL names an external NATS to use instead of the embedded server.
+	NATSURL string
+	// NATSToken is the NATS token. Empty means DataDir/nats.token, which is
+	// generated for the embedded server when missing.
+	NATSToken string
+
+	// WorkerTimeout bounds a worker's answer to a forwarded request.
+	// Defaults to 30s.
+	WorkerTimeout time.Duration
+	// CloudCallTimeout bounds a device → cloud call whose caller gave no
+	// shorter deadline. Defaults to 30s.
+	CloudCallTimeout time.Duration
+	// HandshakeTimeout bounds dialling and the auth.challenge. Defaults to 30s.
+	HandshakeTimeout time.Duration
+	// WriteTimeout bounds every websocket write. Defaults to 10s.
+	WriteTimeout time.Duration
+	// Backoff schedules reconnects. The zero value means 1s base, 60s cap,
+	// full jitter.
+	Backoff Backoff
+	// RejectedBackoff schedules reconnects after the cloud rejected the key
+	// (result "rejected" or close code 4003). The zero value means at least
+	// 1m, 5m base, 1h cap.
+	RejectedBackoff Backoff
+	// HealthyAfter is how long an accepted session must last for the next
+	// reconnect to start the backoff from the beginning. Defaults to 30s.
+	HealthyAfter time.Duration
+	// StateDebounce delays a new state.report after the set of workers
+	// changes. Defaults to 2s.
+	StateDebounce time.Duration
+	// OutboxRetry is the first delay before the outbox retries a report the
+	// cloud refused with a transient error; it doubles up to 5m. Defaults
+	// to 5s.
+	OutboxRetry time.Duration
+	// Skew is the accepted clock difference. Defaults to envelope.DefaultSkew.
+	Skew time.Duration
+	// MaxMessageSize bounds an envelope. Defaults to envelope.DefaultMaxSize.
+	MaxMessageSize int
+	// MaxConcurrent bounds the cloud → device requests served at once.
+	// Defaults to 64.
+	MaxConcurrent int
+	// HTTPClient dials the websocket. nil means http.DefaultClient.
+	HTTPClient *http.Client
+	// Logger receives the bridge's logs. nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. nil means time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) setDefaults() error {
+	var errs []error
+	if o.DeviceID == "" {
+		errs = append(errs, errors.New("device id is required"))
+	} else if !deviceIDPattern.MatchString(o.DeviceID) {
+		errs = append(errs, fmt.Errorf("device id %q: want %s (the cloud refuses other ids)", o.DeviceID, deviceIDPattern))
+	}
+	if o.DataDir == "" {
+		errs = append(errs, errors.New("data dir is required"))
+	}
+	if o.CloudURL == "" {
+		errs = append(errs, errors.New("cloud URL is required"))
+	} else if u, err := url.Parse(o.CloudURL); err != nil || (u.Scheme != "ws" && u.Scheme != "wss") {
+		errs = append(errs, fmt.Errorf("cloud URL %q: want ws:// or wss://", o.CloudURL))
+	}
+	if o.CloudKey == nil {
+		errs = append(errs, errors.New("the cloud's public key is required"))
+	} else if _, err := keys.Alg(o.CloudKey); err != nil {
+		errs = append(errs, fmt.Errorf("cloud key: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if o.KeyAlg == "" {
+		o.KeyAlg = keys.AlgEd25519
+	}
+	if o.NATSListen == "" {
+		o.NATSListen = "127.0.0.1:4222"
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.WorkerTimeout, 30*time.Second)
+	def(&o.CloudCallTimeout, 30*time.Second)
+	def(&o.HandshakeTimeout, 30*time.Second)
+	def(&o.WriteTimeout, 10*time.Second)
+	def(&o.HealthyAfter, 30*time.Second)
+	def(&o.StateDebounce, 2*time.Second)
+	def(&o.OutboxRetry, 5*time.Second)
+	def(&o.Skew, envelope.DefaultSkew)
+	if o.RejectedBackoff.Base == 0 && o.RejectedBackoff.Cap == 0 && o.RejectedBackoff.Min == 0 {
+		o.RejectedBackoff = Backoff{Base: 5 * time.Minute, Cap: time.Hour, Min: time.Minute}
+	}
+	if o.MaxMessageSize <= 0 {
+		o.MaxMessageSize = envelope.DefaultMaxSize
+	}
+	if o.MaxConcurrent <= 0 {
+		o.MaxConcurrent = 64
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = http.DefaultClient
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}

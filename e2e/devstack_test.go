@@ -1,0 +1,183 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDevStack runs the platform as a new user would: ./run-dev.sh on a fresh
+// database, the dev device pending, accepted through the CLI, calls through
+// the cloud to real workers, a custom worker added, the bridge killed and
+// brought back, and ./run-dev.sh down leaving nothing behind.
+func TestDevStack(t *testing.T) {
+	s := StartStack(t, Options{})
+	ctx := context.Background()
+
+	for _, want := range []string{"credentials", "bosun accept dev-1"} {
+		if !strings.Contains(s.Output, want) {
+			t.Errorf("run-dev.sh output lacks %q:\n%s", want, s.Output)
+		}
+	}
+
+	// The dev device registers by itself and waits, pending.
+	Eventually(t, 30*time.Second, "dev-1 pending", func() error {
+		out, err := s.CLI(ctx, "devices", "--pending")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, s.Device) {
+			return fmt.Errorf("not listed:\n%s", out)
+		}
+		return nil
+	})
+	// Nothing is accepted by itself: a call is refused.
+	if out, err := s.CLI(ctx, "call", s.Device, "system.info"); err == nil {
+		t.Fatalf("call to a pending device succeeded:\n%s", out)
+	}
+
+	if _, err := s.CLI(ctx, "accept", s.Device); err != nil {
+		t.Fatal(err)
+	}
+	call := func(method string, params ...string) (string, error) {
+		return s.CLI(ctx, append([]string{"call", s.Device, method}, params...)...)
+	}
+	Eventually(t, 30*time.Second, "system.info answers", func() error {
+		out, err := call("system.info")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, `"hostname"`) || !strings.Contains(out, `"kernel"`) {
+			return fmt.Errorf("unexpected result:\n%s", out)
+		}
+		return nil
+	})
+	out, err := call("rpc.list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"system.info", "containers.list", "containers.logs", "logs.tail", "state.get"} {
+		if !strings.Contains(out, `"`+m+`"`) {
+			t.Errorf("rpc.list lacks %s:\n%s", m, out)
+		}
+	}
+
+	t.Run("containers", func(t *testing.T) {
+		Require(t, EnvDockerHost, "a container engine (Podman)")
+		demo := Require(t, EnvDemo, "the demo container's name")
+		out, err := call("containers.list")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out, `"`+demo+`"`) {
+			t.Fatalf("containers.list lacks %s:\n%s", demo, out)
+		}
+		Eventually(t, 20*time.Second, "demo logs", func() error {
+			out, err := call("containers.logs", fmt.Sprintf(`{"container":%q,"tail":5}`, demo))
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(out, "hello") {
+				return fmt.Errorf("no hello line:\n%s", out)
+			}
+			return nil
+		})
+	})
+
+	t.Run("hello-worker", func(t *testing.T) {
+		cmd := exec.Command(s.Bin("hello-worker"))
+		cmd.Env = s.Env("BOSUN_DATA_DIR=" + filepath.Join(s.Dir, s.Device))
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+			cmd.Wait()
+		})
+		Eventually(t, 20*time.Second, "hello.greet in rpc.list", func() error {
+			out, err := call("rpc.list")
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(out, `"hello.greet"`) {
+				return fmt.Errorf("not yet:\n%s", out)
+			}
+			return nil
+		})
+		out, err := call("hello.greet", `{"name":"Ada"}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out, "hello, Ada") {
+			t.Fatalf("hello.greet answered:\n%s", out)
+		}
+	})
+
+	t.Run("bridge restart", func(t *testing.T) {
+		old := s.Pid("bridge")
+		if !Alive(old) {
+			t.Fatalf("bridge pid %d not alive", old)
+		}
+		if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		Eventually(t, 10*time.Second, "bridge gone", func() error {
+			if Alive(old) {
+				return fmt.Errorf("pid %d still alive", old)
+			}
+			return nil
+		})
+		// Calls fail while the device is away ...
+		Eventually(t, 30*time.Second, "device seen offline", func() error {
+			if out, err := call("system.info", "--timeout", "2s"); err == nil {
+				return fmt.Errorf("call still succeeds:\n%s", out)
+			}
+			return nil
+		})
+		// ... and run-dev.sh, run again, restarts only what is missing.
+		out, err := s.RunDev(ctx)
+		if err != nil {
+			t.Fatalf("second ./run-dev.sh: %v\n%s", err, out)
+		}
+		if !strings.Contains(out, "cloud already running") {
+			t.Errorf("second run-dev.sh restarted the cloud:\n%s", out)
+		}
+		if s.Pid("bridge") == old {
+			t.Fatal("bridge pid unchanged")
+		}
+		Eventually(t, 30*time.Second, "calls work after reconnect", func() error {
+			_, err := call("system.info")
+			return err
+		})
+	})
+
+	// down stops every process it started.
+	pids := map[string]int{}
+	for _, n := range []string{"cloud", "bridge", "worker"} {
+		pids[n] = s.Pid(n)
+		if !Alive(pids[n]) {
+			t.Errorf("%s (pid %d) not running before down", n, pids[n])
+		}
+	}
+	if out, err := s.RunDev(ctx, "down"); err != nil {
+		t.Fatalf("./run-dev.sh down: %v\n%s", err, out)
+	}
+	for n, pid := range pids {
+		if Alive(pid) {
+			t.Errorf("%s (pid %d) still running after down", n, pid)
+		}
+	}
+	out, err = s.RunDev(ctx, "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "running") {
+		t.Errorf("status after down:\n%s", out)
+	}
+}

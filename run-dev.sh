@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# run-dev.sh — run Bosun's cloud and one dev device on this machine.
+#
+#   ./run-dev.sh           build, start PostgreSQL, the cloud, a bridge and a
+#                          worker for device dev-1 (and a Podman demo container
+#                          when Podman is installed); idempotent
+#   ./run-dev.sh status    show what runs
+#   ./run-dev.sh down      stop exactly what run-dev.sh started
+#
+# Everything lives under .dev/ (git-ignored): binaries in .dev/bin, logs in
+# .dev/logs, pid files in .dev/pids, the database in .dev/postgres, the device's
+# data in .dev/dev-1. Set BOSUN_DATABASE_URL to use your own PostgreSQL instead.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$root"
+
+# BOSUN_DEV_DIR and BOSUN_KEYS_DIR move the state elsewhere (tests run a whole
+# stack in a temporary directory this way).
+DEV=${BOSUN_DEV_DIR:-"$root/.dev"}
+KEYS=${BOSUN_KEYS_DIR:-"$root/keys"}
+BIN="$DEV/bin"
+LOGS="$DEV/logs"
+PIDS="$DEV/pids"
+DEVICE_ID=${BOSUN_DEV_DEVICE_ID:-dev-1}
+LISTEN=${BOSUN_LISTEN:-127.0.0.1:8080}
+CLOUD_URL="http://$LISTEN"
+SUPER_EMAIL=${BOSUN_DEV_EMAIL:-admin@bosun.local}
+
+# shellcheck source=scripts/lib/pg.sh
+source "$root/scripts/lib/pg.sh"
+# shellcheck source=scripts/lib/podman-demo.sh
+source "$root/scripts/lib/podman-demo.sh"
+
+say() { printf '\033[1m==>\033[0m %s\n' "$*"; }
+die() { printf 'run-dev: %s\n' "$*" >&2; exit 1; }
+
+# running NAME: true when .dev/pids/NAME.pid names a live process.
+running() {
+  local f="$PIDS/$1.pid"
+  [[ -f "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null
+}
+
+# start NAME LOGFILE CMD...: start CMD in the background unless NAME runs.
+start() {
+  local name=$1 log=$2; shift 2
+  if running "$name"; then
+    say "$name already running (pid $(cat "$PIDS/$name.pid"))"
+    return 0
+  fi
+  mkdir -p "$PIDS" "$LOGS"
+  # setsid: its own process group, so `down` stops its children too.
+  setsid "$@" >>"$log" 2>&1 </dev/null &
+  echo $! >"$PIDS/$name.pid"
+  say "started $name (pid $!, log ${log#"$root/"})"
+}
+
+# stop NAME: TERM the process group, wait up to 10s, then KILL.
+stop() {
+  local name=$1 f="$PIDS/$1.pid" pid
+  [[ -f "$f" ]] || return 0
+  pid=$(cat "$f")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    say "stopped $name"
+  fi
+  rm -f "$f"
+}
+
+# wait_for DESCRIPTION SECONDS CMD...: poll CMD until it succeeds.
+wait_for() {
+  local what=$1 secs=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      die "$what did not come up within ${secs}s; see $LOGS/"
+    fi
+    sleep 0.2
+  done
+}
+
+db_url() {
+  if [[ -n "${BOSUN_DATABASE_URL:-}" ]]; then
+    printf '%s\n' "$BOSUN_DATABASE_URL"
+  else
+    pg_url "$DEV/postgres"
+  fi
+}
+
+up() {
+  command -v go >/dev/null || die "Go is not installed: see https://go.dev/doc/install"
+  mkdir -p "$BIN" "$LOGS" "$PIDS"
+
+  say "building binaries into .dev/bin"
+  go build -o "$BIN/" ./cloud/cmd/bosun-cloud ./cloud/cmd/bosun \
+    ./device/cmd/bosun-bridge ./device/cmd/bosun-worker ./device/examples/hello-worker
+
+  say "ensuring cloud keys in keys/"
+  BOSUN_CLOUD_BIN="$BIN/bosun-cloud" "$root/scripts/ensure-cloud-keys.sh" "$KEYS"
+
+  if [[ -z "${BOSUN_DATABASE_URL:-}" ]]; then
+    say "starting PostgreSQL in .dev/postgres"
+    pg_start "$DEV/postgres" >/dev/null
+  fi
+  local url
+  url=$(db_url)
+  export BOSUN_DATABASE_URL="$url"
+
+  say "migrating the database"
+  "$BIN/bosun-cloud" migrate >>"$LOGS/cloud.log" 2>&1 || die "migration failed; see $LOGS/cloud.log"
+
+  local creds="$DEV/credentials.txt" cli="$DEV/bosun.json"
+  if [[ ! -f "$creds" ]]; then
+    say "creating the first super user and an API token (printed once, kept in .dev/credentials.txt)"
+    local pw token
+    pw=$("$BIN/bosun-cloud" user add --super "$SUPER_EMAIL" --quiet) || die "could not create the first user"
+    token=$("$BIN/bosun-cloud" token create --user "$SUPER_EMAIL" --name run-dev --quiet) || die "could not create an API token"
+    (
+      umask 077
+      printf 'dashboard: %s\nemail:     %s\npassword:  %s\napi token: %s\n' "$CLOUD_URL" "$SUPER_EMAIL" "$pw" "$token" >"$creds"
+      printf '{"url":"%s","token":"%s"}\n' "$CLOUD_URL" "$token" >"$cli"
+    )
+    cat "$creds"
+  fi
+
+  start cloud "$LOGS/cloud.log" env BOSUN_LISTEN="$LISTEN" BOSUN_DATA_DIR="$DEV/cloud" \
+    BOSUN_CLOUD_KEY="$KEYS/cloud_private.pem" "$BIN/bosun-cloud" serve
+  wait_for "the cloud" 30 curl -fsS "$CLOUD_URL/healthz"
+
+  # The built-in worker reaches a container engine through DOCKER_HOST: yours
+  # when set, else the Podman demo when Podman is installed (BOSUN_DEV_PODMAN=0
+  # turns the demo off).
+  local docker_host=${DOCKER_HOST:-}
+  if [[ -z "$docker_host" && "${BOSUN_DEV_PODMAN:-1}" != 0 ]]; then
+    if command -v podman >/dev/null 2>&1; then
+      if podman_demo_start "$DEV/podman" demo >>"$LOGS/podman.log" 2>&1; then
+        docker_host="unix://$DEV/podman/podman.sock"
+        touch "$DEV/podman/started-by-run-dev"
+        say "Podman demo container 'demo' runs (Docker API at $docker_host)"
+      else
+        say "Podman is installed but the demo container did not start; see $LOGS/podman.log"
+      fi
+    else
+      say "Podman not installed: containers.* will report no engine (apt-get install podman runc busybox-static)"
+    fi
+  fi
+
+  start bridge "$LOGS/bridge.log" env BOSUN_DEVICE_ID="$DEVICE_ID" BOSUN_DATA_DIR="$DEV/$DEVICE_ID" \
+    BOSUN_CLOUD_URL="ws://$LISTEN/v1/device" BOSUN_CLOUD_PUBLIC_KEY="$KEYS/device/cloud_public.pem" \
+    BOSUN_NATS_LISTEN=127.0.0.1:0 "$BIN/bosun-bridge"
+  wait_for "the bridge's NATS" 30 test -s "$DEV/$DEVICE_ID/nats.url"
+
+  start worker "$LOGS/worker.log" env BOSUN_DATA_DIR="$DEV/$DEVICE_ID" ${docker_host:+DOCKER_HOST="$docker_host"} \
+    "$BIN/bosun-worker"
+
+  export BOSUN_CONFIG="$cli"
+  wait_for "device $DEVICE_ID registering" 30 sh -c "'$BIN/bosun' device '$DEVICE_ID' --json"
+
+  cat <<EOF
+
+Bosun is running.
+  dashboard:    $CLOUD_URL  (credentials in .dev/credentials.txt)
+  logs:         .dev/logs/
+  device:       $DEVICE_ID (pending until you accept it)
+
+Try:
+  export BOSUN_CONFIG=\$PWD/.dev/bosun.json
+  .dev/bin/bosun devices --pending
+  .dev/bin/bosun accept $DEVICE_ID
+  .dev/bin/bosun call $DEVICE_ID system.info
+  .dev/bin/bosun call $DEVICE_ID containers.list
+
+Stop everything with ./run-dev.sh down
+EOF
+}
+
+down() {
+  stop hello-worker
+  stop worker
+  stop bridge
+  stop cloud
+  if [[ -f "$DEV/podman/started-by-run-dev" ]]; then
+    podman_demo_stop "$DEV/podman" demo >>"$LOGS/podman.log" 2>&1 || true
+    rm -f "$DEV/podman/started-by-run-dev"
+  fi
+  if [[ -z "${BOSUN_DATABASE_URL:-}" && -d "$DEV/postgres" ]]; then
+    pg_stop "$DEV/postgres" >/dev/null 2>&1 || true
+    say "stopped PostgreSQL"
+  fi
+}
+
+status() {
+  local n
+  for n in cloud bridge worker hello-worker; do
+    if running "$n"; then
+      printf '%-13s running (pid %s)\n' "$n" "$(cat "$PIDS/$n.pid")"
+    else
+      printf '%-13s stopped\n' "$n"
+    fi
+  done
+  if [[ -d "$DEV/postgres" ]] && pg_running "$DEV/postgres"; then
+    printf '%-13s running (%s)\n' postgres "$(pg_url "$DEV/postgres")"
+  else
+    printf '%-13s stopped\n' postgres
+  fi
+}
+
+case "${1:-up}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  -h | --help | help) sed -n '2,13p' "$0" ;;
+  *) die "unknown command '$1' (use: up, down, status)" ;;
+esac
