@@ -35,10 +35,21 @@ source "$root/scripts/lib/podman-demo.sh"
 say() { printf '\033[1m==>\033[0m %s\n' "$*"; }
 die() { printf 'run-dev: %s\n' "$*" >&2; exit 1; }
 
+# alive PID: true when PID is a live process. A killed process whose parent
+# is gone may linger as a zombie where nothing reaps orphans (containers,
+# sandboxes): that counts as dead.
+alive() {
+  local stat
+  kill -0 "$1" 2>/dev/null || return 1
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }
+  [[ ${stat:0:1} != Z ]]
+}
+
 # running NAME: true when .dev/pids/NAME.pid names a live process.
 running() {
   local f="$PIDS/$1.pid"
-  [[ -f "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null
+  [[ -f "$f" ]] && alive "$(cat "$f")"
 }
 
 # start NAME LOGFILE CMD...: start CMD in the background unless NAME runs.
@@ -60,13 +71,13 @@ stop() {
   local name=$1 f="$PIDS/$1.pid" pid
   [[ -f "$f" ]] || return 0
   pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do
-      kill -0 "$pid" 2>/dev/null || break
+      alive "$pid" || break
       sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
       kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     fi
     say "stopped $name"
@@ -120,8 +131,8 @@ up() {
   if [[ ! -f "$creds" ]]; then
     say "creating the first super user and an API token (printed once, kept in .dev/credentials.txt)"
     local pw token
-    pw=$("$BIN/bosun-cloud" user add --super "$SUPER_EMAIL" --quiet) || die "could not create the first user"
-    token=$("$BIN/bosun-cloud" token create --user "$SUPER_EMAIL" --name run-dev --quiet) || die "could not create an API token"
+    pw=$("$BIN/bosun-cloud" user add --super --quiet "$SUPER_EMAIL") || die "could not create the first user"
+    token=$("$BIN/bosun-cloud" token create --user "$SUPER_EMAIL" --name run-dev) || die "could not create an API token"
     (
       umask 077
       printf 'dashboard: %s\nemail:     %s\npassword:  %s\napi token: %s\n' "$CLOUD_URL" "$SUPER_EMAIL" "$pw" "$token" >"$creds"
@@ -152,9 +163,17 @@ up() {
     fi
   fi
 
+  # The device's NATS port is chosen once and kept, so workers find a
+  # restarted bridge where they left it.
+  local nats_port_file="$DEV/$DEVICE_ID.nats-port" nats_port
+  if [[ ! -s "$nats_port_file" ]]; then
+    bosun_free_port >"$nats_port_file"
+  fi
+  nats_port=$(cat "$nats_port_file")
+
   start bridge "$LOGS/bridge.log" env BOSUN_DEVICE_ID="$DEVICE_ID" BOSUN_DATA_DIR="$DEV/$DEVICE_ID" \
     BOSUN_CLOUD_URL="ws://$LISTEN/v1/device" BOSUN_CLOUD_PUBLIC_KEY="$KEYS/device/cloud_public.pem" \
-    BOSUN_NATS_LISTEN=127.0.0.1:0 "$BIN/bosun-bridge"
+    BOSUN_NATS_LISTEN="127.0.0.1:$nats_port" "$BIN/bosun-bridge"
   wait_for "the bridge's NATS" 30 test -s "$DEV/$DEVICE_ID/nats.url"
 
   start worker "$LOGS/worker.log" env BOSUN_DATA_DIR="$DEV/$DEVICE_ID" ${docker_host:+DOCKER_HOST="$docker_host"} \
@@ -205,7 +224,7 @@ status() {
       printf '%-13s stopped\n' "$n"
     fi
   done
-  if [[ -d "$DEV/postgres" ]] && pg_running "$DEV/postgres"; then
+  if [[ -d "$DEV/postgres" ]] && pg__running "$DEV/postgres"; then
     printf '%-13s running (%s)\n' postgres "$(pg_url "$DEV/postgres")"
   else
     printf '%-13s stopped\n' postgres

@@ -64,7 +64,7 @@ func TestBrowser(t *testing.T) {
 	screenshot(t, ctx, dir, "devices")
 	step(t, ctx, "open the device; the method picker is filled from rpc.list",
 		chromedp.Click(chromedp.CSS(row+` a`)),
-		chromedp.WaitVisible(chromedp.CSS(`select#method option[value="system.info"]`)),
+		chromedp.WaitReady(chromedp.CSS(`select#method option[value="system.info"]`)),
 		chromedp.SetValue(chromedp.CSS(`select#method`), "system.info"),
 		chromedp.Click(chromedp.ID("call")),
 		chromedp.WaitVisible(chromedp.ID("call-result")),

@@ -38,6 +38,8 @@ type Config struct {
 	// user add
 	Email string
 	Role  string
+	// Quiet makes user add print the password alone, for scripts.
+	Quiet bool
 	Org   string
 	// token create
 	TokenName string
@@ -70,7 +72,7 @@ const usage = `usage:
   bosun-cloud serve [--database-url URL] [--listen ADDR] [--nats-url URL] [--cloud-key PATH]
                     [--cloud-id ID] [--data-dir DIR] [--replica NAME]
   bosun-cloud migrate [--database-url URL]
-  bosun-cloud user add [--super | --role ROLE] [--org ORG] EMAIL
+  bosun-cloud user add [--super | --role ROLE] [--org ORG] [--quiet] EMAIL
   bosun-cloud token create --user EMAIL [--name NAME]
   bosun-cloud keys ensure [--dir DIR]`
 
@@ -113,6 +115,7 @@ func parse(args []string, getenv func(string) string) (Config, error) {
 		super := fs.Bool("super", false, "make a super user (same as --role super)")
 		fs.StringVar(&cfg.Role, "role", "", "super, admin, operator or viewer")
 		fs.StringVar(&cfg.Org, "org", "", "organisation (created when missing); default: default")
+		fs.BoolVar(&cfg.Quiet, "quiet", false, "print the password alone (for scripts)")
 		if err := fs.Parse(rest); err != nil {
 			return cfg, err
 		}

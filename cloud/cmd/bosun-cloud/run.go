@@ -39,6 +39,10 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			if err != nil {
 				return err
 			}
+			if cfg.Quiet {
+				fmt.Fprintln(cfg.Stdout, pw)
+				return nil
+			}
 			fmt.Fprintf(cfg.Stdout, "user %s (%s) created; password (shown once): %s\n", cfg.Email, cfg.Role, pw)
 			return nil
 		})
