@@ -320,6 +320,17 @@ step_go_test() {
 	return "$rc"
 }
 
+# step_allocs runs the allocation tests, which build only without -race
+# (files tagged !race): the race detector allocates on its own.
+step_allocs() {
+	local log=$ARTIFACTS/go-test-allocs.log rc=0
+	echo "go test -count=1 -v -run 'Alloc' ./pkg/...  (no -race)"
+	go test -count=1 -v -run 'Alloc' ./pkg/... 2>&1 | tee "$log" |
+		awk '!/^=== (RUN|PAUSE|CONT) /' || rc=$?
+	count_tests "$log"
+	return "$rc"
+}
+
 # fuzz PKG TARGET REQUIRED
 fuzz() {
 	local pkg=$1 target=$2 required=$3 list log=$ARTIFACTS/fuzz-$2.log
@@ -382,5 +393,6 @@ run_step templ step_templ
 run_step vet step_vet
 run_step services step_services
 run_step "go test" step_go_test
+run_step allocs step_allocs
 run_step fuzz step_fuzz
 exit 0

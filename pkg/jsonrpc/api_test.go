@@ -47,21 +47,6 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func TestClassifyDoesNotAllocate(t *testing.T) {
-	if raceEnabled {
-		t.Skip("the race detector allocates")
-	}
-	msgs := [][]byte{
-		[]byte(`{"jsonrpc":"2.0","method":"containers.list","params":{"all":true},"id":7}`),
-		[]byte(`[{"jsonrpc":"2.0","result":[1,2,3],"id":1},{"jsonrpc":"2.0","result":"x","id":2}]`),
-	}
-	for _, m := range msgs {
-		if n := testing.AllocsPerRun(100, func() { Classify(m); IsResponse(m) }); n != 0 {
-			t.Errorf("Classify+IsResponse(%s): %v allocations", m, n)
-		}
-	}
-}
-
 func TestKindString(t *testing.T) {
 	tests := []struct {
 		name string

@@ -1,0 +1,20 @@
+//go:build !race
+
+package jsonrpc
+
+import "testing"
+
+// Allocation counts are meaningless under the race detector, which allocates
+// on its own; scripts/test.sh runs these in a pass without -race.
+
+func TestClassifyDoesNotAllocate(t *testing.T) {
+	msgs := [][]byte{
+		[]byte(`{"jsonrpc":"2.0","method":"containers.list","params":{"all":true},"id":7}`),
+		[]byte(`[{"jsonrpc":"2.0","result":[1,2,3],"id":1},{"jsonrpc":"2.0","result":"x","id":2}]`),
+	}
+	for _, m := range msgs {
+		if n := testing.AllocsPerRun(100, func() { Classify(m); IsResponse(m) }); n != 0 {
+			t.Errorf("Classify+IsResponse(%s): %v allocations", m, n)
+		}
+	}
+}
