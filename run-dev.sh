@@ -32,7 +32,11 @@ source "$root/scripts/lib/pg.sh"
 # shellcheck source=scripts/lib/podman-demo.sh
 source "$root/scripts/lib/podman-demo.sh"
 
-say() { printf '\033[1m==>\033[0m %s\n' "$*"; }
+if [[ -t 1 ]]; then
+  say() { printf '\033[1m==>\033[0m %s\n' "$*"; }
+else
+  say() { printf '==> %s\n' "$*"; }
+fi
 die() { printf 'run-dev: %s\n' "$*" >&2; exit 1; }
 
 # alive PID: true when PID is a live process. A killed process whose parent
@@ -208,6 +212,7 @@ down() {
   if [[ -f "$DEV/podman/started-by-run-dev" ]]; then
     podman_demo_stop "$DEV/podman" demo >>"$LOGS/podman.log" 2>&1 || true
     rm -f "$DEV/podman/started-by-run-dev"
+    say "stopped the Podman demo"
   fi
   if [[ -z "${BOSUN_DATABASE_URL:-}" && -d "$DEV/postgres" ]]; then
     pg_stop "$DEV/postgres" >/dev/null 2>&1 || true
