@@ -5,7 +5,10 @@
 // an error code never changes meaning. Add; do not edit.
 package rpcproto
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"regexp"
+)
 
 // Methods served by the cloud (device → cloud).
 const (
@@ -46,6 +49,15 @@ const (
 	CloseEvicted           = 4009 // websocket close code: a newer session of this device took over
 	CloseProtocolViolation = 4002 // websocket close code: a message failed verification during the handshake
 )
+
+// DeviceIDPattern is what a device id must match: ids are used as NATS
+// subject tokens in the cloud, so no dots, spaces or wildcards.
+const DeviceIDPattern = `^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`
+
+var deviceIDRE = regexp.MustCompile(DeviceIDPattern)
+
+// ValidDeviceID reports whether id matches DeviceIDPattern.
+func ValidDeviceID(id string) bool { return deviceIDRE.MatchString(id) }
 
 // PendingOnlyMethods are the device → cloud methods a device whose key is not
 // (yet) accepted may call.

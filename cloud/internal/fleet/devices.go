@@ -4,18 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 
 	"github.com/bosunhq/bosun/cloud/internal/store"
 	"github.com/bosunhq/bosun/pkg/keys"
+	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
 
-// deviceIDPattern is what a device id must match: it is used as a NATS
-// subject token and in URLs, so it is kept to a safe alphabet.
-var deviceIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
-
 // ValidDeviceID reports whether id is a valid device id.
-func ValidDeviceID(id string) bool { return deviceIDPattern.MatchString(id) }
+func ValidDeviceID(id string) bool { return rpcproto.ValidDeviceID(id) }
 
 // device loads a device the actor may see; another organisation's device
 // is ErrNotFound.
@@ -134,7 +130,7 @@ func (s *Service) Reject(ctx context.Context, a Actor, deviceID string) error {
 // organisation when unknown.
 func (s *Service) Preauthorize(ctx context.Context, a Actor, deviceID string, publicKeyDER []byte) error {
 	if !ValidDeviceID(deviceID) {
-		return fmt.Errorf("%w: device id must match %s", ErrInvalid, deviceIDPattern)
+		return fmt.Errorf("%w: device id must match %s", ErrInvalid, rpcproto.DeviceIDPattern)
 	}
 	pub, err := keys.ParsePublicDER(publicKeyDER)
 	if err != nil {

@@ -7,15 +7,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"regexp"
 	"time"
 
 	"github.com/bosunhq/bosun/pkg/envelope"
 	"github.com/bosunhq/bosun/pkg/keys"
+	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
-
-// deviceIDPattern is what the cloud accepts as a device id.
-var deviceIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 
 // Version is the bridge version reported in state.report.
 var Version = "0.1.0-dev"
@@ -106,8 +103,8 @@ func (o *Options) setDefaults() error {
 	var errs []error
 	if o.DeviceID == "" {
 		errs = append(errs, errors.New("device id is required"))
-	} else if !deviceIDPattern.MatchString(o.DeviceID) {
-		errs = append(errs, fmt.Errorf("device id %q: want %s (the cloud refuses other ids)", o.DeviceID, deviceIDPattern))
+	} else if !rpcproto.ValidDeviceID(o.DeviceID) {
+		errs = append(errs, fmt.Errorf("device id %q: want %s (the cloud refuses other ids)", o.DeviceID, rpcproto.DeviceIDPattern))
 	}
 	if o.DataDir == "" {
 		errs = append(errs, errors.New("data dir is required"))
