@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -40,7 +41,10 @@ type Config struct {
 	Role  string
 	// Quiet makes user add print the password alone, for scripts.
 	Quiet bool
-	Org   string
+	// MaxPendingPerOrg bounds live pending device sessions per organisation;
+	// 0 means the server's default.
+	MaxPendingPerOrg int
+	Org              string
 	// token create
 	TokenName string
 	// keys ensure
@@ -107,6 +111,14 @@ func parse(args []string, getenv func(string) string) (Config, error) {
 		fs.StringVar(&cfg.CloudKey, "cloud-key", env("BOSUN_CLOUD_KEY", "keys/cloud_private.pem"), "cloud private key PEM (BOSUN_CLOUD_KEY)")
 		fs.StringVar(&cfg.CloudID, "cloud-id", env("BOSUN_CLOUD_ID", "bosun-cloud"), "cloud signer name (BOSUN_CLOUD_ID)")
 		fs.StringVar(&cfg.DataDir, "data-dir", env("BOSUN_DATA_DIR", ".dev/cloud"), "data directory (BOSUN_DATA_DIR)")
+		if v := env("BOSUN_MAX_PENDING", ""); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return cfg, fmt.Errorf("BOSUN_MAX_PENDING: want a number >= 0, got %q", v)
+			}
+			cfg.MaxPendingPerOrg = n
+		}
+		fs.IntVar(&cfg.MaxPendingPerOrg, "max-pending", cfg.MaxPendingPerOrg, "live pending device sessions per organisation; 0: the default, 1000 (BOSUN_MAX_PENDING)")
 		fs.StringVar(&cfg.Replica, "replica", env("BOSUN_REPLICA", fmt.Sprintf("%s-%d", host, os.Getpid())), "replica name (BOSUN_REPLICA)")
 	case "migrate":
 		db()

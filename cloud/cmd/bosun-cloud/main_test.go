@@ -31,6 +31,8 @@ func TestParse(t *testing.T) {
 			check: func(c Config) bool { return c.Email == "a@b.c" && c.TokenName == "ci" }},
 		{name: "token create needs user", args: []string{"token", "create"}, wantErr: true},
 		{name: "keys ensure", args: []string{"keys", "ensure", "--dir", "k"}, check: func(c Config) bool { return c.KeysDir == "k" }},
+		{name: "max pending flag", args: []string{"serve", "--max-pending", "7"}, check: func(c Config) bool { return c.MaxPendingPerOrg == 7 }},
+		{name: "user add quiet", args: []string{"user", "add", "--super", "--quiet", "a@b.c"}, check: func(c Config) bool { return c.Quiet && c.Email == "a@b.c" }},
 		{name: "unknown", args: []string{"frobnicate"}, wantErr: true},
 		{name: "stray argument", args: []string{"migrate", "extra"}, wantErr: true},
 	}
@@ -68,5 +70,29 @@ func TestEnsureKeysIdempotent(t *testing.T) {
 	}
 	if st, _ := os.Stat(filepath.Join(dir, "cloud_private.pem")); st.Mode().Perm() != 0o600 {
 		t.Fatalf("private key mode %v", st.Mode())
+	}
+}
+
+func TestParseMaxPendingFromEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		value   string
+		want    int
+		wantErr bool
+	}{
+		{name: "number", value: "12", want: 12},
+		{name: "not a number", value: "lots", wantErr: true},
+		{name: "negative", value: "-1", wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"BOSUN_DATABASE_URL": "postgres://db", "BOSUN_MAX_PENDING": tc.value}
+			c, err := parse([]string{"serve"}, func(k string) string { return env[k] })
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
+			}
+			if err == nil && c.MaxPendingPerOrg != tc.want {
+				t.Fatalf("MaxPendingPerOrg = %d, want %d", c.MaxPendingPerOrg, tc.want)
+			}
+		})
 	}
 }

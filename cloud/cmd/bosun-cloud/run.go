@@ -72,7 +72,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	srv, err := server.Start(ctx, server.Config{DatabaseURL: cfg.DatabaseURL, Listen: cfg.Listen, NATSURL: cfg.NATSURL,
-		CloudKey: key, CloudID: cfg.CloudID, Replica: cfg.Replica}, logger)
+		CloudKey: key, CloudID: cfg.CloudID, Replica: cfg.Replica, MaxPendingPerOrg: cfg.MaxPendingPerOrg}, logger)
 	if err != nil {
 		return err
 	}
