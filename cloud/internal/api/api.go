@@ -10,7 +10,6 @@
 package api
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -24,28 +23,6 @@ import (
 // it at "/api/v1/" without stripping the prefix.
 func New(svc *fleet.Service, logger *slog.Logger) http.Handler {
 	return newHandler(svc, logger, nil)
-}
-
-// service is the part of *fleet.Service the API uses; tests substitute a fake.
-type service interface {
-	AuthenticateToken(ctx context.Context, token string) (fleet.Actor, error)
-	ListDevices(ctx context.Context, a fleet.Actor, f fleet.DeviceFilter) ([]fleet.Device, int, error)
-	GetDevice(ctx context.Context, a fleet.Actor, id string) (fleet.Device, error)
-	ListKeySets(ctx context.Context, a fleet.Actor, deviceID string) ([]fleet.KeySet, error)
-	Accept(ctx context.Context, a fleet.Actor, deviceID string) error
-	Reject(ctx context.Context, a fleet.Actor, deviceID string) error
-	Decommission(ctx context.Context, a fleet.Actor, deviceID string) error
-	Preauthorize(ctx context.Context, a fleet.Actor, deviceID string, publicKeyDER []byte) error
-	SetTags(ctx context.Context, a fleet.Actor, deviceID string, tags []string) error
-	Call(ctx context.Context, a fleet.Actor, req fleet.CallRequest) (fleet.Call, error)
-	FanOut(ctx context.Context, a fleet.Actor, req fleet.FanOutRequest, each func(fleet.Call)) (fleet.FanOutSummary, error)
-	GetCall(ctx context.Context, a fleet.Actor, id string) (fleet.Call, error)
-	ListCalls(ctx context.Context, a fleet.Actor, f fleet.CallFilter) ([]fleet.Call, error)
-	AuditLog(ctx context.Context, a fleet.Actor, f fleet.AuditFilter) ([]fleet.AuditEntry, error)
-	Subscribe(ctx context.Context, a fleet.Actor) (<-chan fleet.Event, error)
-	CreateToken(ctx context.Context, a fleet.Actor, name string) (string, fleet.Token, error)
-	ListTokens(ctx context.Context, a fleet.Actor) ([]fleet.Token, error)
-	RevokeToken(ctx context.Context, a fleet.Actor, id int64) error
 }
 
 // options tunes the handler; the zero value means the defaults.
@@ -74,7 +51,7 @@ const (
 )
 
 type handler struct {
-	svc  service
+	svc  *fleet.Service
 	log  *slog.Logger
 	opts options
 	mux  *http.ServeMux
@@ -83,7 +60,7 @@ type handler struct {
 // apiFunc is an authenticated handler.
 type apiFunc func(w http.ResponseWriter, r *http.Request, a fleet.Actor) error
 
-func newHandler(svc service, logger *slog.Logger, o *options) *handler {
+func newHandler(svc *fleet.Service, logger *slog.Logger, o *options) *handler {
 	h := &handler{svc: svc, log: logger, mux: http.NewServeMux()}
 	if o != nil {
 		h.opts = *o

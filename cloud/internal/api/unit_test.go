@@ -1,0 +1,148 @@
+package api
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/bosunhq/bosun/cloud/internal/api/wire"
+	"github.com/bosunhq/bosun/cloud/internal/fleet"
+	"github.com/bosunhq/bosun/pkg/keys"
+)
+
+// The pure helpers (error mapping, key parsing, strict decoding) are tested
+// here from inside the package; the handlers are tested against a real
+// replica in api_test.go and integration_test.go.
+
+func TestErrorTable(t *testing.T) {
+	seen := map[string]bool{}
+	for _, c := range wire.ErrorCodes {
+		if seen[c.Code] {
+			t.Errorf("code %q listed twice", c.Code)
+		}
+		seen[c.Code] = true
+		if wire.StatusOf(c.Code) != c.Status || c.Status < 400 || c.Meaning == "" {
+			t.Errorf("code %q: status %d, meaning %q", c.Code, c.Status, c.Meaning)
+		}
+	}
+	if wire.StatusOf("no_such_code") != 500 {
+		t.Error("an unknown code must be a 500")
+	}
+}
+
+func TestToHTTPError(t *testing.T) {
+	secret := errors.New("pq: relation devices on 10.0.0.7 is locked")
+	tests := []struct {
+		name       string
+		err        error
+		wantCode   string
+		wantStatus int
+		wantMsg    string
+	}{
+		{"unauthenticated", fmt.Errorf("token: %w", fleet.ErrUnauthenticated), wire.CodeUnauthenticated, 401, "invalid or revoked API token"},
+		{"forbidden", fmt.Errorf("accept: %w", fleet.ErrForbidden), wire.CodeForbidden, 403, "your role may not do this"},
+		{"not found", fmt.Errorf("device x: %w", fleet.ErrNotFound), wire.CodeNotFound, 404, "not found"},
+		{"invalid shows its message", fmt.Errorf("%w: tag too long", fleet.ErrInvalid), wire.CodeInvalidRequest, 400, "invalid input: tag too long"},
+		{"conflict shows its message", fmt.Errorf("%w: no pending key", fleet.ErrConflict), wire.CodeConflict, 409, "conflict: no pending key"},
+		{"too large", &http.MaxBytesError{Limit: 10}, wire.CodeTooLarge, 413, "request body larger than 10 bytes"},
+		{"http error as is", &HTTPError{Code: wire.CodeInvalidRequest, Msg: "x"}, wire.CodeInvalidRequest, 400, "x"},
+		{"anything else is internal and hides its text", fmt.Errorf("loading: %w", secret), wire.CodeInternal, 500, "internal error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			he := toHTTPError(tt.err)
+			if tt.name == "invalid shows its message" || tt.name == "conflict shows its message" {
+				// The exact text is fleet's; only require that it is shown.
+				if !strings.Contains(he.Msg, strings.SplitN(tt.wantMsg, ": ", 2)[1]) {
+					t.Errorf("Msg = %q, want it to contain the wrapped message", he.Msg)
+				}
+			} else if he.Msg != tt.wantMsg {
+				t.Errorf("Msg = %q, want %q", he.Msg, tt.wantMsg)
+			}
+			if he.Code != tt.wantCode || he.Status() != tt.wantStatus {
+				t.Errorf("got %s/%d, want %s/%d", he.Code, he.Status(), tt.wantCode, tt.wantStatus)
+			}
+			if !errors.Is(he, tt.err) && tt.name != "http error as is" {
+				t.Errorf("the cause is lost: %v", he)
+			}
+		})
+	}
+}
+
+func TestParsePublicKey(t *testing.T) {
+	ed, err := keys.Generate(keys.AlgEd25519, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := keys.PublicDER(ed.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := keys.MarshalPublicPEM(ed.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, in string
+		ok       bool
+	}{
+		{"pem", string(pem), true},
+		{"pem with spaces", "\n  " + string(pem) + "  \n", true},
+		{"base64 std", base64.StdEncoding.EncodeToString(der), true},
+		{"base64 raw url", base64.RawURLEncoding.EncodeToString(der), true},
+		{"empty", "", false},
+		{"broken pem", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", false},
+		{"not base64", "%%%", false},
+		{"base64 of junk", base64.StdEncoding.EncodeToString([]byte("hello world")), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parsePublicKey(tt.in)
+			if tt.ok != (err == nil) {
+				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
+			}
+			if tt.ok && string(got) != string(der) {
+				t.Error("DER differs from the key's")
+			}
+			var he *HTTPError
+			if !tt.ok && (!errors.As(err, &he) || he.Code != wire.CodeInvalidRequest) {
+				t.Errorf("err = %#v, want an invalid_request HTTPError", err)
+			}
+		})
+	}
+}
+
+func TestDecodeStrict(t *testing.T) {
+	type body struct {
+		A string `json:"a"`
+		B []int  `json:"b"`
+	}
+	tests := []struct {
+		name, in, wantErr string
+	}{
+		{"ok", `{"a":"x","b":[1]}`, ""},
+		{"unknown", `{"a":"x","c":1}`, `unknown field "c"`},
+		{"trailing", `{"a":"x"} x`, "single JSON value"},
+		{"truncated", `{"a":"x"`, "unexpected end"},
+		{"syntax", `{"a" "x"}`, "malformed JSON at byte"},
+		{"type", `{"b":"x"}`, `"b" must be an array`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var v body
+			err := decodeStrict([]byte(tt.in), &v)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
