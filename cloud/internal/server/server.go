@@ -9,9 +9,9 @@
 //	/healthz     the process is up
 //	/readyz      the database and NATS answer
 //	/api/v1/     the JSON API (package api)
+//	/            the dashboard (package web)
 //
-// More handlers (the dashboard at "/") mount through Config.Mount or
-// Server.Handle.
+// More handlers mount through Config.Mount or Server.Handle.
 package server
 
 import (
@@ -57,8 +57,8 @@ type Config struct {
 	// Hub tunes the device hub (Service, Key and Logger are filled in).
 	// nil means the defaults.
 	Hub func(*hub.Options)
-	// Mount adds handlers to the mux before serving (e.g. the dashboard at
-	// "/"). nil adds nothing.
+	// Mount adds handlers to the mux before serving (say, OTA artifact
+	// downloads). nil adds nothing.
 	Mount func(mux *http.ServeMux, svc *fleet.Service)
 	// ShutdownTimeout bounds the whole of Shutdown. Defaults to 20s.
 	ShutdownTimeout time.Duration
@@ -166,7 +166,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	return s, nil
 }
 
-// Handle adds a route to the server's mux (e.g. the dashboard at "/").
+// Handle adds a route to the server's mux.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 // Addr is the address the HTTP server listens on.
