@@ -138,24 +138,8 @@ func (w *Worker) Methods() []rpcproto.MethodInfo {
 
 // ValidMethod reports whether name can be served: non-empty dot-separated
 // tokens of ASCII letters, digits, '_' and '-', so that it is also a valid
-// NATS subject suffix.
-func ValidMethod(name string) bool {
-	if name == "" || len(name) > 200 {
-		return false
-	}
-	for tok := range strings.SplitSeq(name, ".") {
-		if tok == "" {
-			return false
-		}
-		for _, c := range []byte(tok) {
-			ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
-			if !ok {
-				return false
-			}
-		}
-	}
-	return true
-}
+// NATS subject suffix. It is rpcproto.ValidMethod, the protocol's rule.
+func ValidMethod(name string) bool { return rpcproto.ValidMethod(name) }
 
 // Run serves the registered methods until ctx ends, then drains: it stops
 // taking requests, waits for those in flight (up to DrainTimeout) and

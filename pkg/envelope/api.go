@@ -166,3 +166,35 @@ var (
 	// returns it for a payload it refuses to sign.
 	ErrPayload = errors.New("envelope: payload is not strict JSON")
 )
+
+// reasons names each rejection for logs and metrics, in check order.
+var reasons = []struct {
+	err  error
+	name string
+}{
+	{ErrTooLarge, "too_large"},
+	{ErrMalformed, "malformed"},
+	{ErrUnknownSigner, "unknown_signer"},
+	{ErrAlgMismatch, "alg_mismatch"},
+	{ErrAudience, "wrong_audience"},
+	{ErrDirection, "wrong_direction"},
+	{ErrSession, "wrong_session"},
+	{ErrTooOld, "too_old"},
+	{ErrFromFuture, "from_future"},
+	{ErrReplay, "replay"},
+	{ErrBadSignature, "bad_signature"},
+	{ErrGuardFull, "guard_full"},
+	{ErrPayload, "bad_payload"},
+}
+
+// Reason returns a stable snake_case name for an Open or Peek error, the
+// same on both sides, for log fields and rejection counters; "invalid" for
+// an error that is none of this package's sentinels.
+func Reason(err error) string {
+	for _, r := range reasons {
+		if errors.Is(err, r.err) {
+			return r.name
+		}
+	}
+	return "invalid"
+}

@@ -8,6 +8,7 @@ package rpcproto
 import (
 	"encoding/json"
 	"regexp"
+	"strings"
 )
 
 // Methods served by the cloud (device → cloud).
@@ -58,6 +59,28 @@ var deviceIDRE = regexp.MustCompile(DeviceIDPattern)
 
 // ValidDeviceID reports whether id matches DeviceIDPattern.
 func ValidDeviceID(id string) bool { return deviceIDRE.MatchString(id) }
+
+// ValidMethod reports whether name is a method a device can serve:
+// non-empty dot-separated tokens of ASCII letters, digits, '_' and '-', at
+// most 200 bytes, so that it is also a valid NATS subject suffix
+// (SubjectRPCPrefix + name).
+func ValidMethod(name string) bool {
+	if name == "" || len(name) > 200 {
+		return false
+	}
+	for tok := range strings.SplitSeq(name, ".") {
+		if tok == "" {
+			return false
+		}
+		for _, c := range []byte(tok) {
+			ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+			if !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 // PendingOnlyMethods are the device → cloud methods a device whose key is not
 // (yet) accepted may call.

@@ -101,7 +101,7 @@ func (s *session) handshake() (*fleet.Registration, json.RawMessage, *handshakeE
 	}
 	meta, payload, err := envelope.Peek(frame, h.opts.MaxMessageSize)
 	if err != nil {
-		return nil, nil, refuse(reasonOf(err), err)
+		return nil, nil, refuse(envelope.Reason(err), err)
 	}
 	req, err := jsonrpc.ParseRequest(payload)
 	if err != nil || req.Method != rpcproto.MethodRegister || req.IsNotification() {
@@ -147,7 +147,7 @@ func (s *session) handshake() (*fleet.Registration, json.RawMessage, *handshakeE
 	}
 	opened, err := op.Open(frame)
 	if err != nil {
-		return nil, nil, refuse(reasonOf(err), err)
+		return nil, nil, refuse(envelope.Reason(err), err)
 	}
 	if !bytes.Equal(opened.Payload, payload) {
 		return nil, nil, refuse("malformed", errors.New("payload differs from peek"))

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -396,7 +395,7 @@ func (s *session) readLoop() {
 		}
 		op, err := s.opener.Open(frame)
 		if err != nil {
-			s.hub.reject(reasonOf(err), "device_id", s.deviceID, "err", err)
+			s.hub.reject(envelope.Reason(err), "device_id", s.deviceID, "err", err)
 			continue
 		}
 		if jsonrpc.IsResponse(op.Payload) {
@@ -407,31 +406,4 @@ func (s *session) readLoop() {
 			s.send(reply, nil)
 		}
 	}
-}
-
-// reasonOf names an envelope rejection for logs and counters.
-func reasonOf(err error) string {
-	for _, r := range []struct {
-		err  error
-		name string
-	}{
-		{envelope.ErrTooLarge, "too_large"},
-		{envelope.ErrMalformed, "malformed"},
-		{envelope.ErrUnknownSigner, "unknown_signer"},
-		{envelope.ErrAlgMismatch, "alg_mismatch"},
-		{envelope.ErrAudience, "wrong_audience"},
-		{envelope.ErrDirection, "wrong_direction"},
-		{envelope.ErrSession, "wrong_session"},
-		{envelope.ErrTooOld, "too_old"},
-		{envelope.ErrFromFuture, "from_future"},
-		{envelope.ErrReplay, "replay"},
-		{envelope.ErrBadSignature, "bad_signature"},
-		{envelope.ErrGuardFull, "guard_full"},
-		{envelope.ErrPayload, "bad_payload"},
-	} {
-		if errors.Is(err, r.err) {
-			return r.name
-		}
-	}
-	return "invalid"
 }

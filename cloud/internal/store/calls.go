@@ -149,22 +149,9 @@ type CallFilter struct {
 
 // ListCalls lists calls, newest first.
 func (s *Store) ListCalls(ctx context.Context, f CallFilter) ([]Call, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+callColumns+` FROM calls
+	return s.collectCalls(ctx, `SELECT `+callColumns+` FROM calls
 		WHERE ($1::bigint = 0 OR org_id = $1) AND ($2 = '' OR device_id = $2) AND ($3 = '' OR status = $3)
 		ORDER BY seq DESC LIMIT $4`, f.OrgID, f.DeviceID, f.Status, f.Limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Call
-	for rows.Next() {
-		c, err := scanCall(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
 }
 
 // ClaimQueued moves the oldest unexpired queued call of the device to sent,

@@ -295,7 +295,7 @@ func (b *Bridge) forwardRequest(ctx context.Context, raw []byte) []byte {
 		return mustResponse(req.ID, rpcproto.RPCListResult{Methods: b.reg.methods(ownMethods)}, nil)
 	}
 	subj := rpcproto.SubjectRPCPrefix + req.Method
-	if !validMethod(req.Method) {
+	if !rpcproto.ValidMethod(req.Method) {
 		if req.IsNotification() {
 			return nil
 		}
@@ -469,25 +469,6 @@ func osName() string {
 	return runtime.GOOS
 }
 
-// validMethod: dot-separated tokens of letters, digits, '_' and '-' (so the
-// name is a safe NATS subject suffix).
-func validMethod(name string) bool {
-	if name == "" || len(name) > 200 {
-		return false
-	}
-	for tok := range strings.SplitSeq(name, ".") {
-		if tok == "" {
-			return false
-		}
-		for _, c := range []byte(tok) {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 // mustResponse encodes a response; id nil means null.
 func mustResponse(id json.RawMessage, result any, e *jsonrpc.Error) []byte {
 	r := jsonrpc.Response{JSONRPC: jsonrpc.Version, ID: id, Error: e}
@@ -522,37 +503,9 @@ func asRPCError(err error) *jsonrpc.Error {
 
 // reject records a message that failed verification.
 func (b *Bridge) reject(log *slog.Logger, err error) {
-	reason := rejectReason(err)
+	reason := envelope.Reason(err)
 	b.rejectMu.Lock()
 	b.rejected[reason]++
 	b.rejectMu.Unlock()
 	log.Warn("message rejected", "reason", reason, "error", err)
-}
-
-var reasons = []struct {
-	err  error
-	name string
-}{
-	{envelope.ErrTooLarge, "too_large"},
-	{envelope.ErrMalformed, "malformed"},
-	{envelope.ErrUnknownSigner, "unknown_signer"},
-	{envelope.ErrAlgMismatch, "alg_mismatch"},
-	{envelope.ErrAudience, "audience"},
-	{envelope.ErrDirection, "direction"},
-	{envelope.ErrSession, "session"},
-	{envelope.ErrTooOld, "too_old"},
-	{envelope.ErrFromFuture, "from_future"},
-	{envelope.ErrReplay, "replay"},
-	{envelope.ErrBadSignature, "bad_signature"},
-	{envelope.ErrGuardFull, "guard_full"},
-	{envelope.ErrPayload, "payload"},
-}
-
-func rejectReason(err error) string {
-	for _, r := range reasons {
-		if errors.Is(err, r.err) {
-			return r.name
-		}
-	}
-	return "other"
 }

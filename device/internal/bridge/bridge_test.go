@@ -388,8 +388,8 @@ func TestRejectedMessagesDoNothing(t *testing.T) {
 		{"signed by another key", cc.seal(t, testCloudID, other, cc.header(), count), "bad_signature"},
 		{"unknown signer", cc.seal(t, "cloud-evil", other, cc.header(), count), "unknown_signer"},
 		{"replayed", valid, "replay"},
-		{"addressed to another device", cc.seal(t, testCloudID, nil, otherDevice, count), "audience"},
-		{"wrong direction", cc.seal(t, testCloudID, nil, wrongDir, count), "direction"},
+		{"addressed to another device", cc.seal(t, testCloudID, nil, otherDevice, count), "wrong_audience"},
+		{"wrong direction", cc.seal(t, testCloudID, nil, wrongDir, count), "wrong_direction"},
 		{"not an envelope", []byte(count), "malformed"},
 	}
 	for _, tt := range tests {
@@ -436,15 +436,15 @@ func TestMessageFromEarlierSession(t *testing.T) {
 	if err := cc2.sendWire(context.Background(), captured); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the bridge rejects it", func() bool { return b.Rejected()["session"] == 1 })
+	eventually(t, "the bridge rejects it", func() bool { return b.Rejected()["wrong_session"] == 1 })
 	if _, err := cc2.call(t, rpcproto.MethodRPCList, nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := tw.count.Load(); n != 1 {
 		t.Errorf("worker counted %d calls, want 1", n)
 	}
-	if !contains(b.logs.String(), "reason=session") {
-		t.Error("no log line with reason=session")
+	if !contains(b.logs.String(), "reason=wrong_session") {
+		t.Error("no log line with reason=wrong_session")
 	}
 }
 
