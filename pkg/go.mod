@@ -1,3 +1,5 @@
 module github.com/bosunhq/bosun/pkg
 
 go 1.26
+
+require github.com/coder/websocket v1.8.15 // indirect

@@ -1,10 +1,10 @@
-// Package envelope seals and opens Bosun envelope v1, the signed wrapper every
+// Package envelope seals and opens Bosun envelope v2, the signed wrapper every
 // JSON-RPC message between a device and the cloud travels in.
 //
 // An envelope is a JSON object with two members: "meta" (version, signer,
-// audience, direction, session, nonce, timestamp, algorithm, signature) and
-// "payload" (the JSON-RPC message). docs/protocol.md describes the bytes; the
-// test vectors in testdata/ pin them down.
+// audience, direction, session, sequence number, timestamp, algorithm,
+// signature) and "payload" (the JSON-RPC message). docs/protocol.md describes
+// the bytes; the test vectors in testdata/ pin them down.
 //
 // The design choices, and why:
 //
@@ -12,12 +12,17 @@
 //     canonicalisation is needed and an implementation in any language can
 //     verify what it received without re-encoding it.
 //   - The signed bytes are length-prefixed fields behind a domain tag
-//     ("bosun-envelope-v1\x00"), so no two different metas can produce the same
+//     ("bosun-envelope-v2\x00"), so no two different metas can produce the same
 //     signed bytes and an envelope signature can never be confused with any other
 //     signature made by the same key.
 //   - Every message carries the session the cloud issued when the websocket
-//     opened, so a captured message is worthless in any other session, and a
-//     ReplayGuard only has to remember the nonces of one live session.
+//     opened, so a captured message is worthless in any other session.
+//   - Within a session, each direction numbers its messages 1, 2, 3, ... in a
+//     signed seq, and the receiver's ReplayWindow (the sliding window of IPsec
+//     ESP, RFC 4303 §3.4.3) refuses a seq it has accepted before or one too
+//     old to tell. That costs a fixed 136 bytes per session and imposes no
+//     rate limit, where v1's set of random nonces grew with the message rate
+//     and had to be capped.
 //   - The verifier takes the algorithm from the key it holds for the signer,
 //     never from the message (the "alg" confusion attacks of JOSE).
 //   - Parsing is strict (no duplicate, unknown or case-variant keys; valid UTF-8
@@ -37,7 +42,21 @@ import (
 
 // Version is the envelope version this package speaks: the value of meta.v.
 // A new version changes the domain tag of the signed bytes too.
-const Version = 1
+const Version = 2
+
+// MaxSeq is the largest sequence number, 2^53−1: the largest integer a JSON
+// number carries exactly in every language (JavaScript's
+// Number.MAX_SAFE_INTEGER), so no implementation misreads a seq. Numbering
+// from 1, a session exhausts it only after 2^53−1 messages, which never
+// happens; a sender that gets there must close the session and open a new
+// one, since Seal refuses a larger seq.
+const MaxSeq uint64 = 1<<53 - 1
+
+// DefaultWindow is the size of a ReplayWindow, in seqs (bits of its bitmap),
+// when NewReplayWindow is given zero or less, and of the zero value. A sender
+// must never write a message more than DefaultWindow−1 seqs behind the
+// highest one it has written on the session.
+const DefaultWindow = 1024
 
 // AudienceAny is the audience of the cloud's auth.challenge, the one message
 // sent before the cloud knows which device it is talking to. An Opener accepts
@@ -49,19 +68,8 @@ const AudienceAny = "*"
 const DefaultMaxSize = 1 << 20
 
 // DefaultSkew is how far a message's timestamp may lie from the receiver's
-// clock, either way, when Opener.Skew is zero or negative. It is also the
-// default ReplayGuard window: a nonce only has to be remembered as long as the
-// skew check would still let its message through.
+// clock, either way, when Opener.Skew is zero or negative.
 const DefaultSkew = 2 * time.Minute
-
-// DefaultGuardMax is the ReplayGuard capacity (remembered nonces) when
-// NewReplayGuard is given zero or a negative number: enough for a sustained
-// 60 messages a second through a 2×DefaultSkew lifetime, about 1 MiB at most.
-const DefaultGuardMax = 1 << 14
-
-// NonceSize is the number of random bytes in a nonce (22 characters of
-// unpadded base64url on the wire).
-const NonceSize = 16
 
 // Direction says which way a message travels. It is signed, so a message one
 // side sent can never be reflected back to it as if the other side had sent it.
@@ -87,8 +95,9 @@ type Meta struct {
 	Direction Direction `json:"direction"`
 	// Session is the challenge the cloud issued when the websocket opened.
 	Session string `json:"session"`
-	// Nonce is NonceSize random bytes, unpadded base64url.
-	Nonce string `json:"nonce"`
+	// Seq numbers the messages of one direction of one session: 1 for the
+	// first, then one more for each message sealed; 1 to MaxSeq.
+	Seq uint64 `json:"seq"`
 	// TS is the sender's clock in Unix milliseconds; never negative.
 	TS int64 `json:"ts"`
 	// Alg is "ed25519" or "rsa-pss-sha256" (keys.AlgEd25519, keys.AlgRSAPSS).
@@ -98,7 +107,7 @@ type Meta struct {
 }
 
 // Header is what the caller chooses about a message; the Sealer adds the rest
-// (signer, nonce, timestamp, algorithm, signature).
+// (signer, timestamp, algorithm, signature).
 type Header struct {
 	// Audience is the intended receiver: the cloud's name, a device id, or
 	// AudienceAny for the auth.challenge.
@@ -107,6 +116,12 @@ type Header struct {
 	Direction Direction
 	// Session is the session of the websocket the message is sent on.
 	Session string
+	// Seq is the message's sequence number, 1 to MaxSeq: the session engine
+	// numbers the messages it sends on a session 1, 2, 3, ... (each direction
+	// of each session counts on its own) and writes them in that order. The
+	// receiver refuses a seq it has already accepted in the session, so a seq
+	// must never be sealed twice in one session.
+	Seq uint64
 }
 
 // KeyFunc returns the public key the receiver holds for signer. It returns an
@@ -130,11 +145,12 @@ type Opened struct {
 var (
 	// ErrTooLarge: the wire is longer than the size limit.
 	ErrTooLarge = errors.New("envelope: too large")
-	// ErrMalformed: the wire is not an envelope of the strict v1 shape:
+	// ErrMalformed: the wire is not an envelope of the strict v2 shape:
 	// not one JSON object, unknown, duplicate or case-variant keys, a missing
-	// or empty field, a wrong type, v other than 1, a bad nonce or signature
-	// encoding, or trailing data. Seal returns it too for a header or signer
-	// that would produce such an envelope.
+	// or empty field, a wrong type, v other than 2, a seq that is not a plain
+	// integer from 1 to MaxSeq, a bad signature encoding, or trailing data.
+	// Seal returns it too for a header or signer that would produce such an
+	// envelope.
 	ErrMalformed = errors.New("envelope: malformed")
 	// ErrUnknownSigner: the KeyFunc knows no key for meta.signer.
 	ErrUnknownSigner = errors.New("envelope: unknown signer")
@@ -151,17 +167,16 @@ var (
 	ErrTooOld = errors.New("envelope: timestamp too old")
 	// ErrFromFuture: meta.ts is more than the skew after the receiver's clock.
 	ErrFromFuture = errors.New("envelope: timestamp in the future")
-	// ErrReplay: the nonce was already accepted in this session.
-	ErrReplay = errors.New("envelope: replayed nonce")
+	// ErrReplay: meta.seq was already accepted in this session, or is below
+	// the replay window (older than Top−Size+1). A receiver cannot tell a
+	// replay from a message delayed past the window, so both are refused;
+	// the wrapping message says which it was.
+	ErrReplay = errors.New("envelope: replay refused")
 	// ErrBadSignature: the signature does not verify with the signer's key.
 	ErrBadSignature = errors.New("envelope: bad signature")
-	// ErrGuardFull: the replay guard is at capacity with nonces that have not
-	// expired yet; it refuses rather than forget one (which would reopen a
-	// replay window).
-	ErrGuardFull = errors.New("envelope: replay guard full")
 	// ErrPayload: the signature holds but the payload is not strict JSON
 	// (exactly one value, valid UTF-8, no duplicate object keys anywhere, no
-	// lone surrogate escapes). The nonce has been recorded: the message is
+	// lone surrogate escapes). The seq has been recorded: the message is
 	// authentic, merely unusable, and replaying it yields ErrReplay. Seal
 	// returns it for a payload it refuses to sign.
 	ErrPayload = errors.New("envelope: payload is not strict JSON")
@@ -183,7 +198,6 @@ var reasons = []struct {
 	{ErrFromFuture, "from_future"},
 	{ErrReplay, "replay"},
 	{ErrBadSignature, "bad_signature"},
-	{ErrGuardFull, "guard_full"},
 	{ErrPayload, "bad_payload"},
 }
 

@@ -20,8 +20,9 @@ type benchKey struct {
 	name   string
 	signer string
 	key    func(testing.TB) crypto.Signer
-	// pool is how many distinct envelopes BenchmarkOpen cycles through (a
-	// fresh guard each cycle): opening one envelope twice is a replay.
+	// pool is how many distinct envelopes (seqs 1 to pool) BenchmarkOpen
+	// cycles through, with a fresh window each cycle: opening one envelope
+	// twice is a replay.
 	pool int
 }
 
@@ -61,19 +62,18 @@ func BenchmarkOpen(b *testing.B) {
 			}
 			wires := make([][]byte, k.pool)
 			for i := range wires {
-				if wires[i], err = s.SealAt(deviceHeader(), benchPayload, nonceN(i), testT0); err != nil {
+				if wires[i], err = s.SealAt(seqHeader(uint64(i+1)), benchPayload, testT0); err != nil {
 					b.Fatal(err)
 				}
 			}
 			o := newOpener(b)
-			o.Guard = NewReplayGuard(0, k.pool)
 			b.ReportAllocs()
 			b.SetBytes(int64(len(benchPayload)))
 			i := 0
 			for b.Loop() {
 				if i == len(wires) {
 					i = 0
-					o.Guard = NewReplayGuard(0, k.pool)
+					o.Window = NewReplayWindow(0)
 				}
 				if _, err := o.Open(wires[i]); err != nil {
 					b.Fatal(err)
@@ -88,7 +88,7 @@ func BenchmarkOpen(b *testing.B) {
 // bare ed25519.Verify of the same signed bytes. docs/benchmarks.md compares
 // the two.
 func BenchmarkEd25519VerifyBaseline(b *testing.B) {
-	wire := sealTest(b, deviceHeader(), benchPayload, testNonce)
+	wire := sealTest(b, deviceHeader(), benchPayload)
 	m, payload, err := Peek(wire, 0)
 	if err != nil {
 		b.Fatal(err)
@@ -118,7 +118,7 @@ func BenchmarkOpenVsVerifyPaired(b *testing.B) {
 	const pool = 4096
 	wires := make([][]byte, pool)
 	for i := range wires {
-		if wires[i], err = s.SealAt(deviceHeader(), benchPayload, nonceN(i), testT0); err != nil {
+		if wires[i], err = s.SealAt(seqHeader(uint64(i+1)), benchPayload, testT0); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -127,13 +127,12 @@ func BenchmarkOpenVsVerifyPaired(b *testing.B) {
 	sig, _ := b64.DecodeString(m.Sig)
 	pub := testEd.Public().(ed25519.PublicKey)
 	o := newOpener(b)
-	o.Guard = NewReplayGuard(0, pool)
 	var openNs, verifyNs []float64
 	i := 0
 	for b.Loop() {
 		if i == pool {
 			i = 0
-			o.Guard = NewReplayGuard(0, pool)
+			o.Window = NewReplayWindow(0)
 		}
 		t0 := time.Now()
 		if _, err := o.Open(wires[i]); err != nil {
@@ -165,12 +164,39 @@ func median(x []float64) float64 {
 // BenchmarkPeek measures the parsing Open does before any cryptography:
 // size, strict shape, and the strict payload parse made on the same pass.
 func BenchmarkPeek(b *testing.B) {
-	wire := sealTest(b, deviceHeader(), benchPayload, testNonce)
+	wire := sealTest(b, deviceHeader(), benchPayload)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(benchPayload)))
 	for b.Loop() {
 		if _, _, err := Peek(wire, 0); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkReplayWindow measures recording one seq, the window's share of
+// Open: in order (the common case), reordered within the window, and with
+// every seq a jump of more than the window (which clears the whole bitmap).
+func BenchmarkReplayWindow(b *testing.B) {
+	tests := []struct {
+		name string
+		seq  func(i uint64) uint64
+	}{
+		{name: "in order", seq: func(i uint64) uint64 { return i + 1 }},
+		{name: "pairs swapped", seq: func(i uint64) uint64 { return i ^ 1 + 1 }},
+		{name: "jumps", seq: func(i uint64) uint64 { return (i + 1) * 2 * DefaultWindow }},
+	}
+	for _, tt := range tests {
+		b.Run(tt.name, func(b *testing.B) {
+			w := NewReplayWindow(0)
+			b.ReportAllocs()
+			i := uint64(0)
+			for b.Loop() {
+				if err := w.record(tt.seq(i)); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
 	}
 }

@@ -17,15 +17,19 @@ import (
 
 // Fixed inputs shared by the tests: the RFC 8032 test 1 Ed25519 key (so an
 // independent implementation can check its key handling against the RFC),
-// the session and nonce of the design document's example.
+// the session and seq of the protocol document's example.
 var (
 	testSeed, _ = hex.DecodeString("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
 	testEd      = ed25519.NewKeyFromSeed(testSeed)
 	testT0      = time.UnixMilli(1763877539123)
 	testSession = "Jm3r0qYx1kQmC0r3bXc9Vw"
-	testNonce   = [NonceSize]byte{0xab, 0xcd, 0xef, 0x12, 0x34, 0x56, 0x78, 0x90, 0xab, 0xcd, 0xef, 0x12, 0x34, 0x56, 0x78, 0x90}
 	testPayload = []byte(`{"jsonrpc":"2.0","id":7,"method":"containers.list","params":{}}`)
 )
+
+// testSeq is the seq of deviceHeader. Not 1, so that a test can tell it from
+// the first seq of a session, and a single digit, so that the tests' string
+// replacements ("seq":7) are unambiguous.
+const testSeq = 7
 
 const rsaKeyFile = "testdata/rsa2048.pem"
 
@@ -76,30 +80,37 @@ func testKeys(tb testing.TB) KeyFunc {
 func fixedNow(t time.Time) func() time.Time { return func() time.Time { return t } }
 
 // newOpener returns the cloud's Opener for testSession at testT0, with a
-// fresh guard.
+// fresh window.
 func newOpener(tb testing.TB) *Opener {
 	return &Opener{
 		Self:      "cloud",
 		Direction: DeviceToCloud,
 		Session:   testSession,
 		Key:       testKeys(tb),
-		Guard:     NewReplayGuard(0, 0),
+		Window:    NewReplayWindow(0),
 		Now:       fixedNow(testT0),
 	}
 }
 
+// deviceHeader is the header of a device's message to the cloud in
+// testSession, with seq testSeq.
 func deviceHeader() Header {
-	return Header{Audience: "cloud", Direction: DeviceToCloud, Session: testSession}
+	return seqHeader(testSeq)
 }
 
-// sealTest seals payload from "dev-1" at testT0 with the given nonce.
-func sealTest(tb testing.TB, h Header, payload []byte, nonce [NonceSize]byte) []byte {
+// seqHeader is deviceHeader with seq.
+func seqHeader(seq uint64) Header {
+	return Header{Audience: "cloud", Direction: DeviceToCloud, Session: testSession, Seq: seq}
+}
+
+// sealTest seals payload from "dev-1" at testT0.
+func sealTest(tb testing.TB, h Header, payload []byte) []byte {
 	tb.Helper()
 	s, err := NewSealer("dev-1", testEd)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	w, err := s.SealAt(h, payload, nonce, testT0)
+	w, err := s.SealAt(h, payload, testT0)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -118,18 +129,11 @@ func sealUnchecked(tb testing.TB, key crypto.Signer, m Meta, payload []byte) []b
 	return appendWire(nil, &m, payload)
 }
 
-// testMeta is the meta of sealTest(deviceHeader(), ..., testNonce), unsigned.
+// testMeta is the meta of sealTest(deviceHeader(), ...), unsigned.
 func testMeta() Meta {
 	return Meta{
 		V: Version, Signer: "dev-1", Audience: "cloud", Direction: DeviceToCloud,
-		Session: testSession, Nonce: b64.EncodeToString(testNonce[:]), TS: testT0.UnixMilli(),
+		Session: testSession, Seq: testSeq, TS: testT0.UnixMilli(),
 		Alg: keys.AlgEd25519,
 	}
-}
-
-func nonceN(n int) [NonceSize]byte {
-	var b [NonceSize]byte
-	b[0], b[1], b[2] = byte(n), byte(n>>8), byte(n>>16)
-	b[15] = 0x5a
-	return b
 }

@@ -29,9 +29,10 @@ type Opener struct {
 	Session string
 	// Key returns the key held for a signer. Required.
 	Key KeyFunc
-	// Guard remembers the nonces of this session. Required: without it any
-	// message could be replayed within the skew window.
-	Guard *ReplayGuard
+	// Window remembers the seqs accepted in this session. Required: without
+	// it any message could be replayed within the skew. One per session: a
+	// new session starts again at seq 1.
+	Window *ReplayWindow
 	// Skew is how far meta.ts may lie from Now, either way. Zero or less
 	// means DefaultSkew.
 	Skew time.Duration
@@ -42,39 +43,39 @@ type Opener struct {
 	Now func() time.Time
 }
 
-// errNoKeyFunc and errNoGuard report a misconfigured Opener: a bug in the
+// errNoKeyFunc and errNoWindow report a misconfigured Opener: a bug in the
 // caller, not a rejection of the message, hence no sentinel.
 var (
 	errNoKeyFunc = errors.New("envelope: Opener.Key is nil")
-	errNoGuard   = errors.New("envelope: Opener.Guard is nil")
+	errNoWindow  = errors.New("envelope: Opener.Window is nil")
 )
 
 // Open verifies wire and returns its meta and payload. The checks run in
 // this order, each failing with its own sentinel error:
 //
 //  1. size: len(wire) <= MaxSize (ErrTooLarge)
-//  2. shape: one strict v1 envelope (ErrMalformed)
+//  2. shape: one strict v2 envelope, seq from 1 to MaxSeq (ErrMalformed)
 //  3. signer: Key knows meta.signer (ErrUnknownSigner)
 //  4. algorithm: meta.alg is the algorithm of that key (ErrAlgMismatch)
 //  5. audience: Self, or AudienceAny if AllowAnyAudience (ErrAudience)
 //  6. direction: Direction (ErrDirection)
 //  7. session: Session (ErrSession)
 //  8. time: |Now − meta.ts| <= Skew (ErrTooOld, ErrFromFuture)
-//  9. nonce: not yet seen in this session (ErrReplay)
+//  9. seq: not already accepted in this session, nor below the window
+//     (ErrReplay); advisory, to spare a replay the signature check
 //  10. signature (ErrBadSignature)
-//  11. record the nonce, atomically with a second replay check (ErrReplay,
-//     ErrGuardFull)
-//  12. payload: strict JSON (ErrPayload)
+//  11. record the seq, atomically with a second replay check (ErrReplay)
+//  12. payload: strict JSON (ErrPayload); the seq stays recorded
 //
 // Cheap checks come first so that junk costs no signature verification, and
-// the nonce is recorded only once the signature holds, so a forgery can
-// neither fill the guard nor burn a genuine message's nonce.
+// the seq is recorded only once the signature holds, so a forgery can
+// neither slide the window nor burn a genuine message's seq.
 func (o *Opener) Open(wire []byte) (Opened, error) {
 	if o.Key == nil {
 		return Opened{}, errNoKeyFunc
 	}
-	if o.Guard == nil {
-		return Opened{}, errNoGuard
+	if o.Window == nil {
+		return Opened{}, errNoWindow
 	}
 	max := o.MaxSize
 	if max <= 0 {
@@ -134,15 +135,15 @@ func (o *Opener) Open(wire []byte) (Opened, error) {
 		return Opened{}, fmt.Errorf("%w: ts %d is %d ms after now, skew %v", ErrFromFuture, m.TS, d, skew)
 	}
 
-	if o.Guard.has(&p.nonce, now) {
-		return Opened{}, fmt.Errorf("%w: nonce %s", ErrReplay, m.Nonce)
+	if err := o.Window.check(m.Seq); err != nil {
+		return Opened{}, err
 	}
 
 	if err := verify(pub, m, p.payload, p.signature()); err != nil {
 		return Opened{}, err
 	}
 
-	if err := o.Guard.record(&p.nonce, m.TS, skewMs, now); err != nil {
+	if err := o.Window.record(m.Seq); err != nil {
 		return Opened{}, err
 	}
 

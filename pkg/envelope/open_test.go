@@ -23,7 +23,7 @@ import (
 var sentinels = []error{
 	ErrTooLarge, ErrMalformed, ErrUnknownSigner, ErrAlgMismatch, ErrAudience,
 	ErrDirection, ErrSession, ErrTooOld, ErrFromFuture, ErrReplay,
-	ErrBadSignature, ErrGuardFull, ErrPayload,
+	ErrBadSignature, ErrPayload,
 }
 
 // matchingSentinels returns the sentinels err wraps.
@@ -55,15 +55,17 @@ func TestSealOpenRoundTrip(t *testing.T) {
 			payload: "\n {\"a\":1}\n", want: `{"a":1}`},
 		{name: "scalar payload", signer: "dev-1", key: testEd, header: deviceHeader(), payload: `-1.5e3`},
 		{name: "auth challenge to any audience", signer: "cloud", key: testEd,
-			header:  Header{Audience: AudienceAny, Direction: CloudToDevice, Session: testSession},
+			header:  Header{Audience: AudienceAny, Direction: CloudToDevice, Session: testSession, Seq: 1},
 			payload: `{"jsonrpc":"2.0","method":"auth.challenge","params":{}}`,
 			opener: func(o *Opener) {
 				o.Self, o.AllowAnyAudience, o.Direction = "dev-1", true, CloudToDevice
 			}},
 		{name: "cloud to device", signer: "cloud", key: testEd,
-			header:  Header{Audience: "dev-1", Direction: CloudToDevice, Session: testSession},
+			header:  Header{Audience: "dev-1", Direction: CloudToDevice, Session: testSession, Seq: 2},
 			payload: `{"jsonrpc":"2.0","id":"x","method":"system.info"}`,
 			opener:  func(o *Opener) { o.Self, o.Direction = "dev-1", CloudToDevice }},
+		{name: "first seq", signer: "dev-1", key: testEd, header: seqHeader(1), payload: `{}`},
+		{name: "largest seq", signer: "dev-1", key: testEd, header: seqHeader(MaxSeq), payload: `{}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,15 +98,19 @@ func TestSealOpenRoundTrip(t *testing.T) {
 				t.Errorf("payload = %s, want %s", got.Payload, want)
 			}
 			m := got.Meta
-			if m.V != 1 || m.Signer != tt.signer || m.Audience != tt.header.Audience ||
-				m.Direction != tt.header.Direction || m.Session != tt.header.Session || m.TS != testT0.UnixMilli() {
+			if m.V != 2 || m.Signer != tt.signer || m.Audience != tt.header.Audience ||
+				m.Direction != tt.header.Direction || m.Session != tt.header.Session ||
+				m.Seq != tt.header.Seq || m.TS != testT0.UnixMilli() {
 				t.Errorf("meta = %+v", m)
 			}
 			if alg, _ := keys.Alg(key.Public()); m.Alg != alg {
 				t.Errorf("alg = %s, want %s", m.Alg, alg)
 			}
-			if o.Guard.Len() != 1 {
-				t.Errorf("guard Len = %d, want 1", o.Guard.Len())
+			if top := o.Window.Top(); top != tt.header.Seq {
+				t.Errorf("window Top = %d, want %d", top, tt.header.Seq)
+			}
+			if _, err := o.Open(wire); !errors.Is(err, ErrReplay) {
+				t.Errorf("second Open = %v, want ErrReplay", err)
 			}
 			// The payload is a copy: scribbling on the wire leaves it alone.
 			for i := range wire {
@@ -117,27 +123,63 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	}
 }
 
-func TestSealNonceIsRandomAndFresh(t *testing.T) {
+// TestSealNumbering: Seal writes the caller's seq and the current time; a
+// session numbered 1, 2, 3, ... opens in order, and a seq sealed twice opens
+// once.
+func TestSealNumbering(t *testing.T) {
 	s, err := NewSealer("dev-1", testEd)
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := newOpener(t)
 	o.Now = nil
-	seen := map[string]bool{}
-	for i := 0; i < 100; i++ {
-		w, err := s.Seal(deviceHeader(), testPayload)
+	for seq := uint64(1); seq <= 100; seq++ {
+		w, err := s.Seal(seqHeader(seq), testPayload)
 		if err != nil {
 			t.Fatal(err)
 		}
 		got, err := o.Open(w)
 		if err != nil {
+			t.Fatalf("seq %d: %v", seq, err)
+		}
+		if got.Meta.Seq != seq || o.Window.Top() != seq {
+			t.Fatalf("seq %d: opened seq %d, Top %d", seq, got.Meta.Seq, o.Window.Top())
+		}
+	}
+	// Sealing a seq again (a bug in the sender) makes a different envelope,
+	// since ts moves on, but the window refuses it all the same.
+	again, err := s.Seal(seqHeader(50), []byte(`{"again":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Open(again); !errors.Is(err, ErrReplay) || !strings.Contains(err.Error(), "seq 50 already accepted") {
+		t.Errorf("seq 50 sealed twice: %v, want ErrReplay (already accepted)", err)
+	}
+}
+
+// TestOpenManyInOneSkew opens more messages stamped with one instant than v1
+// could remember in its whole window (16384): there is no rate limit.
+func TestOpenManyInOneSkew(t *testing.T) {
+	n := uint64(20000)
+	if raceEnabled {
+		n = 2000
+	}
+	s, err := NewSealer("dev-1", testEd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := newOpener(t)
+	for seq := uint64(1); seq <= n; seq++ {
+		w, err := s.SealAt(seqHeader(seq), testPayload, testT0)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if seen[got.Meta.Nonce] {
-			t.Fatalf("nonce %s repeated", got.Meta.Nonce)
+		if _, err := o.Open(w); err != nil {
+			t.Fatalf("seq %d: %v", seq, err)
 		}
-		seen[got.Meta.Nonce] = true
+	}
+	if o.Window.Top() != n {
+		t.Errorf("Top = %d, want %d", o.Window.Top(), n)
 	}
 }
 
@@ -152,14 +194,16 @@ func replace(tb testing.TB, wire []byte, old, new string) []byte {
 }
 
 // TestOpenRejects covers every rejection. Each case checks the sentinel, that
-// the guard did not record the rejected message's nonce, and that the valid
-// message with that nonce still opens afterwards on the same guard.
+// the window did not record the rejected message's seq, and that the valid
+// message with that seq still opens afterwards on the same window.
 func TestOpenRejects(t *testing.T) {
-	orig := sealTest(t, deviceHeader(), testPayload, testNonce)
+	orig := sealTest(t, deviceHeader(), testPayload)
 	sig := func(w []byte) string { m, _, _ := Peek(w, 0); return m.Sig }
 	origSig := sig(orig)
-	otherSig := sig(sealTest(t, deviceHeader(), []byte(`{"other":1}`), testNonce))
-	anyAud := sealTest(t, Header{Audience: AudienceAny, Direction: DeviceToCloud, Session: testSession}, testPayload, testNonce)
+	otherSig := sig(sealTest(t, deviceHeader(), []byte(`{"other":1}`)))
+	anyAud := sealTest(t, Header{Audience: AudienceAny, Direction: DeviceToCloud, Session: testSession, Seq: testSeq}, testPayload)
+	seq := func(n uint64) []byte { return sealTest(t, seqHeader(n), testPayload) }
+	const seqField = `"seq":7` // testSeq on the wire
 
 	weakRSA := &rsa.PublicKey{N: new(big.Int).Lsh(big.NewInt(1), 1023), E: 65537}
 	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -173,10 +217,10 @@ func TestOpenRejects(t *testing.T) {
 		wire  []byte        // the rejected message; nil means orig
 		tweak func(*Opener) // a misfit receiver; nil means the default one
 		want  error         // the sentinel
-		valid []byte        // opens afterwards on the same guard; nil means orig
+		valid []byte        // opens afterwards on the same window; nil means orig
 		fix   func(*Opener) // receiver for valid; nil means the default one
 		setup func(*Opener) // runs before the rejected Open
-		len0  int           // guard Len before (and after) the rejection
+		top0  uint64        // window Top before (and after) the rejection
 	}{
 		{name: "too large", tweak: func(o *Opener) { o.MaxSize = len(orig) - 1 }, want: ErrTooLarge},
 		{name: "too large by default", wire: append(bytes.Repeat([]byte(" "), DefaultMaxSize), orig...), want: ErrTooLarge},
@@ -193,18 +237,36 @@ func TestOpenRejects(t *testing.T) {
 		{name: "missing payload", wire: []byte(strings.SplitN(string(orig), `,"payload"`, 2)[0] + "}"), want: ErrMalformed},
 		{name: "missing meta", wire: []byte(`{"payload":{}}`), want: ErrMalformed},
 		{name: "meta not an object", wire: []byte(`{"meta":[],"payload":{}}`), want: ErrMalformed},
-		{name: "meta unknown key", wire: replace(t, orig, `{"v":1,`, `{"v":1,"kid":"x",`), want: ErrMalformed},
+		{name: "meta unknown key", wire: replace(t, orig, `{"v":2,`, `{"v":2,"kid":"x",`), want: ErrMalformed},
 		{name: "meta case variant key", wire: replace(t, orig, `"signer":`, `"Signer":`), want: ErrMalformed},
 		{name: "meta case variant key, escaped", wire: replace(t, orig, `"signer":`, `"\u0053igner":`), want: ErrMalformed},
 		{name: "meta duplicate key", wire: replace(t, orig, `"signer":"dev-1"`, `"signer":"dev-1","signer":"dev-1"`), want: ErrMalformed},
 		{name: "meta duplicate key, escaped", wire: replace(t, orig, `"signer":"dev-1"`, `"signer":"dev-1","\u0073igner":"dev-1"`), want: ErrMalformed},
 		{name: "meta missing field", wire: replace(t, orig, `"direction":"device_to_cloud",`, ``), want: ErrMalformed},
-		{name: "meta missing v", wire: replace(t, orig, `"v":1,`, ``), want: ErrMalformed},
+		{name: "meta missing v", wire: replace(t, orig, `"v":2,`, ``), want: ErrMalformed},
 		{name: "meta empty string", wire: replace(t, orig, `"audience":"cloud"`, `"audience":""`), want: ErrMalformed},
 		{name: "meta null", wire: replace(t, orig, `"audience":"cloud"`, `"audience":null`), want: ErrMalformed},
-		{name: "meta v is 2", wire: replace(t, orig, `"v":1`, `"v":2`), want: ErrMalformed},
-		{name: "meta v is a string", wire: replace(t, orig, `"v":1`, `"v":"1"`), want: ErrMalformed},
-		{name: "meta v is 1.0", wire: replace(t, orig, `"v":1`, `"v":1.0`), want: ErrMalformed},
+		{name: "meta v is 1", wire: replace(t, orig, `"v":2`, `"v":1`), want: ErrMalformed},
+		{name: "meta v is 3", wire: replace(t, orig, `"v":2`, `"v":3`), want: ErrMalformed},
+		{name: "meta v is a string", wire: replace(t, orig, `"v":2`, `"v":"2"`), want: ErrMalformed},
+		{name: "meta v is 2.0", wire: replace(t, orig, `"v":2`, `"v":2.0`), want: ErrMalformed},
+		{name: "meta v overflows", wire: replace(t, orig, `"v":2`, `"v":18446744073709551618`), want: ErrMalformed},
+		{name: "v1 nonce instead of seq", wire: replace(t, orig, seqField, `"nonce":"q83vEjRWeJCrze8SNFZ4kA"`), want: ErrMalformed},
+		{name: "v1 nonce besides seq", wire: replace(t, orig, seqField, seqField+`,"nonce":"q83vEjRWeJCrze8SNFZ4kA"`), want: ErrMalformed},
+		{name: "seq missing", wire: replace(t, orig, seqField+",", ``), want: ErrMalformed},
+		{name: "seq is 0", wire: replace(t, orig, seqField, `"seq":0`), want: ErrMalformed},
+		{name: "seq is MaxSeq+1", wire: replace(t, orig, seqField, `"seq":9007199254740992`), want: ErrMalformed},
+		{name: "seq is 2^64", wire: replace(t, orig, seqField, `"seq":18446744073709551616`), want: ErrMalformed},
+		{name: "seq overflows", wire: replace(t, orig, seqField, `"seq":99999999999999999999999`), want: ErrMalformed},
+		{name: "seq is a string", wire: replace(t, orig, seqField, `"seq":"7"`), want: ErrMalformed},
+		{name: "seq is a float", wire: replace(t, orig, seqField, `"seq":7.0`), want: ErrMalformed},
+		{name: "seq has an exponent", wire: replace(t, orig, seqField, `"seq":7e0`), want: ErrMalformed},
+		{name: "seq negative", wire: replace(t, orig, seqField, `"seq":-7`), want: ErrMalformed},
+		{name: "seq minus zero", wire: replace(t, orig, seqField, `"seq":-0`), want: ErrMalformed},
+		{name: "seq leading zero", wire: replace(t, orig, seqField, `"seq":07`), want: ErrMalformed},
+		{name: "seq plus sign", wire: replace(t, orig, seqField, `"seq":+7`), want: ErrMalformed},
+		{name: "seq null", wire: replace(t, orig, seqField, `"seq":null`), want: ErrMalformed},
+		{name: "seq true", wire: replace(t, orig, seqField, `"seq":true`), want: ErrMalformed},
 		{name: "meta ts is a string", wire: replace(t, orig, `"ts":1763877539123`, `"ts":"1763877539123"`), want: ErrMalformed},
 		{name: "meta ts has a fraction", wire: replace(t, orig, `"ts":1763877539123`, `"ts":1763877539123.0`), want: ErrMalformed},
 		{name: "meta ts has an exponent", wire: replace(t, orig, `"ts":1763877539123`, `"ts":1.763877539123e12`), want: ErrMalformed},
@@ -217,10 +279,6 @@ func TestOpenRejects(t *testing.T) {
 		{name: "meta invalid UTF-8", wire: replace(t, orig, `"signer":"dev-1"`, "\"signer\":\"dev-\xff\""), want: ErrMalformed},
 		{name: "meta lone surrogate", wire: replace(t, orig, `"signer":"dev-1"`, `"signer":"dev-\udc00"`), want: ErrMalformed},
 		{name: "meta bad escape", wire: replace(t, orig, `"signer":"dev-1"`, `"signer":"dev-\x41"`), want: ErrMalformed},
-		{name: "nonce too short", wire: replace(t, orig, `"nonce":"q83vEjRWeJCrze8SNFZ4kA"`, `"nonce":"q83vEjRWeJCrze8SNFZ4"`), want: ErrMalformed},
-		{name: "nonce padded", wire: replace(t, orig, `"nonce":"q83vEjRWeJCrze8SNFZ4kA"`, `"nonce":"q83vEjRWeJCrze8SNFZ4kA=="`), want: ErrMalformed},
-		{name: "nonce not base64url", wire: replace(t, orig, `"nonce":"q83vEjRWeJCrze8SNFZ4kA"`, `"nonce":"q83vEjRWeJCrze8SNFZ4k+"`), want: ErrMalformed},
-		{name: "nonce non-zero padding bits", wire: replace(t, orig, `"nonce":"q83vEjRWeJCrze8SNFZ4kA"`, `"nonce":"q83vEjRWeJCrze8SNFZ4kB"`), want: ErrMalformed},
 		{name: "sig not base64url", wire: replace(t, orig, origSig, origSig[:10]+"/"+origSig[11:]), want: ErrMalformed},
 		{name: "sig padded", wire: replace(t, orig, origSig, origSig+"=="), want: ErrMalformed},
 		{name: "sig non-zero padding bits", wire: replace(t, orig, origSig, origSig[:85]+string(origSig[85]+1)), want: ErrMalformed},
@@ -250,6 +308,9 @@ func TestOpenRejects(t *testing.T) {
 		{name: "bad signature: another message's", wire: replace(t, orig, origSig, otherSig), want: ErrBadSignature},
 		{name: "bad signature: payload changed", wire: replace(t, orig, `"id":7`, `"id":8`), want: ErrBadSignature},
 		{name: "bad signature: payload whitespace", wire: replace(t, orig, `"id":7`, `"id": 7`), want: ErrBadSignature},
+		{name: "bad signature: seq changed", wire: replace(t, orig, seqField, `"seq":8`), want: ErrBadSignature,
+			valid: seq(8)},
+		{name: "bad signature: seq raised to the maximum", wire: replace(t, orig, seqField, `"seq":9007199254740991`), want: ErrBadSignature},
 		{name: "bad signature: truncated", wire: replace(t, orig, origSig, origSig[:len(origSig)-2]), want: ErrBadSignature},
 		{name: "bad signature: wrong key", tweak: func(o *Opener) {
 			other, _ := keys.Generate(keys.AlgEd25519, 0)
@@ -270,19 +331,22 @@ func TestOpenRejects(t *testing.T) {
 			if _, err := o.Open(orig); err != nil {
 				t.Fatal(err)
 			}
-		}, len0: 1, want: ErrReplay, valid: []byte{}},
-		{name: "guard full", setup: func(o *Opener) {
-			o.Guard = NewReplayGuard(0, 1)
-			if _, err := o.Open(sealTest(t, deviceHeader(), testPayload, nonceN(1))); err != nil {
+		}, top0: testSeq, want: ErrReplay, valid: []byte{}},
+		{name: "replay of a seq below Top", setup: func(o *Opener) {
+			for _, w := range [][]byte{seq(9), orig} {
+				if _, err := o.Open(w); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, top0: 9, want: ErrReplay,
+			valid: seq(8)}, // never seen, inside the window: still opens
+		{name: "below the window", setup: func(o *Opener) {
+			o.Window = NewReplayWindow(64)
+			if _, err := o.Open(seq(testSeq + 64)); err != nil {
 				t.Fatal(err)
 			}
-		}, len0: 1, want: ErrGuardFull,
-			// Once the first nonce expires (testT0 + window), orig opens,
-			// still within its skew.
-			fix: func(o *Opener) {
-				o.Now = fixedNow(testT0.Add(DefaultSkew + time.Millisecond))
-				o.Skew = DefaultSkew + time.Millisecond
-			}},
+		}, top0: testSeq + 64, want: ErrReplay,
+			valid: seq(testSeq + 1)}, // the lowest seq of the window [8, 71]
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -290,7 +354,7 @@ func TestOpenRejects(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup(o)
 			}
-			guard := o.Guard
+			window := o.Window
 			bad := *o
 			if tt.tweak != nil {
 				tt.tweak(&bad)
@@ -306,8 +370,8 @@ func TestOpenRejects(t *testing.T) {
 			if got := matchingSentinels(err); len(got) != 1 {
 				t.Errorf("error %v matches %d sentinels", err, len(got))
 			}
-			if n := guard.Len(); n != tt.len0 {
-				t.Errorf("guard Len = %d after rejection, want %d: the rejected nonce was recorded", n, tt.len0)
+			if top := window.Top(); top != tt.top0 {
+				t.Errorf("window Top = %d after rejection, want %d: the rejected seq was recorded", top, tt.top0)
 			}
 			valid := tt.valid
 			if valid == nil {
@@ -328,8 +392,8 @@ func TestOpenRejects(t *testing.T) {
 }
 
 // TestOpenRejectsPayload: a signed but broken payload is ErrPayload, and,
-// unlike every other rejection, its nonce IS recorded: the protocol records
-// the nonce once the signature holds and parses the payload after that. The
+// unlike every other rejection, its seq IS recorded: the protocol records
+// the seq once the signature holds and parses the payload after that. The
 // message is authentic, so it must not be replayable (not even to re-trigger
 // the error).
 func TestOpenRejectsPayload(t *testing.T) {
@@ -355,8 +419,8 @@ func TestOpenRejectsPayload(t *testing.T) {
 			if !errors.Is(err, ErrPayload) || len(matchingSentinels(err)) != 1 {
 				t.Fatalf("Open = %v, want ErrPayload", err)
 			}
-			if o.Guard.Len() != 1 {
-				t.Errorf("guard Len = %d, want 1 (recorded once the signature held)", o.Guard.Len())
+			if top := o.Window.Top(); top != testSeq {
+				t.Errorf("window Top = %d, want %d (recorded once the signature held)", top, testSeq)
 			}
 			if _, err := o.Open(wire); !errors.Is(err, ErrReplay) {
 				t.Errorf("second Open = %v, want ErrReplay", err)
@@ -374,7 +438,7 @@ func TestOpenRejectsPayload(t *testing.T) {
 
 // TestOpenCheckOrder breaks two checks at once and expects the earlier one.
 func TestOpenCheckOrder(t *testing.T) {
-	orig := sealTest(t, deviceHeader(), testPayload, testNonce)
+	orig := sealTest(t, deviceHeader(), testPayload)
 	badPayload := sealUnchecked(t, testEd, testMeta(), []byte(`{"a":1,"a":2}`))
 	tests := []struct {
 		name  string
@@ -384,6 +448,8 @@ func TestOpenCheckOrder(t *testing.T) {
 	}{
 		{name: "size before shape", wire: append([]byte("junk"), orig...), tweak: func(o *Opener) { o.MaxSize = 10 }, want: ErrTooLarge},
 		{name: "shape before signer", wire: replace(t, orig, `"signer":"dev-1"`, `"signer":"dev-2","x":1`), want: ErrMalformed},
+		{name: "seq range is shape, before signer", wire: replace(t, replace(t, orig, `"signer":"dev-1"`, `"signer":"dev-2"`), `"seq":7`, `"seq":0`),
+			want: ErrMalformed},
 		{name: "signer before alg", wire: replace(t, replace(t, orig, `"signer":"dev-1"`, `"signer":"dev-2"`), `"alg":"ed25519"`, `"alg":"x"`),
 			want: ErrUnknownSigner},
 		{name: "alg before audience", wire: replace(t, orig, `"alg":"ed25519"`, `"alg":"x"`), tweak: func(o *Opener) { o.Self = "x" }, want: ErrAlgMismatch},
@@ -395,15 +461,13 @@ func TestOpenCheckOrder(t *testing.T) {
 			o.Now = fixedNow(testT0.Add(time.Hour))
 		}, want: ErrTooOld},
 		{name: "replay before signature", wire: replace(t, orig, `"id":7`, `"id":8`), tweak: func(o *Opener) { _, _ = o.Open(orig) }, want: ErrReplay},
+		{name: "below the window before signature", wire: replace(t, orig, `"id":7`, `"id":8`), tweak: func(o *Opener) {
+			o.Window = NewReplayWindow(64)
+			if _, err := o.Open(sealTest(t, seqHeader(1000), testPayload)); err != nil {
+				t.Fatal(err)
+			}
+		}, want: ErrReplay},
 		{name: "signature before payload", wire: replace(t, badPayload, `"a":2`, `"a":3`), want: ErrBadSignature},
-		{name: "signature before guard full", wire: replace(t, orig, `"id":7`, `"id":8`), tweak: func(o *Opener) {
-			o.Guard = NewReplayGuard(0, 1)
-			_, _ = o.Open(sealTest(t, deviceHeader(), testPayload, nonceN(2)))
-		}, want: ErrBadSignature},
-		{name: "guard full before payload", wire: badPayload, tweak: func(o *Opener) {
-			o.Guard = NewReplayGuard(0, 1)
-			_, _ = o.Open(sealTest(t, deviceHeader(), testPayload, nonceN(2)))
-		}, want: ErrGuardFull},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -423,7 +487,7 @@ func TestOpenCheckOrder(t *testing.T) {
 }
 
 func TestOpenSkewBoundaries(t *testing.T) {
-	wire := sealTest(t, deviceHeader(), testPayload, testNonce)
+	wire := sealTest(t, deviceHeader(), testPayload)
 	for _, d := range []time.Duration{-DefaultSkew, 0, DefaultSkew} {
 		o := newOpener(t)
 		o.Now = fixedNow(testT0.Add(d))
@@ -436,7 +500,7 @@ func TestOpenSkewBoundaries(t *testing.T) {
 // TestOpenConcurrentReplay opens one envelope from many goroutines at once:
 // exactly one wins, the rest get ErrReplay (run with -race).
 func TestOpenConcurrentReplay(t *testing.T) {
-	wire := sealTest(t, deviceHeader(), testPayload, testNonce)
+	wire := sealTest(t, deviceHeader(), testPayload)
 	for round := 0; round < 20; round++ {
 		o := newOpener(t)
 		const n = 16
@@ -467,15 +531,74 @@ func TestOpenConcurrentReplay(t *testing.T) {
 		if ok != 1 {
 			t.Fatalf("%d opens succeeded, want exactly 1", ok)
 		}
+		if top := o.Window.Top(); top != testSeq {
+			t.Fatalf("Top = %d, want %d", top, testSeq)
+		}
+	}
+}
+
+// TestOpenConcurrentReordered: goroutines race through one session's
+// envelopes, each in its own order (so seqs arrive out of order and several
+// times): every seq opens exactly once.
+func TestOpenConcurrentReordered(t *testing.T) {
+	const n, workers = 64, 8
+	wires := make([][]byte, n)
+	for i := range wires {
+		wires[i] = sealTest(t, seqHeader(uint64(i+1)), testPayload)
+	}
+	o := newOpener(t)
+	var (
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+		wins  [n]int
+		mu    sync.Mutex
+	)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for k := 0; k < n; k++ {
+				i := (k*(2*w+1) + w*7) % n // a different permutation per worker
+				_, err := o.Open(wires[i])
+				switch {
+				case err == nil:
+					mu.Lock()
+					wins[i]++
+					mu.Unlock()
+				case !errors.Is(err, ErrReplay):
+					t.Errorf("seq %d: %v", i+1, err)
+				}
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, c := range wins {
+		if c != 1 {
+			t.Errorf("seq %d opened %d times, want exactly 1", i+1, c)
+		}
+	}
+	if top := o.Window.Top(); top != n {
+		t.Errorf("Top = %d, want %d", top, n)
 	}
 }
 
 func TestOpenMisconfigured(t *testing.T) {
-	wire := sealTest(t, deviceHeader(), testPayload, testNonce)
+	wire := sealTest(t, deviceHeader(), testPayload)
 	o := newOpener(t)
-	o.Guard = nil
+	o.Window = nil
 	if _, err := o.Open(wire); err == nil || len(matchingSentinels(err)) != 0 {
-		t.Errorf("nil Guard: %v, want a configuration error", err)
+		t.Errorf("nil Window: %v, want a configuration error", err)
+	}
+	// The zero value of a window is a working one.
+	o = newOpener(t)
+	o.Window = new(ReplayWindow)
+	if _, err := o.Open(wire); err != nil {
+		t.Errorf("zero Window: %v", err)
+	}
+	if _, err := o.Open(wire); !errors.Is(err, ErrReplay) {
+		t.Errorf("zero Window, replay: %v, want ErrReplay", err)
 	}
 	o = newOpener(t)
 	o.Key = nil
@@ -498,7 +621,7 @@ func TestOpenMisconfigured(t *testing.T) {
 }
 
 func TestErrorsDoNotEchoUnboundedData(t *testing.T) {
-	orig := sealTest(t, deviceHeader(), testPayload, testNonce)
+	orig := sealTest(t, deviceHeader(), testPayload)
 	long := strings.Repeat("A", 5000)
 	for _, w := range [][]byte{
 		replace(t, orig, `"signer":"dev-1"`, `"signer":"`+long+`"`),
@@ -506,6 +629,8 @@ func TestErrorsDoNotEchoUnboundedData(t *testing.T) {
 		replace(t, orig, `"signer":`, `"`+long+`":`),
 		replace(t, orig, `"meta":`, `"`+long+`":`),
 		replace(t, orig, `"alg":"ed25519"`, `"alg":"`+long+`"`),
+		replace(t, orig, `"seq":7`, `"seq":`+strings.Repeat("9", 5000)),
+		replace(t, orig, `"ts":`, `"ts":`+strings.Repeat("9", 5000)),
 	} {
 		o := newOpener(t)
 		o.Key = func(string) (crypto.PublicKey, error) { return testEd.Public(), nil }
@@ -517,7 +642,7 @@ func TestErrorsDoNotEchoUnboundedData(t *testing.T) {
 }
 
 func TestPeek(t *testing.T) {
-	wire := sealTest(t, deviceHeader(), testPayload, testNonce)
+	wire := sealTest(t, deviceHeader(), testPayload)
 	m, payload, err := Peek(wire, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -539,16 +664,21 @@ func TestPeek(t *testing.T) {
 	if _, _, err := Peek(replace(t, wire, `"signer":`, `"Signer":`), 0); !errors.Is(err, ErrMalformed) {
 		t.Errorf("Peek case variant = %v", err)
 	}
+	for _, bad := range []string{`"seq":0`, `"seq":9007199254740992`} {
+		if _, _, err := Peek(replace(t, wire, `"seq":7`, bad), 0); !errors.Is(err, ErrMalformed) {
+			t.Errorf("Peek %s = %v, want ErrMalformed", bad, err)
+		}
+	}
 }
 
 // TestOpenAcceptsEquivalentJSON: receivers accept any valid spelling of meta
 // (key order, whitespace, escapes), because the signature covers values, not
 // meta's bytes. Seal writes one spelling only.
 func TestOpenAcceptsEquivalentJSON(t *testing.T) {
-	orig := sealTest(t, deviceHeader(), testPayload, testNonce)
+	orig := sealTest(t, deviceHeader(), testPayload)
 	m, _, _ := Peek(orig, 0)
-	reordered := fmt.Sprintf(" {\n \"payload\" : %s ,\r\n\t\"meta\": {\"sig\":%q, \"alg\":\"ed25519\", \"ts\": 1763877539123, \"nonce\": \"q83vEjRWeJCrze8SNFZ4kA\","+
-		"\"session\":\"Jm3r0qYx1kQmC0r3bXc9Vw\",\"direction\":\"device_to_cloud\",\"audience\":\"\\u0063loud\",\"signer\":\"dev\\u002d1\",\"v\":1}}\n", testPayload, m.Sig)
+	reordered := fmt.Sprintf(" {\n \"payload\" : %s ,\r\n\t\"meta\": {\"sig\":%q, \"alg\":\"ed25519\", \"ts\": 1763877539123, \"seq\" :\t7 ,"+
+		"\"session\":\"Jm3r0qYx1kQmC0r3bXc9Vw\",\"direction\":\"device_to_cloud\",\"audience\":\"\\u0063loud\",\"signer\":\"dev\\u002d1\",\"v\":2}}\n", testPayload, m.Sig)
 	got, err := newOpener(t).Open([]byte(reordered))
 	if err != nil {
 		t.Fatalf("Open(%s): %v", reordered, err)
@@ -571,11 +701,14 @@ func TestSealRefuses(t *testing.T) {
 		{name: "invalid JSON", payload: `{"a":}`, want: ErrPayload},
 		{name: "duplicate key", payload: `{"a":1,"a":2}`, want: ErrPayload},
 		{name: "invalid UTF-8", payload: "\"\xff\"", want: ErrPayload},
-		{name: "empty audience", header: Header{Direction: DeviceToCloud, Session: testSession}, want: ErrMalformed},
-		{name: "empty session", header: Header{Audience: "cloud", Direction: DeviceToCloud}, want: ErrMalformed},
-		{name: "unknown direction", header: Header{Audience: "cloud", Direction: "sideways", Session: testSession}, want: ErrMalformed},
-		{name: "control character", header: Header{Audience: "clo\nud", Direction: DeviceToCloud, Session: testSession}, want: ErrMalformed},
-		{name: "invalid UTF-8 in meta", header: Header{Audience: "clo\xffud", Direction: DeviceToCloud, Session: testSession}, want: ErrMalformed},
+		{name: "empty audience", header: Header{Direction: DeviceToCloud, Session: testSession, Seq: 1}, want: ErrMalformed},
+		{name: "empty session", header: Header{Audience: "cloud", Direction: DeviceToCloud, Seq: 1}, want: ErrMalformed},
+		{name: "unknown direction", header: Header{Audience: "cloud", Direction: "sideways", Session: testSession, Seq: 1}, want: ErrMalformed},
+		{name: "control character", header: Header{Audience: "clo\nud", Direction: DeviceToCloud, Session: testSession, Seq: 1}, want: ErrMalformed},
+		{name: "invalid UTF-8 in meta", header: Header{Audience: "clo\xffud", Direction: DeviceToCloud, Session: testSession, Seq: 1}, want: ErrMalformed},
+		{name: "seq 0", header: seqHeader(0), want: ErrMalformed},
+		{name: "seq above MaxSeq", header: seqHeader(MaxSeq + 1), want: ErrMalformed},
+		{name: "seq 2^64-1", header: seqHeader(1<<64 - 1), want: ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -641,7 +774,7 @@ func TestOpenWorstCaseInputs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// payload first: meta (invalid) is only reached after it.
-			wire := []byte(`{"payload":` + tt.payload + `,"meta":{"v":1}}`)
+			wire := []byte(`{"payload":` + tt.payload + `,"meta":{"v":2}}`)
 			start := time.Now()
 			if _, err := newOpener(t).Open(wire); !errors.Is(err, ErrMalformed) {
 				t.Errorf("Open = %.100v", err)

@@ -110,8 +110,17 @@ func (g *gen) payload() string {
 	return `{"jsonrpc":"2.0","id":` + strconv.Itoa(g.r.IntN(1000)) + `,"method":` + g.jsonString(g.metaString()) + `,"params":` + g.value(1) + `}`
 }
 
+// seq is a random valid seq: small ones as a session's are, and any up to
+// MaxSeq.
+func (g *gen) seq() uint64 {
+	if g.r.IntN(2) == 0 {
+		return 1 + g.r.Uint64N(100)
+	}
+	return 1 + g.r.Uint64N(MaxSeq)
+}
+
 func (g *gen) header() Header {
-	h := Header{Audience: g.metaString(), Direction: DeviceToCloud, Session: g.metaString()}
+	h := Header{Audience: g.metaString(), Direction: DeviceToCloud, Session: g.metaString(), Seq: g.seq()}
 	if g.r.IntN(2) == 0 {
 		h.Direction = CloudToDevice
 	}
@@ -122,8 +131,8 @@ func (g *gen) header() Header {
 func openerFor(h Header, key crypto.PublicKey, now time.Time) *Opener {
 	return &Opener{
 		Self: h.Audience, Direction: h.Direction, Session: h.Session,
-		Key:   func(string) (crypto.PublicKey, error) { return key, nil },
-		Guard: NewReplayGuard(0, 0), Now: fixedNow(now),
+		Key:    func(string) (crypto.PublicKey, error) { return key, nil },
+		Window: NewReplayWindow(0), Now: fixedNow(now),
 	}
 }
 
@@ -157,7 +166,8 @@ func TestPropertyRoundTrip(t *testing.T) {
 			t.Fatalf("seed %d: Open: %v\n%s", seed, err, wire)
 		}
 		if string(got.Payload) != payload || got.Meta.Signer != signer || got.Meta.Audience != h.Audience ||
-			got.Meta.Session != h.Session || got.Meta.Direction != h.Direction || got.Meta.TS != now.UnixMilli() {
+			got.Meta.Session != h.Session || got.Meta.Direction != h.Direction || got.Meta.Seq != h.Seq ||
+			got.Meta.TS != now.UnixMilli() {
 			t.Fatalf("seed %d: opened %+v %s", seed, got.Meta, got.Payload)
 		}
 		if !json.Valid(wire) {
@@ -168,13 +178,13 @@ func TestPropertyRoundTrip(t *testing.T) {
 
 // TestPropertySingleByteChange: every single-byte change of a sealed wire,
 // at every position, to every other byte value, is rejected, and none of
-// those rejections records the nonce. Afterwards the untouched wire opens.
+// those rejections records a seq. Afterwards the untouched wire opens.
 //
 // There are no exceptions, by construction of Seal's output: meta is
 // compact (no whitespace to swap for other whitespace), keys are fixed,
 // strings use only the escapes \" and \\ (no \uXXXX whose hex case could
-// change), ts has no leading zeros or exponent, and nonce and sig are
-// strict base64url (their unused low bits must be zero). Every change
+// change), seq and ts have no leading zeros or exponent, and sig is strict
+// base64url (its unused low bits must be zero). Every change
 // therefore breaks the shape or changes a value the signature covers, or
 // v or sig themselves. The payload is signed byte for byte.
 func TestPropertySingleByteChange(t *testing.T) {
@@ -191,9 +201,12 @@ func TestPropertySingleByteChange(t *testing.T) {
 	g := newGen(42)
 	cases := []envCase{
 		{"ed25519 rpc", testEd, "dev-1", deviceHeader(), `{"jsonrpc":"2.0","id":7,"method":"a.b","params":[1,"x"]}`},
-		{"ed25519 escapes and unicode", testEd, `dév-"1"\x`, Header{Audience: `c"l\oud`, Direction: CloudToDevice, Session: "sé😀"}, `{"k": "\u00e9 é\n", "n":-1.5e3 }`},
+		{"ed25519 escapes and unicode", testEd, `dév-"1"\x`, Header{Audience: `c"l\oud`, Direction: CloudToDevice, Session: "sé😀", Seq: 42}, `{"k": "\u00e9 é\n", "n":-1.5e3 }`},
 		{"ed25519 random", testEd, g.metaString(), g.header(), g.payload()},
 		{"ed25519 scalar payload", testEd, "dev-1", deviceHeader(), `12`},
+		{"ed25519 first seq", testEd, "dev-1", seqHeader(1), `{}`},
+		{"ed25519 largest seq", testEd, "dev-1", seqHeader(MaxSeq), `{}`},
+		{"ed25519 seq of ten digits", testEd, "dev-1", seqHeader(1000000000), `{}`},
 		{"rsa-pss-sha256", testRSA(t), "dev-rsa", deviceHeader(), `{"id":1}`},
 	}
 	values := func(orig byte) []byte {
@@ -221,7 +234,7 @@ func TestPropertySingleByteChange(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wire, err := s.SealAt(c.h, []byte(c.pay), testNonce, testT0)
+			wire, err := s.SealAt(c.h, []byte(c.pay), testT0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -236,8 +249,8 @@ func TestPropertySingleByteChange(t *testing.T) {
 					if _, err := o.Open(mutated); err == nil {
 						t.Fatalf("changing byte %d (%q) to %q still opens:\n%s", pos, wire[pos], v, mutated)
 					}
-					if o.Guard.Len() != 0 {
-						t.Fatalf("changing byte %d to %q recorded the nonce", pos, v)
+					if top := o.Window.Top(); top != 0 {
+						t.Fatalf("changing byte %d to %q recorded seq %d", pos, v, top)
 					}
 				}
 			}
@@ -256,7 +269,7 @@ func TestPropertyMetaEncoding(t *testing.T) {
 		g := newGen(seed)
 		signer := g.metaString()
 		s, _ := NewSealer(signer, testEd)
-		wire, err := s.SealAt(deviceHeader(), []byte(`1`), testNonce, testT0)
+		wire, err := s.SealAt(deviceHeader(), []byte(`1`), testT0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"sync"
 	"time"
@@ -20,7 +19,7 @@ import (
 // domain starts the signed bytes. It names the format and its version, and
 // the NUL ends it, so no other message a Bosun key signs can be mistaken for
 // an envelope, nor an envelope of one version for another.
-const domain = "bosun-envelope-v1\x00"
+const domain = "bosun-envelope-v2\x00"
 
 // pssOptions are the RSA-PSS parameters of rsa-pss-sha256: SHA-256 for the
 // message digest and MGF1, salt as long as the hash. Verification demands
@@ -34,11 +33,9 @@ type Sealer struct {
 	// Signer is the name written to meta.signer: the device id, or the
 	// cloud's name.
 	Signer string
-	// Key signs. Its public key decides meta.alg (see keys.Alg).
+	// Key signs. Its public key decides meta.alg (see keys.Alg). (RSA-PSS
+	// salts come from the crypto library's own generator.)
 	Key crypto.Signer
-	// Rand is the source of nonces. nil means crypto/rand. (RSA-PSS salts
-	// always come from the crypto library's own generator.)
-	Rand io.Reader
 	// Now is the clock for meta.ts. nil means time.Now.
 	Now func() time.Time
 }
@@ -66,30 +63,23 @@ func (s *Sealer) alg() (string, error) {
 
 // Seal wraps payload, which must be exactly one strict JSON value (surrounding
 // whitespace is dropped: it would not survive the trip), in an envelope for h
-// with a fresh nonce and the current time, and returns the wire bytes.
+// stamped with the current time, and returns the wire bytes. The caller
+// numbers its messages (see Header.Seq) and writes them in seq order.
 // It returns an error wrapping ErrPayload for a payload Open would refuse,
-// and ErrMalformed for a header that could not be sent.
+// and ErrMalformed for a header that could not be sent, among them a seq of
+// 0 or above MaxSeq.
 func (s *Sealer) Seal(h Header, payload []byte) ([]byte, error) {
-	var nonce [NonceSize]byte
-	r := s.Rand
-	if r == nil {
-		r = rand.Reader
-	}
-	if _, err := io.ReadFull(r, nonce[:]); err != nil {
-		return nil, fmt.Errorf("envelope: reading nonce: %w", err)
-	}
 	now := time.Now
 	if s.Now != nil {
 		now = s.Now
 	}
-	return s.SealAt(h, payload, nonce, now())
+	return s.SealAt(h, payload, now())
 }
 
-// SealAt is Seal with the nonce and timestamp given, for test vectors and
-// tests. With an Ed25519 key its output is fully deterministic; an RSA-PSS
-// signature is randomised, but its signed bytes are not. Never reuse a nonce
-// in production: the receiver rejects the second message as a replay.
-func (s *Sealer) SealAt(h Header, payload []byte, nonce [NonceSize]byte, ts time.Time) ([]byte, error) {
+// SealAt is Seal with the timestamp given, for test vectors and tests. With
+// an Ed25519 key its output is fully deterministic; an RSA-PSS signature is
+// randomised, but its signed bytes are not.
+func (s *Sealer) SealAt(h Header, payload []byte, ts time.Time) ([]byte, error) {
 	alg, err := s.alg()
 	if err != nil {
 		return nil, err
@@ -104,7 +94,7 @@ func (s *Sealer) SealAt(h Header, payload []byte, nonce [NonceSize]byte, ts time
 		Audience:  h.Audience,
 		Direction: h.Direction,
 		Session:   h.Session,
-		Nonce:     b64.EncodeToString(nonce[:]),
+		Seq:       h.Seq,
 		TS:        ts.UnixMilli(),
 		Alg:       alg,
 	}
@@ -136,6 +126,9 @@ func checkHeader(m *Meta) error {
 	if m.Direction != DeviceToCloud && m.Direction != CloudToDevice {
 		return fmt.Errorf("%w: direction %s", ErrMalformed, quoteString(string(m.Direction)))
 	}
+	if m.Seq == 0 || m.Seq > MaxSeq {
+		return fmt.Errorf("%w: seq %d is outside 1 to %d", ErrMalformed, m.Seq, MaxSeq)
+	}
 	if m.TS < 0 {
 		return fmt.Errorf("%w: timestamp before 1970", ErrMalformed)
 	}
@@ -165,23 +158,25 @@ func sign(key crypto.Signer, alg string, msg []byte) ([]byte, error) {
 }
 
 // SignedBytes returns the exact bytes that are signed for meta m and payload:
-// the domain tag "bosun-envelope-v1\x00", then signer, audience, direction,
-// session, nonce (as its base64url text), ts (decimal ASCII), alg and payload,
-// each as a 4-byte big-endian length followed by the bytes. m.V and m.Sig
-// are not used.
+// the domain tag "bosun-envelope-v2\x00", then signer, audience, direction,
+// session, seq (decimal ASCII), ts (decimal ASCII), alg and payload, each as
+// a 4-byte big-endian length followed by the bytes. m.V and m.Sig are not
+// used.
 func SignedBytes(m Meta, payload []byte) []byte {
 	return appendSigned(nil, &m, payload)
 }
 
 func appendSigned(dst []byte, m *Meta, payload []byte) []byte {
-	var tsBuf [20]byte
+	var seqBuf, tsBuf [20]byte
+	seq := strconv.AppendUint(seqBuf[:0], m.Seq, 10)
 	ts := strconv.AppendInt(tsBuf[:0], m.TS, 10)
 	dst = append(dst, domain...)
 	dst = appendField(dst, m.Signer)
 	dst = appendField(dst, m.Audience)
 	dst = appendField(dst, string(m.Direction))
 	dst = appendField(dst, m.Session)
-	dst = appendField(dst, m.Nonce)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(seq)))
+	dst = append(dst, seq...)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(len(ts)))
 	dst = append(dst, ts...)
 	dst = appendField(dst, m.Alg)
@@ -208,8 +203,8 @@ func appendWire(dst []byte, m *Meta, payload []byte) []byte {
 	dst = appendString(dst, string(m.Direction))
 	dst = append(dst, `,"session":`...)
 	dst = appendString(dst, m.Session)
-	dst = append(dst, `,"nonce":`...)
-	dst = appendString(dst, m.Nonce)
+	dst = append(dst, `,"seq":`...)
+	dst = strconv.AppendUint(dst, m.Seq, 10)
 	dst = append(dst, `,"ts":`...)
 	dst = strconv.AppendInt(dst, m.TS, 10)
 	dst = append(dst, `,"alg":`...)

@@ -3,10 +3,9 @@ package envelope
 import (
 	"encoding/base64"
 	"fmt"
-	"strconv"
 )
 
-// b64 is the encoding of nonce and sig: base64url without padding, strict so
+// b64 is the encoding of sig: base64url without padding, strict so
 // that the unused low bits of the last character must be zero. Without that,
 // one signature would have several spellings and a flipped bit could go
 // unnoticed. (The decoder still skips CR and LF; meta strings never contain
@@ -26,7 +25,7 @@ const (
 	fieldAudience
 	fieldDirection
 	fieldSession
-	fieldNonce
+	fieldSeq
 	fieldTS
 	fieldAlg
 	fieldSig
@@ -35,7 +34,7 @@ const (
 
 // metaFields lists the meta keys in the order Seal writes them, which is also
 // the order of the bits above.
-var metaFields = [...]string{"v", "signer", "audience", "direction", "session", "nonce", "ts", "alg", "sig"}
+var metaFields = [...]string{"v", "signer", "audience", "direction", "session", "seq", "ts", "alg", "sig"}
 
 // metaString is one string field of meta while it is being scanned: either a
 // span of the wire (no escapes, the common case) or its decoded bytes.
@@ -46,8 +45,7 @@ type metaString struct {
 
 // parsed is what the shape check extracts from a wire.
 type parsed struct {
-	meta  Meta
-	nonce [NonceSize]byte
+	meta Meta
 	// The decoded signature is sigArr[:sigLen], or sigHeap when it is longer
 	// than inlineSig. (An array rather than a slice into the caller's stack,
 	// which escape analysis would move to the heap.)
@@ -73,7 +71,7 @@ func (p *parsed) signature() []byte {
 	return p.sigArr[:p.sigLen]
 }
 
-// parseShape checks that wire is one strict v1 envelope and fills p.
+// parseShape checks that wire is one strict v2 envelope and fills p.
 // Every error wraps ErrMalformed.
 func parseShape(wire []byte, p *parsed) error {
 	b := wire
@@ -221,7 +219,7 @@ func parseMeta(b []byte, i int, p *parsed) (int, error) {
 		}
 		i = skipWS(b, i+1)
 		switch f {
-		case 0, 6: // v, ts: plain non-negative integers
+		case 0, 5, 6: // v, seq, ts: plain non-negative integers
 			if i >= len(b) || b[i] < '0' || b[i] > '9' {
 				if i < len(b) && b[i] == '-' {
 					return 0, malformed("meta.%s is negative", metaFields[f])
@@ -232,17 +230,27 @@ func parseMeta(b []byte, i int, p *parsed) (int, error) {
 			if err != nil || !plain {
 				return 0, malformed("meta.%s is not an integer", metaFields[f])
 			}
-			n, err := strconv.ParseInt(string(b[i:nend]), 10, 64)
-			if err != nil {
+			// A leading zero ends the number at the zero (scanNumber), so
+			// "07" fails below as an unexpected '7'.
+			n, ok := parseDigits(b[i:nend])
+			switch {
+			case !ok:
 				return 0, malformed("meta.%s is out of range", metaFields[f])
-			}
-			if f == 0 {
+			case f == 0:
 				if n != Version {
 					return 0, malformed("meta.v is %d, want %d", n, Version)
 				}
 				p.meta.V = Version
-			} else {
-				p.meta.TS = n
+			case f == 5:
+				if n == 0 || n > MaxSeq {
+					return 0, malformed("meta.seq is %d, want 1 to %d", n, MaxSeq)
+				}
+				p.meta.Seq = n
+			default:
+				if n > 1<<63-1 {
+					return 0, malformed("meta.ts is out of range")
+				}
+				p.meta.TS = int64(n)
 			}
 			i = nend
 		default:
@@ -299,7 +307,6 @@ func parseMeta(b []byte, i int, p *parsed) (int, error) {
 	m.Audience = str(2)
 	m.Direction = Direction(str(3))
 	m.Session = str(4)
-	m.Nonce = str(5)
 	m.Alg = str(7)
 	m.Sig = str(8)
 
@@ -308,12 +315,6 @@ func parseMeta(b []byte, i int, p *parsed) (int, error) {
 			return strs[f].decoded
 		}
 		return b[strs[f].start:strs[f].end]
-	}
-	if len(m.Nonce) != b64.EncodedLen(NonceSize) {
-		return 0, malformed("meta.nonce is %d characters, want %d", len(m.Nonce), b64.EncodedLen(NonceSize))
-	}
-	if n, err := b64.Decode(p.nonce[:], raw(5)); err != nil || n != NonceSize {
-		return 0, malformed("meta.nonce is not unpadded base64url")
 	}
 	n := b64.DecodedLen(len(m.Sig))
 	if n > maxSigSize {
@@ -333,6 +334,20 @@ func parseMeta(b []byte, i int, p *parsed) (int, error) {
 		p.sigHeap = p.sigHeap[:n]
 	}
 	return i, nil
+}
+
+// parseDigits returns the value of the decimal digits b, and false if it
+// does not fit in a uint64.
+func parseDigits(b []byte) (uint64, bool) {
+	var n uint64
+	for _, c := range b {
+		d := uint64(c - '0')
+		if n > (1<<64-1-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
 }
 
 // checkMetaString enforces the rules for meta strings beyond JSON: non-empty

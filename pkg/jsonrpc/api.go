@@ -6,9 +6,16 @@
 // It exists so that the cloud, the bridge and the workers speak exactly the
 // same dialect: strict about what the specification requires ("jsonrpc" is
 // exactly "2.0", params are an array or an object, ids are strings, numbers
-// or null), silent about what it leaves open (unknown members are ignored),
-// and byte-exact about ids (an id is echoed as the very bytes it arrived as,
-// so 1.50 or 18446744073709551616 come back unchanged).
+// or null), silent about what it leaves open (unknown members of a request
+// object are ignored), and byte-exact about ids (an id is echoed as the very
+// bytes it arrived as, so 1.50 or 18446744073709551616 come back unchanged).
+//
+// Params are another matter: they are Bosun's own, and Bosun promises exact
+// keys. DecodeParams, which every typed Handler uses, refuses a member that
+// is not exactly a field's name (encoding/json alone would take "Hostname"
+// for "hostname"), an unknown member and a duplicated one. And a batch
+// holds at most MaxBatch entries, so one payload cannot start thousands of
+// handlers.
 //
 // The package does no I/O of its own. A transport routes each incoming
 // payload with IsResponse (or Classify): responses go to Client.Deliver,

@@ -2,7 +2,10 @@ package jsonrpc
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
+
+	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
 
 type benchParams struct {
@@ -89,4 +92,35 @@ func BenchmarkClassify(b *testing.B) {
 			b.Fatal("not a response")
 		}
 	}
+}
+
+// stateReport is a typical state.report: what a bridge sends on connect.
+var stateReport = []byte(`{"hostname":"edge-gw-0042","os":"Debian GNU/Linux 12 (bookworm)","arch":"arm64",` +
+	`"versions":{"bridge":"0.9.3","worker":"0.9.3","go":"go1.26.0","kernel":"6.1.0-21-arm64"},` +
+	`"workers":["system","camera","modbus"],` +
+	`"attributes":{"serial":"SN-20250601-0042","model":"gw-4","mac":"02:42:ac:11:00:02","site":"plant-3"}}`)
+
+// BenchmarkDecodeParams compares DecodeParams with plain json.Unmarshal
+// on a state.report: the price of strictness.
+func BenchmarkDecodeParams(b *testing.B) {
+	b.Run("strict", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(stateReport)))
+		for b.Loop() {
+			var p rpcproto.StateReportParams
+			if err := DecodeParams(stateReport, &p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding_json", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(stateReport)))
+		for b.Loop() {
+			var p rpcproto.StateReportParams
+			if err := json.Unmarshal(stateReport, &p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -11,7 +11,7 @@ import (
 	"reflect"
 	"runtime/debug"
 	"slices"
-	"strings"
+	"strconv"
 	"sync"
 	"sync/atomic"
 )
@@ -28,11 +28,13 @@ import (
 type HandlerFunc func(ctx context.Context, params json.RawMessage) (result any, err error)
 
 // Handler adapts a typed function to a HandlerFunc. The params are decoded
-// strictly into a P: an unknown member of an object is CodeInvalidParams
-// with a message naming it, and so is a value of the wrong type. Positional
-// params (an array) are accepted only when P is a slice or an array (or a
-// pointer to one, an interface, or a type with its own UnmarshalJSON).
-// Omitted params leave P at its zero value.
+// into a P by DecodeParams, so every typed handler is strict: a member that
+// is not exactly the name of a field (case included), a duplicated member
+// and a value of the wrong type are CodeInvalidParams with a message naming
+// the member, and fn is not called. Positional params (an array) are
+// accepted only when P is a slice or an array (or a pointer to one, an
+// interface, or a type with its own UnmarshalJSON). Omitted params leave P
+// at its zero value.
 func Handler[P, R any](fn func(ctx context.Context, p P) (R, error)) HandlerFunc {
 	positional := acceptsArray(reflect.TypeFor[P]())
 	return func(ctx context.Context, params json.RawMessage) (any, error) {
@@ -64,46 +66,6 @@ func acceptsArray(t reflect.Type) bool {
 	return false
 }
 
-// decodeParams decodes params into v, strictly; errors are *Error with
-// CodeInvalidParams unless the decoding itself returned an *Error.
-func decodeParams(params json.RawMessage, v any, positional bool) error {
-	params = trimSpace(params)
-	if len(params) == 0 || string(params) == "null" {
-		return nil
-	}
-	if params[0] == '[' && !positional {
-		return invalidParams("positional params are not supported, use an object")
-	}
-	dec := json.NewDecoder(bytes.NewReader(params))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		if dec.More() {
-			return invalidParams("trailing data")
-		}
-		return nil
-	}
-	var rpcErr *Error
-	if errors.As(err, &rpcErr) && rpcErr != nil {
-		return rpcErr
-	}
-	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &typeErr) {
-		want := jsonTypeName(typeErr.Type)
-		if typeErr.Field == "" {
-			return invalidParams(fmt.Sprintf("expected %s, got %s", want, typeErr.Value))
-		}
-		return invalidParams(fmt.Sprintf("field %q: expected %s, got %s", typeErr.Field, want, typeErr.Value))
-	}
-	// Unknown members ("json: unknown field \"x\""), a custom UnmarshalJSON's
-	// own complaint, ...: all about the caller's input, so safe to send.
-	return invalidParams(strings.TrimPrefix(err.Error(), "json: "))
-}
-
-func invalidParams(detail string) *Error {
-	return &Error{Code: CodeInvalidParams, Message: codeMessages[CodeInvalidParams] + ": " + detail}
-}
-
 // jsonTypeName names the JSON type a Go type decodes from, so that error
 // messages do not expose Go type names.
 func jsonTypeName(t reflect.Type) string {
@@ -131,7 +93,13 @@ func jsonTypeName(t reflect.Type) string {
 	return "a value"
 }
 
-// batchConcurrency bounds how many entries of one batch run at once.
+// MaxBatch is the most entries a batch may hold. Handle and SplitBatch
+// refuse a larger batch as a whole, with one CodeInvalidRequest error, so
+// that one payload cannot make a peer run thousands of handlers. It is part
+// of the protocol: both sides of a Bosun connection enforce it.
+const MaxBatch = 64
+
+// batchConcurrency bounds how many entries of one batch Handle runs at once.
 const batchConcurrency = 16
 
 // Dispatcher routes requests to registered handlers. It is safe for
@@ -182,13 +150,18 @@ func (d *Dispatcher) lookup(method []byte) HandlerFunc {
 // and returns the reply to send, or nil when there is none (notifications
 // and batches of only notifications). Handle does not keep msg.
 //
-// Handlers run with ctx. The entries of a batch run concurrently (a bounded
-// number at a time) and their replies keep the order of the requests. Once
-// ctx is done, entries that have not started are not run: requests among
-// them get CodeInternalError. A panicking handler is recovered and its
-// request gets CodeInternalError. Handle returns when every handler it
-// started has returned, so a transport that must keep reading runs it on a
-// goroutine of its own.
+// A batch of more than MaxBatch entries is refused as a whole: the reply is
+// one error response (id null) with CodeInvalidRequest, and no handler
+// runs. The entries of a smaller batch run concurrently (a bounded number
+// at a time) and their replies keep the order of the requests. Once ctx is
+// done, entries that have not started are not run: requests among them get
+// CodeInternalError. A panicking handler is recovered and its request gets
+// CodeInternalError. Handle returns when every handler it started has
+// returned, so a transport that must keep reading runs it on a goroutine of
+// its own.
+//
+// A transport that runs batch entries itself (through a pool of its own)
+// uses SplitBatch, HandleOne and JoinReplies instead.
 func (d *Dispatcher) Handle(ctx context.Context, msg []byte) []byte {
 	if !validJSON(msg) {
 		return appendResponse(nil, nil, nil, stdError(CodeParseError))
@@ -197,14 +170,9 @@ func (d *Dispatcher) Handle(ctx context.Context, msg []byte) []byte {
 	if msg[0] != '[' {
 		return d.handleOne(ctx, msg)
 	}
-
-	var entries [][]byte
-	forEachElement(msg, func(e []byte) bool {
-		entries = append(entries, e)
-		return true
-	})
-	if len(entries) == 0 {
-		return appendResponse(nil, nil, nil, stdError(CodeInvalidRequest))
+	entries, rerr := splitBatch(msg)
+	if rerr != nil {
+		return appendResponse(nil, nil, nil, rerr)
 	}
 	replies := make([][]byte, len(entries))
 	workers := min(len(entries), batchConcurrency)
@@ -222,21 +190,81 @@ func (d *Dispatcher) Handle(ctx context.Context, msg []byte) []byte {
 		})
 	}
 	wg.Wait()
+	return JoinReplies(replies)
+}
 
-	var out []byte
+// HandleOne serves msg, exactly one request or notification object, and
+// returns its reply, or nil for a notification. It is Handle for one entry
+// of a batch that a transport split with SplitBatch: a batch given to
+// HandleOne is not served but answered with CodeInvalidRequest (id null),
+// and invalid JSON with CodeParseError. HandleOne does not keep msg.
+func (d *Dispatcher) HandleOne(ctx context.Context, msg []byte) []byte {
+	if !validJSON(msg) {
+		return appendResponse(nil, nil, nil, stdError(CodeParseError))
+	}
+	return d.handleOne(ctx, trimSpace(msg))
+}
+
+// SplitBatch returns the entries of msg, a batch: each is one JSON value,
+// without surrounding whitespace, sharing msg's memory. It refuses msg with
+// the *Error to send back (as the whole reply, with id null) when msg is
+// not valid JSON (CodeParseError), is not an array, is an empty batch or
+// holds more than MaxBatch entries (CodeInvalidRequest). The entries are
+// not checked: HandleOne answers one that is not a request object with its
+// own error.
+func SplitBatch(msg []byte) (entries [][]byte, err *Error) {
+	if !validJSON(msg) {
+		return nil, stdError(CodeParseError)
+	}
+	msg = trimSpace(msg)
+	if msg[0] != '[' {
+		return nil, stdError(CodeInvalidRequest)
+	}
+	return splitBatch(msg)
+}
+
+// splitBatch is SplitBatch for a valid, trimmed array.
+func splitBatch(msg []byte) ([][]byte, *Error) {
+	n := 0
+	forEachElement(msg, func([]byte) bool { n++; return true })
+	switch {
+	case n == 0:
+		return nil, stdError(CodeInvalidRequest)
+	case n > MaxBatch:
+		return nil, &Error{Code: CodeInvalidRequest,
+			Message: "batch of " + strconv.Itoa(n) + " entries exceeds the limit of " + strconv.Itoa(MaxBatch)}
+	}
+	entries := make([][]byte, 0, n)
+	forEachElement(msg, func(e []byte) bool {
+		entries = append(entries, e)
+		return true
+	})
+	return entries, nil
+}
+
+// JoinReplies joins the replies to the entries of a batch, in order, into
+// the batch reply to send, skipping nil (and empty) ones: the entries that
+// were notifications. It returns nil when every reply is nil, since a batch
+// of only notifications gets no reply at all.
+func JoinReplies(replies [][]byte) []byte {
+	size := 0
 	for _, r := range replies {
-		if r == nil {
+		size += len(r) + 1
+	}
+	if size == len(replies) {
+		return nil
+	}
+	out := make([]byte, 0, size+1)
+	for _, r := range replies {
+		if len(r) == 0 {
 			continue
 		}
-		if out == nil {
+		if len(out) == 0 {
 			out = append(out, '[')
 		} else {
 			out = append(out, ',')
 		}
 		out = append(out, r...)
-	}
-	if out == nil {
-		return nil // only notifications: nothing at all is sent back
 	}
 	return append(out, ']')
 }

@@ -345,7 +345,7 @@ func TestBatchConcurrentInOrder(t *testing.T) {
 	}
 }
 
-// TestBatchBounded checks that a large batch runs no more than
+// TestBatchBounded checks that the largest batch runs no more than
 // batchConcurrency handlers at once and leaves no goroutine behind.
 func TestBatchBounded(t *testing.T) {
 	before := runtime.NumGoroutine()
@@ -365,7 +365,7 @@ func TestBatchBounded(t *testing.T) {
 	})
 	var b strings.Builder
 	b.WriteString("[")
-	for i := range 500 {
+	for i := range MaxBatch {
 		if i > 0 {
 			b.WriteString(",")
 		}
@@ -376,8 +376,8 @@ func TestBatchBounded(t *testing.T) {
 	if err := json.Unmarshal(d.Handle(context.Background(), []byte(b.String())), &replies); err != nil {
 		t.Fatal(err)
 	}
-	if len(replies) != 500 {
-		t.Fatalf("%d replies, want 500", len(replies))
+	if len(replies) != MaxBatch {
+		t.Fatalf("%d replies, want %d", len(replies), MaxBatch)
 	}
 	if p := peak.Load(); p > batchConcurrency {
 		t.Fatalf("%d handlers ran at once, want at most %d", p, batchConcurrency)

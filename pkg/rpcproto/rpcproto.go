@@ -48,7 +48,8 @@ const (
 	DeviceEndpointPath     = "/v1/device"
 	CloseRejected          = 4003 // websocket close code: key rejected or revoked
 	CloseEvicted           = 4009 // websocket close code: a newer session of this device took over
-	CloseProtocolViolation = 4002 // websocket close code: a message failed verification during the handshake
+	CloseProtocolViolation = 4002 // websocket close code: a message failed verification, or the handshake timed out
+	CloseTooSlow           = 4008 // websocket close code: the peer stopped reading (its send queue filled)
 )
 
 // DeviceIDPattern is what a device id must match: ids are used as NATS
@@ -83,10 +84,10 @@ func ValidMethod(name string) bool {
 }
 
 // PendingOnlyMethods are the device → cloud methods a device whose key is not
-// (yet) accepted may call.
+// (yet) accepted may call: a pending device may only wait. Every other
+// method is refused with CodeNotAccepted and changes nothing.
 var PendingOnlyMethods = map[string]bool{
-	MethodRegister:    true,
-	MethodStateReport: true,
+	MethodRegister: true,
 }
 
 // Registration statuses.
@@ -265,6 +266,8 @@ const (
 	CodeExpired        = -32007 // a queued call expired before delivery
 	CodeUnauthorized   = -32008 // the caller may not call this method
 	CodeSessionEvicted = -32009 // the session ended before the answer came
+	CodeBusy           = -32010 // every handler of the receiving side is busy: try again
+	CodeTryLater       = -32011 // registration refused by a limit for now: try again later (the connection closes with 1013)
 )
 
 // ErrorMessages gives the stable message of each application code.
@@ -279,6 +282,8 @@ var ErrorMessages = map[int]string{
 	CodeExpired:        "expired",
 	CodeUnauthorized:   "unauthorized",
 	CodeSessionEvicted: "session ended",
+	CodeBusy:           "busy: too many requests in flight",
+	CodeTryLater:       "registration refused for now: try again later",
 }
 
 // Raw is a convenience alias for callers that pass params through untouched.
