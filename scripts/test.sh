@@ -379,7 +379,9 @@ step_fuzz() {
 	fi
 	local rc=0 r
 	fuzz ./pkg/envelope FuzzOpen 1 || { r=$? && ((r == SKIP)) || rc=1; }
+	fuzz ./pkg/envelope FuzzWindow 1 || { r=$? && ((r == SKIP)) || rc=1; }
 	fuzz ./pkg/jsonrpc FuzzHandle 0 || { r=$? && ((r == SKIP)) || rc=1; }
+	fuzz ./pkg/jsonrpc FuzzDecodeParams 1 || { r=$? && ((r == SKIP)) || rc=1; }
 	return "$rc"
 }
 

@@ -13,9 +13,12 @@
 // and forwards on NATS subject "bosun.rpc.<method>" (queue group "workers",
 // so several instances of one worker share the load). The request and the
 // reply on NATS are plain JSON-RPC 2.0 objects; the bridge signs the reply.
-// A handler's error becomes a JSON-RPC error: a *jsonrpc.Error (or an error
-// wrapping one) is sent as is, anything else as -32603 "Internal error"
-// whose text only goes to the worker's log.
+// Params are decoded strictly (Func, DecodeParams): member names match
+// exactly, case included, and an unknown or duplicated member is refused
+// with -32602 before the handler runs. A handler's error becomes a JSON-RPC
+// error: a *jsonrpc.Error (or an error wrapping one) is sent as is,
+// anything else as -32603 "Internal error" whose text only goes to the
+// worker's log.
 //
 // A worker calls the cloud with Call; the bridge signs the request, sends it
 // over its websocket and relays the verified reply.
@@ -46,11 +49,22 @@ import (
 // HandlerFunc serves one method; see jsonrpc.HandlerFunc.
 type HandlerFunc = jsonrpc.HandlerFunc
 
-// Func adapts a typed function to a HandlerFunc: params are decoded strictly
-// into a P (an unknown field is -32602 Invalid params) and the R is
-// marshalled as the result.
+// Func adapts a typed function to a HandlerFunc: params are decoded into a
+// P by DecodeParams and the R is marshalled as the result. A member that is
+// not exactly a field's name ({"Name":...} for `json:"name"`), an unknown
+// member or a duplicated one is -32602 Invalid params naming it, and fn is
+// not called.
 func Func[P, R any](fn func(ctx context.Context, p P) (R, error)) HandlerFunc {
 	return jsonrpc.Handler(fn)
+}
+
+// DecodeParams decodes params into v (a non-nil pointer) with the rules of
+// Func, for a HandlerFunc that takes its params raw: exact, case-sensitive
+// member names, no unknown or duplicated members. Its error is a
+// *jsonrpc.Error with code -32602 to return as is. See
+// jsonrpc.DecodeParams.
+func DecodeParams(params json.RawMessage, v any) error {
+	return jsonrpc.DecodeParams(params, v)
 }
 
 // Errorf returns a *jsonrpc.Error with code and a formatted message, the
@@ -200,7 +214,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := w.nc.FlushWithContext(fctx); err != nil && ctx.Err() == nil {
 		// Not fatal: with RetryOnFailedConnect the subscriptions are
 		// sent when the connection comes up, and announced again then.
-		w.log.Warn("flushing subscriptions", "error", err)
+		w.log.Warn("flushing subscriptions", "err", err)
 	}
 	fcancel()
 	// Announce again whenever the connection comes (back) up: a bridge that
@@ -261,7 +275,7 @@ func (w *Worker) serve(ctx context.Context, msg *nats.Msg) {
 		return
 	}
 	if err := msg.Respond(reply); err != nil {
-		w.log.Warn("sending reply", "subject", msg.Subject, "error", err)
+		w.log.Warn("sending reply", "subject", msg.Subject, "err", err)
 	}
 }
 
@@ -271,7 +285,7 @@ func (w *Worker) announce(methods []rpcproto.MethodInfo) {
 		return
 	}
 	if err := w.nc.Publish(rpcproto.SubjectAnnounce, b); err != nil {
-		w.log.Warn("announcing", "error", err)
+		w.log.Warn("announcing", "err", err)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -179,4 +181,91 @@ func TestHandleRejectsBadNames(t *testing.T) {
 		}
 	}()
 	w.Handle("bad name", "", nil)
+}
+
+// TestStrictParams: params that do not name a field exactly (case
+// included), unknown members and duplicated ones are refused with -32602
+// naming the member, and the handler does not run; through Func and
+// through DecodeParams in a raw handler alike.
+func TestStrictParams(t *testing.T) {
+	type greetParams struct {
+		Name  string `json:"name"`
+		Times int    `json:"times,omitempty"`
+	}
+	srv := startNATS(t, "")
+	nc, _ := nats.Connect(srv.ClientURL())
+	defer nc.Close()
+	var calls atomic.Int32
+	w := worker.New(nc, "strict", worker.Options{Logger: slog.New(slog.DiscardHandler)})
+	w.Handle("greet.typed", "Typed", worker.Func(func(ctx context.Context, p greetParams) (string, error) {
+		calls.Add(1)
+		return "hello, " + p.Name, nil
+	}))
+	w.Handle("greet.raw", "Raw", func(ctx context.Context, params json.RawMessage) (any, error) {
+		var p greetParams
+		if err := worker.DecodeParams(params, &p); err != nil {
+			return nil, err
+		}
+		calls.Add(1)
+		return "hello, " + p.Name, nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	tests := []struct {
+		name   string
+		params string
+		reply  string // the reply without its envelope: result or error
+	}{
+		{"exact", `{"name":"Ada"}`, `"result":"hello, Ada"`},
+		{"case variant", `{"Name":"Ada"}`, `"error":{"code":-32602,"message":"Invalid params: unknown field \"Name\""}`},
+		{"case variant after the exact key", `{"name":"Ada","NAME":"Eve"}`, `"error":{"code":-32602,"message":"Invalid params: unknown field \"NAME\""}`},
+		{"unknown", `{"name":"Ada","tmes":2}`, `"error":{"code":-32602,"message":"Invalid params: unknown field \"tmes\""}`},
+		{"duplicate", `{"name":"Ada","name":"Eve"}`, `"error":{"code":-32602,"message":"Invalid params: duplicate field \"name\""}`},
+	}
+	for _, method := range []string{"greet.typed", "greet.raw"} {
+		for _, tt := range tests {
+			t.Run(method+"/"+tt.name, func(t *testing.T) {
+				calls.Store(0)
+				req := `{"jsonrpc":"2.0","id":1,"method":"` + method + `","params":` + tt.params + `}`
+				var m *nats.Msg
+				// The first request may beat the subscription to the server.
+				eventually(t, func() bool {
+					var err error
+					m, err = nc.Request(rpcproto.SubjectRPCPrefix+method, []byte(req), 5*time.Second)
+					return err == nil
+				})
+				if want := `{"jsonrpc":"2.0",` + tt.reply + `,"id":1}`; string(m.Data) != want {
+					t.Fatalf("reply\n got %s\nwant %s", m.Data, want)
+				}
+				wantCalls := int32(0)
+				if strings.HasPrefix(tt.reply, `"result"`) {
+					wantCalls = 1
+				}
+				if n := calls.Load(); n != wantCalls {
+					t.Fatalf("the handler ran %d times, want %d", n, wantCalls)
+				}
+			})
+		}
+	}
+}
+
+// eventually polls cond until it holds or a deadline passes.
+func eventually(tb testing.TB, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatal("condition not met before the deadline")
+		}
+		tm := time.NewTimer(10 * time.Millisecond)
+		<-tm.C
+	}
 }

@@ -2,7 +2,12 @@
 
 package jsonrpc
 
-import "testing"
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/bosunhq/bosun/pkg/rpcproto"
+)
 
 // Allocation counts are meaningless under the race detector, which allocates
 // on its own; scripts/test.sh runs these in a pass without -race.
@@ -16,5 +21,25 @@ func TestClassifyDoesNotAllocate(t *testing.T) {
 		if n := testing.AllocsPerRun(100, func() { Classify(m); IsResponse(m) }); n != 0 {
 			t.Errorf("Classify+IsResponse(%s): %v allocations", m, n)
 		}
+	}
+}
+
+// TestDecodeParamsAllocatesLikeUnmarshal: the strict walk allocates nothing
+// of its own for an ordinary state.report (its maps have few keys).
+func TestDecodeParamsAllocatesLikeUnmarshal(t *testing.T) {
+	strict := testing.AllocsPerRun(100, func() {
+		var p rpcproto.StateReportParams
+		if err := DecodeParams(stateReport, &p); err != nil {
+			t.Fatal(err)
+		}
+	})
+	plain := testing.AllocsPerRun(100, func() {
+		var p rpcproto.StateReportParams
+		if err := json.Unmarshal(stateReport, &p); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if strict > plain {
+		t.Errorf("DecodeParams: %v allocations, json.Unmarshal %v", strict, plain)
 	}
 }

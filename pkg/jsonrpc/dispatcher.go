@@ -150,15 +150,15 @@ func (d *Dispatcher) lookup(method []byte) HandlerFunc {
 // and returns the reply to send, or nil when there is none (notifications
 // and batches of only notifications). Handle does not keep msg.
 //
-// A batch of more than MaxBatch entries is refused as a whole: the reply is
-// one error response (id null) with CodeInvalidRequest, and no handler
-// runs. The entries of a smaller batch run concurrently (a bounded number
-// at a time) and their replies keep the order of the requests. Once ctx is
-// done, entries that have not started are not run: requests among them get
-// CodeInternalError. A panicking handler is recovered and its request gets
-// CodeInternalError. Handle returns when every handler it started has
-// returned, so a transport that must keep reading runs it on a goroutine of
-// its own.
+// Handlers run with ctx. A batch of more than MaxBatch entries is refused
+// as a whole: the reply is one error response (id null) with
+// CodeInvalidRequest, and no handler runs. The entries of a smaller batch
+// run concurrently (a bounded number at a time) and their replies keep the
+// order of the requests. Once ctx is done, entries that have not started
+// are not run: requests among them get CodeInternalError. A panicking
+// handler is recovered and its request gets CodeInternalError. Handle
+// returns when every handler it started has returned, so a transport that
+// must keep reading runs it on a goroutine of its own.
 //
 // A transport that runs batch entries itself (through a pool of its own)
 // uses SplitBatch, HandleOne and JoinReplies instead.

@@ -334,7 +334,8 @@ func (s *Session) Call(ctx context.Context, method string, params, result any) e
 
 // CallWritten is CallRaw that also tells written the outcome of the
 // request's websocket write (nil: written) exactly once, before it returns.
-// The cloud marks a call delivered with it.
+// The cloud marks a call delivered with it. written runs on the writer
+// goroutine: it must not block.
 func (s *Session) CallWritten(ctx context.Context, method string, params json.RawMessage, written func(error)) (json.RawMessage, error) {
 	h := &writeHook{fn: written, done: make(chan struct{})}
 	res, err := s.client.CallRaw(context.WithValue(ctx, writtenKey{}, h), method, params)

@@ -40,7 +40,7 @@ func main() {
 	err = run(ctx, cfg, logger)
 	stop()
 	if err != nil {
-		logger.Error("bridge failed", "error", err)
+		logger.Error("bridge failed", "err", err)
 		closeLog()
 		os.Exit(1)
 	}

@@ -81,7 +81,7 @@ func main() {
 	err = run(ctx, cfg, logger)
 	stop()
 	if err != nil {
-		logger.Error("worker failed", "error", err)
+		logger.Error("worker failed", "err", err)
 	}
 	closeLog()
 	if err != nil {

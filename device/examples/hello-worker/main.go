@@ -32,14 +32,14 @@ func main() {
 	defer stop()
 	nc, err := worker.Connect(worker.ConnectOptions{Name: "hello-worker"}) // BOSUN_DATA_DIR → nats.url, nats.token
 	if err != nil {
-		slog.Error("connecting", "error", err)
+		slog.Error("connecting", "err", err)
 		os.Exit(1)
 	}
 	defer nc.Close()
 	w := worker.New(nc, "hello")
 	w.Handle("hello.greet", "Greet someone by name", worker.Func(greet))
 	if err := w.Run(ctx); err != nil {
-		slog.Error("worker", "error", err)
+		slog.Error("worker", "err", err)
 		os.Exit(1)
 	}
 }

@@ -44,6 +44,7 @@ import (
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
 	"github.com/bosunhq/bosun/pkg/keys"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
+	peer "github.com/bosunhq/bosun/pkg/session"
 	"github.com/nats-io/nats.go"
 )
 
@@ -82,6 +83,7 @@ type Bridge struct {
 
 	rejectMu sync.Mutex // guards rejected
 	rejected map[string]int
+	recent   *recentSessions
 
 	closeOnce sync.Once
 }
@@ -139,6 +141,7 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 		reg:      newRegistry(),
 		outbox:   ob,
 		rejected: map[string]int{},
+		recent:   &recentSessions{life: 2 * opts.Skew, max: 256, seen: map[string]time.Time{}},
 	}
 	b.status.Store(StatusOffline)
 	b.ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -267,7 +270,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			attempt++
 		}
 		b.log.Info("reconnecting after backoff", "delay_ms", delay.Milliseconds(), "attempt", attempt,
-			"rejected", res.rejected, "error", res.err)
+			"rejected", res.rejected, "err", res.err)
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -303,7 +306,7 @@ func (b *Bridge) forwardRequest(ctx context.Context, raw []byte) []byte {
 	}
 	if req.IsNotification() {
 		if err := b.bus.nc.Publish(subj, raw); err != nil {
-			log.Warn("forwarding notification", "error", err)
+			log.Warn("forwarding notification", "err", err)
 		}
 		return nil
 	}
@@ -321,7 +324,7 @@ func (b *Bridge) forwardRequest(ctx context.Context, raw []byte) []byte {
 		return mustResponse(req.ID, nil, &jsonrpc.Error{Code: rpcproto.CodeWorkerTimeout,
 			Message: fmt.Sprintf("worker timeout: no worker answered %s within %s", req.Method, b.opts.WorkerTimeout)})
 	case err != nil:
-		log.Warn("forwarding request", "error", err)
+		log.Warn("forwarding request", "err", err)
 		return mustResponse(req.ID, nil, &jsonrpc.Error{Code: rpcproto.CodeUnavailable, Message: "unavailable: device bus: " + err.Error()})
 	}
 	var resp struct {
@@ -329,10 +332,10 @@ func (b *Bridge) forwardRequest(ctx context.Context, raw []byte) []byte {
 		Error  *jsonrpc.Error  `json:"error"`
 	}
 	if err := json.Unmarshal(msg.Data, &resp); err != nil || (resp.Error == nil && resp.Result == nil) {
-		log.Warn("worker sent an invalid reply", "error", err)
+		log.Warn("worker sent an invalid reply", "err", err)
 		return mustResponse(req.ID, nil, jsonrpc.NewError(jsonrpc.CodeInternalError, "Internal error", map[string]string{"detail": "invalid reply from worker"}))
 	}
-	log.Debug("worker answered", "duration_ms", dur.Milliseconds(), "error", resp.Error != nil)
+	log.Debug("worker answered", "duration_ms", dur.Milliseconds(), "err", resp.Error != nil)
 	if resp.Error != nil {
 		return mustResponse(req.ID, nil, resp.Error)
 	}
@@ -346,37 +349,6 @@ func (b *Bridge) forwardRequest(ctx context.Context, raw []byte) []byte {
 	return out
 }
 
-// forward serves a request, a notification or a batch from the cloud.
-func (b *Bridge) forward(ctx context.Context, payload []byte) []byte {
-	if jsonrpc.Classify(payload) != jsonrpc.KindBatch {
-		return b.forwardRequest(ctx, payload)
-	}
-	var elems []json.RawMessage
-	if err := json.Unmarshal(payload, &elems); err != nil || len(elems) == 0 {
-		return mustResponse(nil, nil, jsonrpc.NewError(jsonrpc.CodeInvalidRequest, "Invalid Request", nil))
-	}
-	replies := make([][]byte, len(elems))
-	var wg sync.WaitGroup
-	for i, e := range elems {
-		wg.Go(func() { replies[i] = b.forwardRequest(ctx, e) })
-	}
-	wg.Wait()
-	out := []byte{'['}
-	for _, r := range replies {
-		if r == nil {
-			continue
-		}
-		if len(out) > 1 {
-			out = append(out, ',')
-		}
-		out = append(out, r...)
-	}
-	if len(out) == 1 {
-		return nil // only notifications
-	}
-	return append(out, ']')
-}
-
 // serveCloudCall serves a worker's request on bosun.cloud.<method>.
 func (b *Bridge) serveCloudCall(m *nats.Msg) {
 	method := strings.TrimPrefix(m.Subject, rpcproto.SubjectCloudPrefix)
@@ -385,7 +357,7 @@ func (b *Bridge) serveCloudCall(m *nats.Msg) {
 			return
 		}
 		if err := m.Respond(mustResponse(nil, result, e)); err != nil {
-			b.log.Warn("replying to worker", "method", method, "error", err)
+			b.log.Warn("replying to worker", "method", method, "err", err)
 		}
 	}
 	params := json.RawMessage(m.Data)
@@ -398,7 +370,7 @@ func (b *Bridge) serveCloudCall(m *nats.Msg) {
 	if method == rpcproto.MethodOTAStatus {
 		name, err := b.outbox.enqueue(method, params, b.opts.Now())
 		if err != nil {
-			b.log.Error("outbox enqueue", "method", method, "error", err)
+			b.log.Error("outbox enqueue", "method", method, "err", err)
 			reply(nil, jsonrpc.NewError(jsonrpc.CodeInternalError, "Internal error", map[string]string{"detail": "outbox: " + err.Error()}))
 			return
 		}
@@ -421,7 +393,7 @@ func (b *Bridge) callCloud(ctx context.Context, method string, params json.RawMe
 	if !s.isAccepted() && !rpcproto.PendingOnlyMethods[method] {
 		return nil, &jsonrpc.Error{Code: rpcproto.CodeNotAccepted, Message: "device not accepted: the cloud has not accepted this device's key yet"}
 	}
-	res, err := s.client.CallRaw(ctx, method, params)
+	res, err := s.peer.CallRaw(ctx, method, params)
 	if err == nil {
 		return res, nil
 	}
@@ -429,12 +401,12 @@ func (b *Bridge) callCloud(ctx context.Context, method string, params json.RawMe
 	switch {
 	case errors.As(err, &re):
 		return nil, re
-	case errors.Is(err, jsonrpc.ErrClosed):
+	case errors.Is(err, jsonrpc.ErrClosed) || errors.Is(err, peer.ErrClosed):
 		return nil, &jsonrpc.Error{Code: rpcproto.CodeDeviceOffline, Message: "device offline: the connection to the cloud was lost"}
 	case errors.Is(err, context.DeadlineExceeded):
 		return nil, &jsonrpc.Error{Code: rpcproto.CodeTimeout, Message: "timeout: the cloud did not answer " + method}
 	default:
-		b.log.Warn("calling cloud", "method", method, "error", err)
+		b.log.Warn("calling cloud", "method", method, "err", err)
 		return nil, &jsonrpc.Error{Code: rpcproto.CodeDeviceOffline, Message: "device offline: " + err.Error()}
 	}
 }
@@ -501,11 +473,51 @@ func asRPCError(err error) *jsonrpc.Error {
 	return jsonrpc.NewError(jsonrpc.CodeInternalError, "Internal error", nil)
 }
 
-// reject records a message that failed verification.
-func (b *Bridge) reject(log *slog.Logger, err error) {
-	reason := envelope.Reason(err)
+// count records a message or handshake refused, by reason.
+func (b *Bridge) count(reason string) {
 	b.rejectMu.Lock()
 	b.rejected[reason]++
 	b.rejectMu.Unlock()
-	log.Warn("message rejected", "reason", reason, "error", err)
+}
+
+// recentSessions remembers the sessions of the challenges this bridge
+// accepted lately, so that a recorded challenge replayed to it (by someone
+// between it and the cloud, within the clock skew) is refused: the device
+// would otherwise register in a session whose cloud messages the replayer
+// holds. A session only has to be remembered as long as the skew check
+// would pass its challenge; a bridge connects at most a few times a minute,
+// so the set stays tiny, and it is bounded anyway.
+type recentSessions struct {
+	life time.Duration
+	max  int
+
+	mu   sync.Mutex // guards seen
+	seen map[string]time.Time
+}
+
+// add records session at now and reports whether it was new.
+func (r *recentSessions) add(session string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, t := range r.seen {
+		if now.Sub(t) > r.life {
+			delete(r.seen, k)
+		}
+	}
+	if _, ok := r.seen[session]; ok {
+		return false
+	}
+	if len(r.seen) >= r.max {
+		// Forget the oldest: by construction it is older than any
+		// challenge a full set could have been made of.
+		var oldest string
+		for k, t := range r.seen {
+			if oldest == "" || t.Before(r.seen[oldest]) {
+				oldest = k
+			}
+		}
+		delete(r.seen, oldest)
+	}
+	r.seen[session] = now
+	return true
 }

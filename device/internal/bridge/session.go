@@ -2,8 +2,6 @@ package bridge
 
 import (
 	"context"
-	"crypto"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,34 +13,28 @@ import (
 	"github.com/bosunhq/bosun/pkg/envelope"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
+	peer "github.com/bosunhq/bosun/pkg/session"
 	"github.com/coder/websocket"
 )
-
-// guardMax bounds the nonces one session remembers.
-const guardMax = 1 << 16
 
 // errProtocol marks a handshake the cloud got wrong (or an impostor).
 var errProtocol = errors.New("protocol violation")
 
 // session is one websocket connection to the cloud, from the verified
-// auth.challenge on. Every message it reads goes through opener first.
+// auth.challenge on: a session engine (pkg/session) plus the bridge's state
+// of it.
 type session struct {
 	b       *Bridge
-	conn    *websocket.Conn
+	peer    *peer.Session
 	id      string // the session the challenge set
 	cloudID string // the challenge's signer
-	opener  *envelope.Opener
-	client  *jsonrpc.Client
 	log     *slog.Logger
-	sem     chan struct{} // bounds requests served at once
 
 	accepted   atomic.Bool
 	acceptedCh chan struct{} // closed once accepted
 	acceptOnce sync.Once
 
-	done    chan struct{} // closed when the read loop ends
-	readErr error         // why it ended; set before done is closed
-	wg      sync.WaitGroup
+	wg sync.WaitGroup // the report and outbox loops
 }
 
 // connResult says how one connection ended.
@@ -77,18 +69,13 @@ func (b *Bridge) connectOnce(ctx context.Context) (res connResult) {
 	}
 	defer conn.CloseNow()
 	if p := conn.Subprotocol(); p != rpcproto.WebsocketSubprotocol {
-		conn.Close(websocket.StatusProtocolError, "subprotocol "+rpcproto.WebsocketSubprotocol+" required")
+		conn.Close(websocket.StatusPolicyViolation, "subprotocol "+rpcproto.WebsocketSubprotocol+" required")
 		return connResult{err: fmt.Errorf("cloud chose subprotocol %q, want %q", p, rpcproto.WebsocketSubprotocol)}
 	}
-	// Messages up to twice the limit are read and rejected by the opener
-	// (the session lives on); anything larger ends the connection.
-	conn.SetReadLimit(int64(2 * b.opts.MaxMessageSize))
+	conn.SetReadLimit(int64(b.opts.MaxMessageSize))
 
-	s, err := b.handshake(hctx, conn)
+	s, err := b.handshake(conn)
 	if err != nil {
-		if errors.Is(err, errProtocol) {
-			conn.Close(rpcproto.CloseProtocolViolation, "auth.challenge failed verification")
-		}
 		return connResult{rejected: websocket.CloseStatus(err) == rpcproto.CloseRejected, err: err}
 	}
 	hcancel()
@@ -96,92 +83,66 @@ func (b *Bridge) connectOnce(ctx context.Context) (res connResult) {
 }
 
 // handshake reads and verifies the auth.challenge against the pinned cloud
-// key. Nothing of the challenge is trusted before Open succeeds: Peek only
-// tells which session and signer to verify against.
-func (b *Bridge) handshake(ctx context.Context, conn *websocket.Conn) (*session, error) {
-	typ, wire, err := conn.Read(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("reading auth.challenge: %w", err)
-	}
-	log := b.log.With("phase", "handshake")
-	if typ != websocket.MessageText {
-		return nil, fmt.Errorf("%w: binary frame", errProtocol)
-	}
-	meta, _, err := envelope.Peek(wire, b.opts.MaxMessageSize)
-	if err != nil {
-		b.reject(log, err)
-		return nil, fmt.Errorf("%w: auth.challenge: %w", errProtocol, err)
-	}
-	if meta.Session == "" {
-		return nil, fmt.Errorf("%w: auth.challenge without a session", errProtocol)
-	}
-	guard := envelope.NewReplayGuard(2*b.opts.Skew, guardMax)
-	challenge := &envelope.Opener{
-		Self:             b.opts.DeviceID,
-		AllowAnyAudience: true,
-		Direction:        envelope.CloudToDevice,
-		Session:          meta.Session,
-		Key:              b.pinnedKey,
-		Guard:            guard,
-		Skew:             b.opts.Skew,
-		MaxSize:          b.opts.MaxMessageSize,
-		Now:              b.opts.Now,
-	}
-	opened, err := challenge.Open(wire)
-	if err != nil {
-		b.reject(log, err)
-		return nil, fmt.Errorf("%w: auth.challenge: %w", errProtocol, err)
-	}
-	req, perr := jsonrpc.ParseRequest(opened.Payload)
-	if perr != nil || req.Method != rpcproto.MethodAuthChallenge || !req.IsNotification() {
-		return nil, fmt.Errorf("%w: first message is not an auth.challenge notification", errProtocol)
-	}
-	var cp rpcproto.AuthChallengeParams
-	if len(req.Params) > 0 {
-		if err := json.Unmarshal(req.Params, &cp); err != nil {
-			return nil, fmt.Errorf("%w: auth.challenge params: %v", errProtocol, err)
+// key and sets up the session engine. A challenge that fails verification
+// closes the connection with 4002.
+func (b *Bridge) handshake(conn *websocket.Conn) (*session, error) {
+	frame, herr := peer.ReadFirst(conn, b.opts.HandshakeTimeout)
+	if herr != nil {
+		if herr.Code != 0 && herr.Reason != "handshake_closed" {
+			conn.Close(herr.Code, herr.Text)
 		}
+		return nil, fmt.Errorf("reading auth.challenge: %w", herr)
 	}
-	if cp.CloudID != "" && cp.CloudID != opened.Meta.Signer {
-		return nil, fmt.Errorf("%w: auth.challenge names cloud %q but is signed by %q", errProtocol, cp.CloudID, opened.Meta.Signer)
+	ch, herr := peer.OpenChallenge(frame, peer.ChallengeCheck{
+		Self: b.opts.DeviceID, CloudKey: b.opts.CloudKey, CloudID: b.opts.CloudID,
+		Skew: b.opts.Skew, MaxSize: b.opts.MaxMessageSize, Now: b.opts.Now,
+	})
+	if herr == nil && !b.recent.add(ch.Session, b.opts.Now()) {
+		herr = &peer.HandshakeError{Reason: "replayed_challenge", Code: rpcproto.CloseProtocolViolation,
+			Text: "handshake failed: replayed_challenge", Err: fmt.Errorf("session %s was used before", ch.Session)}
 	}
-	s := &session{
-		b:          b,
-		conn:       conn,
-		id:         opened.Meta.Session,
-		cloudID:    opened.Meta.Signer,
-		sem:        make(chan struct{}, b.opts.MaxConcurrent),
-		acceptedCh: make(chan struct{}),
-		done:       make(chan struct{}),
+	if herr != nil {
+		b.count(herr.Reason)
+		b.log.Warn("auth.challenge refused", "reason", herr.Reason, "err", herr.Err)
+		conn.Close(rpcproto.CloseProtocolViolation, herr.Text)
+		return nil, fmt.Errorf("%w: auth.challenge: %w", errProtocol, herr)
 	}
+	s := &session{b: b, id: ch.Session, cloudID: ch.CloudID, acceptedCh: make(chan struct{})}
 	s.log = b.log.With("session", s.id, "cloud_id", s.cloudID)
-	s.opener = &envelope.Opener{
-		Self:      b.opts.DeviceID,
-		Direction: envelope.CloudToDevice,
-		Session:   s.id,
-		Key: func(signer string) (crypto.PublicKey, error) {
-			if signer != s.cloudID {
-				return nil, fmt.Errorf("%w: %q", envelope.ErrUnknownSigner, signer)
-			}
-			return b.opts.CloudKey, nil
-		},
-		Guard:   guard, // the challenge's nonce stays spent
-		Skew:    b.opts.Skew,
-		MaxSize: b.opts.MaxMessageSize,
-		Now:     b.opts.Now,
+	var err error
+	s.peer, err = peer.New(peer.Options{
+		Conn: conn, Sealer: b.sealer, Self: b.opts.DeviceID, Peer: ch.CloudID, PeerKey: b.opts.CloudKey,
+		Session: ch.Session, Direction: envelope.DeviceToCloud, Window: ch.Window,
+		Handler: b.forwardRequest, Inline: s.inline, MaxConcurrent: b.opts.MaxConcurrent,
+		WriteTimeout: b.opts.WriteTimeout, Skew: b.opts.Skew, MaxMessageSize: b.opts.MaxMessageSize,
+		Logger: s.log, OnReject: func(reason string, _ error) { b.count(reason) }, Now: b.opts.Now,
+	})
+	if err != nil {
+		return nil, err
 	}
-	s.client = jsonrpc.NewClient(s.send)
-	s.log.Info("challenge verified", "replica", cp.Replica)
+	s.log.Info("challenge verified", "replica", ch.Replica)
 	return s, nil
 }
 
-// pinnedKey is the KeyFunc of the auth.challenge: only the pinned key, and
-// only under the configured cloud id when there is one.
-func (b *Bridge) pinnedKey(signer string) (crypto.PublicKey, error) {
-	if b.opts.CloudID != "" && signer != b.opts.CloudID {
-		return nil, fmt.Errorf("%w: %q is not the pinned cloud %q", envelope.ErrUnknownSigner, signer, b.opts.CloudID)
+// inline handles the cloud's control notifications on the read goroutine.
+func (s *session) inline(req *jsonrpc.Request) bool {
+	switch req.Method {
+	case rpcproto.MethodAuthAccepted:
+		var ap rpcproto.AuthAcceptedParams
+		if err := jsonrpc.DecodeParams(req.Params, &ap); err != nil {
+			s.log.Warn("auth.accepted with invalid params", "err", err)
+		}
+		if ap.Fingerprint != "" && ap.Fingerprint != s.b.fp {
+			s.log.Warn("auth.accepted names another fingerprint", "cloud_fingerprint", ap.Fingerprint)
+		}
+		s.log.Info("device accepted by the cloud")
+		s.markAccepted()
+		return true
+	case rpcproto.MethodAuthChallenge:
+		s.log.Warn("ignoring a second auth.challenge")
+		return true
 	}
-	return b.opts.CloudKey, nil
+	return false
 }
 
 // run registers and serves the session until the connection or ctx ends.
@@ -189,25 +150,21 @@ func (s *session) run(ctx context.Context) (res connResult) {
 	b := s.b
 	sctx, scancel := context.WithCancel(ctx)
 	defer scancel()
-	go s.readLoop(sctx, scancel)
+	runErr := make(chan error, 1)
+	go func() { runErr <- s.peer.Run(sctx) }()
 	b.live.Store(s)
 	defer func() {
 		b.live.CompareAndSwap(s, nil)
 		scancel()
-		if ctx.Err() != nil {
-			s.conn.Close(websocket.StatusGoingAway, "device bridge stopping")
-		}
-		s.conn.CloseNow()
-		<-s.done
+		err := <-runErr
 		s.wg.Wait()
-		s.client.Close(errors.New("session ended"))
-		if res.err == nil && s.readErr != nil && ctx.Err() == nil {
-			res.err = s.readErr
+		if res.err == nil && err != nil && ctx.Err() == nil {
+			res.err = err
 		}
-		if websocket.CloseStatus(s.readErr) == rpcproto.CloseRejected {
+		if websocket.CloseStatus(err) == rpcproto.CloseRejected {
 			res.rejected = true
 		}
-		s.log.Info("session ended", "error", res.err, "rejected", res.rejected)
+		s.log.Info("session ended", "err", res.err, "rejected", res.rejected)
 	}()
 
 	status, err := s.register(sctx)
@@ -222,12 +179,14 @@ func (s *session) run(ctx context.Context) (res connResult) {
 		s.log.Info("registration pending: waiting for an operator to accept this device", "fingerprint", b.fp)
 		select {
 		case <-s.acceptedCh:
+		case <-s.peer.Done():
+			return connResult{err: errors.New("session ended while pending")}
 		case <-sctx.Done():
 			return connResult{err: errors.New("session ended while pending")}
 		}
 	case rpcproto.StatusRejected:
 		s.log.Warn("registration rejected", "fingerprint", b.fp)
-		s.conn.Close(websocket.StatusNormalClosure, "rejected")
+		s.peer.Close(websocket.StatusNormalClosure, "rejected")
 		return connResult{rejected: true, err: errors.New("registration rejected")}
 	default:
 		return connResult{err: fmt.Errorf("registration: unknown status %q", status)}
@@ -237,7 +196,10 @@ func (s *session) run(ctx context.Context) (res connResult) {
 	s.log.Info("session accepted")
 	s.wg.Go(func() { s.reportLoop(sctx) })
 	s.wg.Go(func() { s.outboxLoop(sctx) })
-	<-sctx.Done()
+	select {
+	case <-sctx.Done():
+	case <-s.peer.Done():
+	}
 	return connResult{accepted: true, lasted: time.Since(acceptedAt)}
 }
 
@@ -247,13 +209,16 @@ func (s *session) register(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.HandshakeTimeout)
 	defer cancel()
 	var rr rpcproto.RegisterResult
-	err := s.client.Call(ctx, rpcproto.MethodRegister, rpcproto.RegisterParams{
+	err := s.peer.Call(ctx, rpcproto.MethodRegister, rpcproto.RegisterParams{
 		DeviceID:        b.opts.DeviceID,
 		PublicKey:       b.pubB64,
 		Attributes:      b.opts.Attributes,
 		EnrollmentToken: b.opts.EnrollmentToken,
 	}, &rr)
 	if err != nil {
+		if ctx.Err() != nil {
+			s.peer.Close(rpcproto.CloseProtocolViolation, "handshake timeout")
+		}
 		return "", fmt.Errorf("registration: %w", err)
 	}
 	if rr.Fingerprint != "" && rr.Fingerprint != b.fp {
@@ -261,121 +226,6 @@ func (s *session) register(ctx context.Context) (string, error) {
 	}
 	s.log.Info("registration answered", "status", rr.Status, "key_changed", rr.KeyChanged)
 	return rr.Status, nil
-}
-
-// readLoop reads, verifies and routes every message until the connection
-// ends; then it fails pending calls and cancels the session.
-func (s *session) readLoop(ctx context.Context, cancel context.CancelFunc) {
-	var err error
-	defer func() {
-		s.readErr = err
-		close(s.done)
-		s.client.Close(err)
-		cancel()
-	}()
-	for {
-		var (
-			typ  websocket.MessageType
-			wire []byte
-		)
-		typ, wire, err = s.conn.Read(ctx)
-		if err != nil {
-			return
-		}
-		if typ != websocket.MessageText {
-			s.b.reject(s.log, fmt.Errorf("%w: binary frame", envelope.ErrMalformed))
-			continue
-		}
-		s.handle(ctx, wire)
-	}
-}
-
-// handle verifies one message and routes it. A message that fails
-// verification is logged and counted, and nothing else happens.
-func (s *session) handle(ctx context.Context, wire []byte) {
-	opened, err := s.opener.Open(wire)
-	if err != nil {
-		s.b.reject(s.log, err)
-		return
-	}
-	p := opened.Payload
-	switch jsonrpc.Classify(p) {
-	case jsonrpc.KindResponse:
-		s.client.Deliver(p)
-		return
-	case jsonrpc.KindBatch:
-		if jsonrpc.IsResponse(p) {
-			s.client.Deliver(p)
-			return
-		}
-	case jsonrpc.KindNotification:
-		req, perr := jsonrpc.ParseRequest(p)
-		if perr == nil {
-			switch req.Method {
-			case rpcproto.MethodAuthAccepted:
-				var ap rpcproto.AuthAcceptedParams
-				json.Unmarshal(req.Params, &ap)
-				if ap.Fingerprint != "" && ap.Fingerprint != s.b.fp {
-					s.log.Warn("auth.accepted names another fingerprint", "cloud_fingerprint", ap.Fingerprint)
-				}
-				s.log.Info("device accepted by the cloud")
-				s.markAccepted()
-				return
-			case rpcproto.MethodAuthChallenge:
-				s.log.Warn("ignoring a second auth.challenge")
-				return
-			}
-		}
-	}
-	select {
-	case s.sem <- struct{}{}:
-	default:
-		// Never block the read loop: it also carries the answers that
-		// handlers calling the cloud are waiting for.
-		s.wg.Go(func() { s.sendBusy(ctx, p) })
-		return
-	}
-	s.wg.Go(func() {
-		defer func() { <-s.sem }()
-		if reply := s.b.forward(ctx, p); reply != nil {
-			if err := s.send(ctx, reply); err != nil {
-				s.log.Warn("sending reply", "error", err)
-			}
-		}
-	})
-}
-
-// sendBusy answers a request that found MaxConcurrent requests in flight.
-func (s *session) sendBusy(ctx context.Context, p []byte) {
-	s.log.Warn("too many requests in flight; refusing one", "max", s.b.opts.MaxConcurrent)
-	var id json.RawMessage
-	switch jsonrpc.Classify(p) {
-	case jsonrpc.KindNotification:
-		return
-	case jsonrpc.KindRequest:
-		if req, err := jsonrpc.ParseRequest(p); err == nil {
-			id = req.ID
-		}
-	}
-	e := &jsonrpc.Error{Code: rpcproto.CodeQueueFull, Message: fmt.Sprintf("device busy: %d requests in flight", s.b.opts.MaxConcurrent)}
-	if err := s.send(ctx, mustResponse(id, nil, e)); err != nil {
-		s.log.Warn("sending reply", "error", err)
-	}
-}
-
-// send seals payload for the cloud and writes it, bounded by WriteTimeout.
-func (s *session) send(ctx context.Context, payload []byte) error {
-	wire, err := s.b.sealer.Seal(envelope.Header{
-		Audience:  s.cloudID,
-		Direction: envelope.DeviceToCloud,
-		Session:   s.id,
-	}, payload)
-	if err != nil {
-		return fmt.Errorf("sealing: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.b.opts.WriteTimeout)
-	defer cancel()
-	return s.conn.Write(ctx, websocket.MessageText, wire)
 }
 
 // reportLoop sends state.report now and again whenever the set of workers
@@ -416,16 +266,16 @@ func (s *session) report(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.CloudCallTimeout)
 	defer cancel()
 	var res rpcproto.StateReportResult
-	if err := s.client.Call(ctx, rpcproto.MethodStateReport, params, &res); err != nil {
+	if err := s.peer.Call(ctx, rpcproto.MethodStateReport, params, &res); err != nil {
 		if ctx.Err() == nil {
-			s.log.Warn("state.report failed", "error", err)
+			s.log.Warn("state.report failed", "err", err)
 		}
 		return
 	}
 	if err := datadir.WriteState(b.opts.DataDir, datadir.State{
 		DeviceID: b.opts.DeviceID, ReportedAt: b.opts.Now().UTC(), Report: params,
 	}); err != nil {
-		s.log.Error("writing state.json", "error", err)
+		s.log.Error("writing state.json", "err", err)
 	}
 	s.log.Info("state reported", "workers", len(params.Workers), "stored", res.Stored)
 }
@@ -452,7 +302,7 @@ func (s *session) outboxLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		e, ok, err := ob.peek()
 		if err != nil {
-			s.log.Error("outbox", "error", err)
+			s.log.Error("outbox", "err", err)
 			if !wait(b.opts.OutboxRetry) {
 				return
 			}
@@ -467,13 +317,13 @@ func (s *session) outboxLoop(ctx context.Context) {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, b.opts.CloudCallTimeout)
-		_, err = s.client.CallRaw(cctx, e.Method, e.Params)
+		_, err = s.peer.CallRaw(cctx, e.Method, e.Params)
 		cancel()
 		var re *jsonrpc.Error
 		switch {
 		case err == nil:
 			if err := ob.remove(e.name); err != nil {
-				s.log.Error("removing delivered outbox entry", "entry", e.name, "error", err)
+				s.log.Error("removing delivered outbox entry", "entry", e.name, "err", err)
 				if !wait(b.opts.OutboxRetry) {
 					return
 				}
@@ -490,7 +340,7 @@ func (s *session) outboxLoop(ctx context.Context) {
 			}
 			d := retry.Window(failures)
 			failures++
-			s.log.Warn("outbox delivery failed; will retry", "entry", e.name, "method", e.Method, "error", err, "retry_ms", d.Milliseconds())
+			s.log.Warn("outbox delivery failed; will retry", "entry", e.name, "method", e.Method, "err", err, "retry_ms", d.Milliseconds())
 			if !wait(d) {
 				return
 			}

@@ -78,8 +78,18 @@ func (m *Methods) Close() {
 	}
 }
 
-// Register adds every method to w.
-func (m *Methods) Register(w *worker.Worker) {
+// Registrar is what Register adds the methods to: a *worker.Worker, or in
+// tests anything that keeps the handlers.
+type Registrar interface {
+	Handle(method, description string, h worker.HandlerFunc)
+}
+
+// Register adds every method to w. Each goes through worker.Func, so its
+// params are decoded strictly: a member that is not exactly a field's name
+// ({"Container":"x"}), an unknown one and a duplicated one ({"tail":1,
+// "tail":2}) are -32602 Invalid params naming it, and the method does not
+// run.
+func (m *Methods) Register(w Registrar) {
 	w.Handle(rpcproto.MethodSystemInfo, "Host name, OS, kernel, uptime, load, memory and disk", worker.Func(m.SystemInfo))
 	w.Handle(rpcproto.MethodContainersList, "List containers (all: include stopped ones)", worker.Func(m.ContainersList))
 	w.Handle(rpcproto.MethodContainersLogs, "A container's log lines (tail, since, timestamps)", worker.Func(m.ContainersLogs))

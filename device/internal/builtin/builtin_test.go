@@ -2,16 +2,19 @@ package builtin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bosunhq/bosun/device/internal/datadir"
 	"github.com/bosunhq/bosun/device/internal/testpodman"
+	"github.com/bosunhq/bosun/device/worker"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
@@ -176,5 +179,79 @@ func TestContainersRealEngine(t *testing.T) {
 	_, err = m.ContainersLogs(ctx, rpcproto.ContainersLogsParams{Container: "no-such-container-here"})
 	if rpcCode(err) != rpcproto.CodeNotFound {
 		t.Errorf("unknown container: err = %v, want code %d", err, rpcproto.CodeNotFound)
+	}
+}
+
+// handlers keeps what Register registers, to call it as the worker would.
+type handlers map[string]worker.HandlerFunc
+
+func (h handlers) Handle(method, _ string, fn worker.HandlerFunc) { h[method] = fn }
+
+// TestParamsStrict sends every method params with a case variant, an
+// unknown member or a duplicate: each is refused with -32602 naming the
+// member and the method does not run. That it did not run shows in the
+// clock (containers.logs and logs.tail read it first) or in the reply: run,
+// system.info and state.get would succeed and containers.list would report
+// no engine.
+func TestParamsStrict(t *testing.T) {
+	dir := t.TempDir()
+	if err := datadir.WriteState(dir, datadir.State{DeviceID: "dev-1"}); err != nil {
+		t.Fatal(err)
+	}
+	var clock atomic.Int32
+	m := New(Config{
+		DataDir:    dir,
+		DockerHost: "unix://" + filepath.Join(t.TempDir(), "docker.sock"),
+		Now:        func() time.Time { clock.Add(1); return time.Now() },
+	})
+	defer m.Close()
+	h := handlers{}
+	m.Register(h)
+
+	tests := []struct {
+		name    string
+		method  string
+		params  string
+		wantErr string // the message; "" means the method runs
+	}{
+		{"containers.logs case variant", rpcproto.MethodContainersLogs, `{"Container":"x"}`, `Invalid params: unknown field "Container"`},
+		{"containers.logs case variant after the key", rpcproto.MethodContainersLogs, `{"container":"x","tail":1,"TAIL":2}`, `Invalid params: unknown field "TAIL"`},
+		{"containers.logs duplicate", rpcproto.MethodContainersLogs, `{"container":"x","tail":1,"tail":2}`, `Invalid params: duplicate field "tail"`},
+		{"containers.logs unknown", rpcproto.MethodContainersLogs, `{"container":"x","follow":true}`, `Invalid params: unknown field "follow"`},
+		{"logs.tail case variant", rpcproto.MethodLogsTail, `{"Lines":5}`, `Invalid params: unknown field "Lines"`},
+		{"logs.tail unknown", rpcproto.MethodLogsTail, `{"lines":5,"tail":5}`, `Invalid params: unknown field "tail"`},
+		{"logs.tail exact runs", rpcproto.MethodLogsTail, `{"lines":5}`, ``},
+		{"containers.list case variant", rpcproto.MethodContainersList, `{"All":true}`, `Invalid params: unknown field "All"`},
+		{"containers.list unknown", rpcproto.MethodContainersList, `{"all":true,"limit":1}`, `Invalid params: unknown field "limit"`},
+		{"system.info unknown", rpcproto.MethodSystemInfo, `{"verbose":true}`, `Invalid params: unknown field "verbose"`},
+		{"system.info without params runs", rpcproto.MethodSystemInfo, `{}`, ``},
+		{"state.get unknown", rpcproto.MethodStateGet, `{"Device_ID":"dev-1"}`, `Invalid params: unknown field "Device_ID"`},
+		{"state.get without params runs", rpcproto.MethodStateGet, `{}`, ``},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fn := h[tt.method]
+			if fn == nil {
+				t.Fatalf("%s is not registered", tt.method)
+			}
+			clock.Store(0)
+			_, err := fn(context.Background(), json.RawMessage(tt.params))
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("err = %v, want the method to run", err)
+				}
+				if tt.method == rpcproto.MethodLogsTail && clock.Load() == 0 {
+					t.Fatal("logs.tail ran without reading the clock: the test cannot tell a run")
+				}
+				return
+			}
+			var e *jsonrpc.Error
+			if !errors.As(err, &e) || e.Code != jsonrpc.CodeInvalidParams || e.Message != tt.wantErr {
+				t.Fatalf("err = %#v\nwant code %d, message %s", err, jsonrpc.CodeInvalidParams, tt.wantErr)
+			}
+			if n := clock.Load(); n != 0 {
+				t.Fatalf("the method ran: it read the clock %d times", n)
+			}
+		})
 	}
 }

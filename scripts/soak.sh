@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# soak.sh — the long forms of the load and flood tests that scripts/test.sh
+# runs in a short, bounded form.
+#
+#   ./scripts/soak.sh            everything below
+#   ./scripts/soak.sh session    only the named parts: session, bridge, e2e, flood
+#
+# With BOSUN_SOAK=1 the tests send 100,000 messages instead of 20,000:
+#   session  pkg/session TestManyCallsInARow: 100,000 calls each way between
+#            two session engines over a real websocket
+#   bridge   device/internal/bridge: 100,000 cloud → device calls through the
+#            bridge to a real worker
+#   e2e      e2e TestCallsInARow: 100,000 system.info calls through
+#            ./run-dev.sh's real stack (HTTP API, cloud, PostgreSQL, NATS,
+#            websocket, bridge, bosun-worker)
+#   flood    cloud/internal/hub TestRegistrationFlood with 3,500 attempts per
+#            phase (BOSUN_FLOOD)
+# Each is bounded (go test -timeout 30m). PostgreSQL is a throwaway cluster,
+# as in scripts/test.sh. Output goes to artifacts/soak-<time>.txt.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$ROOT"
+# shellcheck source=scripts/lib/pg.sh
+source scripts/lib/pg.sh
+
+PARTS=("$@")
+((${#PARTS[@]})) || PARTS=(session bridge e2e flood)
+OUT_DIR=${BOSUN_ARTIFACTS_DIR:-$ROOT/artifacts}
+mkdir -p "$OUT_DIR"
+OUT=$OUT_DIR/soak-$(date +%Y%m%d-%H%M%S).txt
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/bosun-soak.XXXXXX")
+chmod 0711 "$TMP" # the postgres user must reach $TMP/postgres when we are root
+# shellcheck disable=SC2317 # called by the trap
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	pg_stop "$TMP/postgres" || true
+	rm -rf "$TMP"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+BOSUN_TEST_DATABASE_URL=$(pg_start "$TMP/postgres")
+export BOSUN_TEST_DATABASE_URL BOSUN_SOAK=1
+export BOSUN_FLOOD=${BOSUN_FLOOD:-3500}
+
+rc=0
+for part in "${PARTS[@]}"; do
+	case "$part" in
+	session) args=(-run '^TestManyCallsInARow$' ./pkg/session) ;;
+	bridge) args=(-run 'Calls.*InARow|HundredThousand' ./device/internal/bridge) ;;
+	e2e) args=(-run '^TestCallsInARow$' ./e2e) ;;
+	flood) args=(-run '^TestRegistrationFlood$' ./cloud/internal/hub) ;;
+	*)
+		echo "soak.sh: unknown part $part (session, bridge, e2e, flood)" >&2
+		exit 2
+		;;
+	esac
+	echo "== $part: go test -count=1 -v -timeout 30m ${args[*]}" | tee -a "$OUT"
+	go test -count=1 -v -timeout 30m "${args[@]}" 2>&1 | grep -v '^=== ' | tee -a "$OUT" || rc=1
+done
+echo "saved to $OUT" >&2
+exit "$rc"
