@@ -3,7 +3,7 @@
 # runs in a short, bounded form.
 #
 #   ./scripts/soak.sh            everything below
-#   ./scripts/soak.sh session    only the named parts: session, bridge, e2e, flood
+#   ./scripts/soak.sh session    only the named parts: session, bridge, e2e, d2c, flood
 #
 # With BOSUN_SOAK=1 the tests send 100,000 messages instead of 20,000:
 #   session  pkg/session TestManyCallsInARow: 100,000 calls each way between
@@ -13,6 +13,8 @@
 #   e2e      e2e TestCallsInARow: 100,000 system.info calls through
 #            ./run-dev.sh's real stack (HTTP API, cloud, PostgreSQL, NATS,
 #            websocket, bridge, bosun-worker)
+#   d2c      cloud/internal/hub TestDeviceToCloudInARow: 100,000 state.report
+#            through the real cloud into PostgreSQL
 #   flood    cloud/internal/hub TestRegistrationFlood with 3,500 attempts per
 #            phase (BOSUN_FLOOD)
 # Each is bounded (go test -timeout 30m). PostgreSQL is a throwaway cluster,
@@ -25,7 +27,7 @@ cd "$ROOT"
 source scripts/lib/pg.sh
 
 PARTS=("$@")
-((${#PARTS[@]})) || PARTS=(session bridge e2e flood)
+((${#PARTS[@]})) || PARTS=(session bridge e2e d2c flood)
 OUT_DIR=${BOSUN_ARTIFACTS_DIR:-$ROOT/artifacts}
 mkdir -p "$OUT_DIR"
 OUT=$OUT_DIR/soak-$(date +%Y%m%d-%H%M%S).txt
@@ -55,8 +57,9 @@ for part in "${PARTS[@]}"; do
 	bridge) args=(-run 'Calls.*InARow|HundredThousand' ./device/internal/bridge) ;;
 	e2e) args=(-run '^TestCallsInARow$' ./e2e) ;;
 	flood) args=(-run '^TestRegistrationFlood$' ./cloud/internal/hub) ;;
+	d2c) args=(-run '^TestDeviceToCloudInARow$' ./cloud/internal/hub) ;;
 	*)
-		echo "soak.sh: unknown part $part (session, bridge, e2e, flood)" >&2
+		echo "soak.sh: unknown part $part (session, bridge, e2e, d2c, flood)" >&2
 		exit 2
 		;;
 	esac

@@ -74,7 +74,7 @@ var vectorInputs = []vector{
 		Ed25519SeedHex: hex.EncodeToString(testSeed),
 		Signer:         "cloud", Audience: AudienceAny, Direction: CloudToDevice,
 		Session: "AAECAwQFBgcICQoLDA0ODw", Seq: 1, TS: 1763877539000,
-		Payload: `{"jsonrpc":"2.0","method":"auth.challenge","params":{"cloud_id":"bosun-dev"}}`,
+		Payload: `{"jsonrpc":"2.0","method":"auth.challenge","params":{"cloud_id":"cloud"}}`,
 	},
 	{
 		// Pins the two escapes meta may need and that the payload is signed

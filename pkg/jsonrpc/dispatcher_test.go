@@ -410,25 +410,52 @@ func TestRegister(t *testing.T) {
 	d.Register("nil", nil)
 }
 
-// TestRegisterWhileHandling runs Register, Methods and Handle together for
-// the race detector.
+// TestRegisterWhileHandling runs Register, Methods and Handle together (for
+// the race detector) and checks every answer: m3 is either not there yet
+// (-32601) or answers null, echo always answers its params, and once
+// registered a method stays served.
 func TestRegisterWhileHandling(t *testing.T) {
 	d := echoDispatcher(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan struct{})
+	base := len(d.Methods())
+	var registered atomic.Bool
 	go func() {
 		defer close(done)
-		for i := 0; ctx.Err() == nil; i++ {
+		for i := 0; ctx.Err() == nil && i < 1_000_000; i++ {
 			d.Register(fmt.Sprintf("m%d", i%10), func(ctx context.Context, _ json.RawMessage) (any, error) { return nil, nil })
-			_ = d.Methods()
+			if i%10 == 3 {
+				registered.Store(true)
+			}
+			if n := len(d.Methods()); n < base || n > base+10 {
+				t.Errorf("Methods() has %d entries", n)
+				return
+			}
 		}
 	}()
-	for range 200 {
-		d.Handle(ctx, []byte(`[{"jsonrpc":"2.0","method":"m3","id":1},{"jsonrpc":"2.0","method":"echo","params":[1],"id":2}]`))
+	const notFound = `[{"jsonrpc":"2.0","error":{"code":-32601,"message":"Method not found"},"id":1},{"jsonrpc":"2.0","result":[1],"id":2}]`
+	const found = `[{"jsonrpc":"2.0","result":null,"id":1},{"jsonrpc":"2.0","result":[1],"id":2}]`
+	sawFound := false
+	for i := range 200 {
+		was := registered.Load()
+		got := string(d.Handle(ctx, []byte(`[{"jsonrpc":"2.0","method":"m3","id":1},{"jsonrpc":"2.0","method":"echo","params":[1],"id":2}]`)))
+		switch {
+		case got == found:
+			sawFound = true
+		case got == notFound && !was:
+		default:
+			t.Fatalf("batch %d (m3 registered before: %v) answered %s", i, was, got)
+		}
 	}
 	cancel()
 	<-done
+	if got := string(d.Handle(context.Background(), []byte(`[{"jsonrpc":"2.0","method":"m3","id":1},{"jsonrpc":"2.0","method":"echo","params":[1],"id":2}]`))); got != found {
+		t.Fatalf("after registering: %s", got)
+	}
+	if !sawFound && registered.Load() {
+		t.Log("no batch ran after m3 was registered (the registering goroutine was slow)")
+	}
 }
 
 // eventually polls cond until it holds or a deadline passes.

@@ -49,6 +49,7 @@ const (
 	CloseRejected          = 4003 // websocket close code: key rejected or revoked
 	CloseEvicted           = 4009 // websocket close code: a newer session of this device took over
 	CloseProtocolViolation = 4002 // websocket close code: a message failed verification, or the handshake timed out
+	CloseTryAgainLater     = 1013 // websocket close code (RFC 6455): registration refused by a limit for now
 	CloseTooSlow           = 4008 // websocket close code: the peer stopped reading (its send queue filled)
 )
 

@@ -69,7 +69,7 @@ func init() {
 	commands = []command{
 		{"devices", "[--pending] [--status S] [--tag T] [--online|--offline] [--q TEXT] [--limit N] [--json]", "list devices", cmdDevices},
 		{"device", "ID [--json]", "show one device and its keys", cmdDevice},
-		{"accept", "ID...", "accept the newest pending key of devices", cmdTransition("accept")},
+		{"accept", "ID... [--fingerprint SHA256:...] [--json]", "accept devices' pending keys (--fingerprint: the key you reviewed)", cmdAccept},
 		{"reject", "ID...", "reject devices' keys (their sessions close)", cmdTransition("reject")},
 		{"decommission", "ID...", "revoke devices' keys and close their sessions", cmdTransition("decommission")},
 		{"preauth", "ID KEYFILE", "accept a device's public key (PEM or DER file) before it connects", cmdPreauth},
@@ -388,10 +388,80 @@ func cmdDevice(ctx context.Context, a *app, args []string) error {
 	return nil
 }
 
-// cmdTransition makes accept, reject and decommission: each ID in turn, a
-// line per success, every failure reported, exit 1 if any failed.
+// cmdAccept accepts each ID's pending key: the one --fingerprint names
+// (one ID only), or the device's only one. A device with several pending
+// keys and no --fingerprint is a failure that lists them, each with the
+// command that accepts it. Like cmdTransition: a line per success (the
+// fingerprint the cloud accepted), every failure reported, exit 1 if any
+// failed.
+func cmdAccept(ctx context.Context, a *app, args []string) error {
+	fs := a.flags("accept")
+	fp := fs.String("fingerprint", "", "accept the pending key with this fingerprint (SHA256:..., as `bosun device ID` lists it); one ID only")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usagef("want at least one device ID")
+	}
+	if *fp != "" && len(pos) != 1 {
+		return usagef("--fingerprint names a key of one device: give exactly one ID")
+	}
+	if *fp != "" && !strings.HasPrefix(*fp, "SHA256:") {
+		return usagef("--fingerprint %q: want SHA256:... as `bosun device %s` lists it", *fp, pos[0])
+	}
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	failed := false
+	done := []wire.AcceptResponse{}
+	for _, id := range pos {
+		res, err := c.Accept(ctx, id, *fp)
+		if err != nil {
+			failed = true
+			fmt.Fprintf(a.stderr, "bosun accept: %s: %s\n", id, describeAccept(id, err))
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		done = append(done, res)
+		if !a.json {
+			fmt.Fprintf(a.stdout, "accepted %s (%s)\n", res.ID, orDash(res.AcceptedFingerprint))
+		}
+	}
+	if a.json {
+		if err := a.printJSON(done); err != nil {
+			return err
+		}
+	}
+	if failed {
+		return errReported
+	}
+	return nil
+}
+
+// describeAccept is describe, and for a device with several pending keys
+// the commands that accept each.
+func describeAccept(id string, err error) string {
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Code != wire.CodeAmbiguousKey || len(ce.Fingerprints) == 0 {
+		return describe(err)
+	}
+	var b strings.Builder
+	b.WriteString(ce.Message)
+	b.WriteString("\ncompare them with the device's own (bosun-bridge fingerprint on the device), then accept one:")
+	for _, fp := range ce.Fingerprints {
+		fmt.Fprintf(&b, "\n  bosun accept %s --fingerprint %s", id, fp)
+	}
+	return b.String()
+}
+
+// cmdTransition makes reject and decommission: each ID in turn, a line per
+// success, every failure reported, exit 1 if any failed.
 func cmdTransition(op string) func(context.Context, *app, []string) error {
-	past := map[string]string{"accept": "accepted", "reject": "rejected", "decommission": "decommissioned"}[op]
+	past := map[string]string{"reject": "rejected", "decommission": "decommissioned"}[op]
 	return func(ctx context.Context, a *app, args []string) error {
 		fs := a.flags(op)
 		pos, err := parse(fs, args)
@@ -409,12 +479,9 @@ func cmdTransition(op string) func(context.Context, *app, []string) error {
 		var done []wire.Device
 		for _, id := range pos {
 			var d wire.Device
-			switch op {
-			case "accept":
-				d, err = c.Accept(ctx, id)
-			case "reject":
+			if op == "reject" {
 				d, err = c.Reject(ctx, id)
-			default:
+			} else {
 				d, err = c.Decommission(ctx, id)
 			}
 			if err != nil {

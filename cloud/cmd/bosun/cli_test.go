@@ -24,6 +24,12 @@ var now = time.Date(2025, 1, 2, 3, 6, 5, 0, time.UTC)
 const devJSON = `{"id":"dev-1","org_id":1,"status":"pending","fingerprint":"SHA256:abc","alg":"ed25519","key_changed":false,"online":true,` +
 	`"first_seen":"2025-01-02T03:04:05Z","last_seen":"2025-01-02T03:04:05Z","tags":["lab"],"attributes":{"mac":"aa:bb"}}`
 
+// acceptedJSON is the answer to accepting fp of device id.
+func acceptedJSON(id, fp string) string {
+	d := strings.NewReplacer(`"id":"dev-1"`, `"id":"`+id+`"`, `"status":"pending"`, `"status":"accepted"`, `"SHA256:abc"`, `"`+fp+`"`).Replace(devJSON)
+	return strings.TrimSuffix(d, "}") + `,"accepted_fingerprint":"` + fp + `"}`
+}
+
 // canned is a fake API: it answers from a table and records what it got.
 type canned struct {
 	mu   sync.Mutex // guards reqs
@@ -51,7 +57,13 @@ func (c *canned) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch p := r.Method + " " + r.URL.Path; {
 	case p == "GET /api/v1/devices":
 		answer(200, `{"items":[`+devJSON+`],"total":3,"limit":1,"offset":0}`)
-	case p == "GET /api/v1/devices/dev-1", p == "POST /api/v1/devices/dev-1/accept", p == "POST /api/v1/devices/dev-1/preauthorize":
+	case p == "POST /api/v1/devices/dev-1/accept":
+		answer(200, acceptedJSON("dev-1", "SHA256:abc"))
+	case p == "POST /api/v1/devices/dev-2/accept" && strings.Contains(string(body), `"fingerprint":"SHA256:k2"`):
+		answer(200, acceptedJSON("dev-2", "SHA256:k2"))
+	case p == "POST /api/v1/devices/dev-2/accept":
+		answer(409, `{"error":{"code":"ambiguous_key","message":"device dev-2 has 2 pending keys (SHA256:k3, SHA256:k2): name the fingerprint of the one to accept","fingerprints":["SHA256:k3","SHA256:k2"]}}`)
+	case p == "GET /api/v1/devices/dev-1", p == "POST /api/v1/devices/dev-1/preauthorize":
 		answer(200, devJSON)
 	case p == "PUT /api/v1/devices/dev-1/tags":
 		answer(200, strings.Replace(devJSON, `"tags":["lab"]`, `"tags":["lab","eu"]`, 1))
@@ -161,6 +173,18 @@ func TestCommands(t *testing.T) {
 		{name: "accept one good one missing", args: []string{"accept", "dev-1", "dev-9"}, wantCode: 1,
 			wantOut: "accepted dev-1 (SHA256:abc)\n", wantExact: true, wantErr: `bosun accept: dev-9: device "dev-9" not found`,
 			wantReqs: []string{"POST /api/v1/devices/dev-1/accept", "POST /api/v1/devices/dev-9/accept"}},
+		{name: "accept names the reviewed key", args: []string{"accept", "dev-2", "--fingerprint", "SHA256:k2"}, wantExact: true,
+			wantOut: "accepted dev-2 (SHA256:k2)\n", wantReqs: []string{`POST /api/v1/devices/dev-2/accept {"fingerprint":"SHA256:k2"}`}},
+		{name: "accept with several pending keys", args: []string{"accept", "dev-2"}, wantCode: 1, wantExact: true, wantOut: "",
+			wantErr: "bosun accept: dev-2: device dev-2 has 2 pending keys (SHA256:k3, SHA256:k2): name the fingerprint of the one to accept\n" +
+				"compare them with the device's own (bosun-bridge fingerprint on the device), then accept one:\n" +
+				"  bosun accept dev-2 --fingerprint SHA256:k3\n" +
+				"  bosun accept dev-2 --fingerprint SHA256:k2\n",
+			wantReqs: []string{`POST /api/v1/devices/dev-2/accept {}`}},
+		{name: "accept json", args: []string{"accept", "dev-1", "--json"}, wantOut: `"accepted_fingerprint": "SHA256:abc"`},
+		{name: "fingerprint for two devices", args: []string{"accept", "dev-1", "dev-2", "--fingerprint", "SHA256:k2"}, wantCode: 2,
+			wantErr: "--fingerprint names a key of one device", noRequests: true},
+		{name: "fingerprint malformed", args: []string{"accept", "dev-1", "--fingerprint", "abc"}, wantCode: 2, wantErr: `--fingerprint "abc": want SHA256:`, noRequests: true},
 		{name: "reject needs ids", args: []string{"reject"}, wantCode: 2, wantErr: "want at least one device ID", noRequests: true},
 		{name: "tag", args: []string{"tag", "dev-1", "lab, eu"}, wantOut: "dev-1 tags: lab, eu\n", wantExact: true,
 			wantReqs: []string{`PUT /api/v1/devices/dev-1/tags {"tags":["lab","eu"]}`}},

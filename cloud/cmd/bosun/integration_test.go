@@ -189,3 +189,49 @@ func TestCLIEvents(t *testing.T) {
 	}
 	s.transcript([]string{"events"}, result{0, out.String(), errb.String() + "^C\n"})
 }
+
+// TestCLIAcceptNamesTheKey: a device with two pending keys is not accepted
+// by `bosun accept ID`, which lists both with the command for each; with
+// --fingerprint the named key is accepted, and printed, and the other is
+// rejected.
+func TestCLIAcceptNamesTheKey(t *testing.T) {
+	srv := cloudtest.NewServer(t)
+	s := newCLISession(t, srv)
+	ctx := context.Background()
+	offline := func(id string) {
+		t.Helper()
+		cloudtest.Eventually(t, 10*time.Second, func() bool {
+			d, err := srv.Service().GetDevice(ctx, srv.Super, id)
+			return err == nil && !d.Online
+		}, "%s offline", id)
+	}
+	fingerprint := func(d *cloudtest.Device) string {
+		der, _ := keys.PublicDER(d.Key.Public())
+		return keys.FingerprintDER(der)
+	}
+	d1 := cloudtest.MustConnect(t, srv, "tq-1", cloudtest.DeviceOptions{})
+	s.expect(s.run("accept", "tq-1"), 0, `^accepted tq-1 \(`+regexp.QuoteMeta(fingerprint(d1))+`\)\n$`, `^$`)
+	d1.Close()
+	offline("tq-1")
+	// The device rotates to K2, and someone else presents K3.
+	d2 := cloudtest.MustConnect(t, srv, "tq-1", cloudtest.DeviceOptions{})
+	d2.Close()
+	offline("tq-1")
+	d3 := cloudtest.MustConnect(t, srv, "tq-1", cloudtest.DeviceOptions{})
+	d3.Close()
+	offline("tq-1")
+	k2, k3 := regexp.QuoteMeta(fingerprint(d2)), regexp.QuoteMeta(fingerprint(d3))
+
+	s.expect(s.run("accept", "tq-1"), 1, `^$`,
+		`^bosun accept: tq-1: device tq-1 has 2 pending keys \(`+k3+`, `+k2+`\): name the fingerprint of the one to accept\n`+
+			`compare them with the device's own \(bosun-bridge fingerprint on the device\), then accept one:\n`+
+			`  bosun accept tq-1 --fingerprint `+k3+`\n`+
+			`  bosun accept tq-1 --fingerprint `+k2+`\n$`)
+	if d, _ := srv.Service().GetDevice(ctx, srv.Super, "tq-1"); d.Status != "pending" {
+		t.Fatalf("tq-1 is %s after a refused accept", d.Status)
+	}
+	s.expect(s.run("accept", "tq-1", "--fingerprint", fingerprint(d2)), 0, `^accepted tq-1 \(`+k2+`\)\n$`, `^$`)
+	s.expect(s.run("device", "tq-1"), 0, `(?s)Status +accepted.*KEY +STATUS.*\n\d+ +rejected.* +ed25519 +`+k3+`.*\n\d+ +accepted.* +ed25519 +`+k2+`.*\n\d+ +revoked +ed25519 +`, `^$`)
+	s.expect(s.run("accept", "tq-1", "--fingerprint", fingerprint(d3)), 1, `^$`,
+		`^bosun accept: tq-1: key `+k3+` of device tq-1 is rejected, not pending\n$`)
+}

@@ -172,7 +172,7 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="bosun"`)
 	}
-	writeJSON(w, status, wire.ErrorBody{Error: wire.ErrorDetail{Code: he.Code, Message: he.Msg}})
+	writeJSON(w, status, wire.ErrorBody{Error: wire.ErrorDetail{Code: he.Code, Message: he.Msg, Fingerprints: he.Fingerprints}})
 }
 
 // statusRecorder captures what the mux's own 404/405 handler would write.

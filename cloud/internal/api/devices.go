@@ -81,11 +81,33 @@ func (h *handler) listKeys(w http.ResponseWriter, r *http.Request, a fleet.Actor
 	return nil
 }
 
-// POST /devices/{id}/accept, /reject and /decommission take no body (or {})
-// and answer the device as it is afterwards.
+// POST /devices/{id}/accept {"fingerprint":"SHA256:..."} accepts the named
+// pending key (no body or no fingerprint: the only pending key; with
+// several, ambiguous_key) and answers the device as it is afterwards with
+// the fingerprint accepted.
 func (h *handler) accept(w http.ResponseWriter, r *http.Request, a fleet.Actor) error {
-	return h.transition(w, r, a, h.svc.Accept)
+	if _, err := parseQuery(r); err != nil {
+		return err
+	}
+	var req wire.AcceptRequest
+	if err := decodeJSON(w, r, h.opts.MaxBody, &req, true); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	k, err := h.svc.AcceptKey(r.Context(), a, id, req.Fingerprint)
+	if err != nil {
+		return notFoundAs(err, "device %q not found", id)
+	}
+	d, err := h.svc.GetDevice(r.Context(), a, id)
+	if err != nil {
+		return notFoundAs(err, "device %q not found", id)
+	}
+	writeJSON(w, http.StatusOK, wire.AcceptResponse{Device: toDevice(d), AcceptedFingerprint: k.Fingerprint})
+	return nil
 }
+
+// POST /devices/{id}/reject and /decommission take no body (or {}) and
+// answer the device as it is afterwards.
 
 func (h *handler) reject(w http.ResponseWriter, r *http.Request, a fleet.Actor) error {
 	return h.transition(w, r, a, h.svc.Reject)

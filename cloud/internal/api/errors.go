@@ -17,6 +17,8 @@ type HTTPError struct {
 	Code string // one of the wire.Code* constants
 	Msg  string // safe to show to the client
 	Err  error  // the cause, logged, never sent
+	// Fingerprints, for ambiguous_key, lists the candidates.
+	Fingerprints []string
 }
 
 func (e *HTTPError) Error() string {
@@ -36,15 +38,29 @@ func invalid(format string, args ...any) *HTTPError {
 }
 
 // toHTTPError maps any error a handler returned to the answer the client
-// gets. fleet's sentinels become their API codes; ErrInvalid and ErrConflict
-// carry a human message by contract, so their text is shown. Everything else
-// is internal, and its text stays in the log.
+// gets. fleet's sentinels become their API codes. An error with a public
+// message (fleet.PublicMessage) shows that message; otherwise ErrInvalid
+// and ErrConflict carry a human message by contract, so their text is
+// shown. Everything else is internal, and its text stays in the log.
 func toHTTPError(err error) *HTTPError {
 	var he *HTTPError
 	if errors.As(err, &he) {
 		return he
 	}
 	var mbe *http.MaxBytesError
+	var amb *fleet.AmbiguousKeyError
+	if msg, ok := fleet.PublicMessage(err); ok {
+		switch {
+		case errors.As(err, &amb):
+			return &HTTPError{Code: wire.CodeAmbiguousKey, Msg: msg, Err: err, Fingerprints: amb.Fingerprints}
+		case errors.Is(err, fleet.ErrNotFound):
+			return &HTTPError{Code: wire.CodeNotFound, Msg: msg, Err: err}
+		case errors.Is(err, fleet.ErrInvalid):
+			return &HTTPError{Code: wire.CodeInvalidRequest, Msg: msg, Err: err}
+		case errors.Is(err, fleet.ErrConflict):
+			return &HTTPError{Code: wire.CodeConflict, Msg: msg, Err: err}
+		}
+	}
 	switch {
 	case errors.As(err, &mbe):
 		return &HTTPError{Code: wire.CodeTooLarge, Msg: fmt.Sprintf("request body larger than %d bytes", mbe.Limit), Err: err}

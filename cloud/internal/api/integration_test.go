@@ -579,3 +579,134 @@ func equalState(a, b state) bool {
 	jb, _ := json.Marshal(b)
 	return bytes.Equal(ja, jb)
 }
+
+// TestAcceptNamesTheReviewedKey is the outside test's story over the API:
+// tq-1 rotates to K2, the operator reviews K2, an attacker presents K3.
+// While K1 is online K3 is refused and stored nowhere; while tq-1 is offline
+// K3 becomes a second pending key. Accept without a fingerprint is then
+// refused with both candidates and changes nothing; accept with K2's
+// fingerprint accepts K2 and says so, rejects K3 and closes its session.
+func TestAcceptNamesTheReviewedKey(t *testing.T) {
+	srv := cloudtest.NewServer(t)
+	tok, base := srv.Token(t), srv.URL()
+	ctx := context.Background()
+	fp := func(d *cloudtest.Device) string {
+		der, _ := keys.PublicDER(d.Key.Public())
+		return keys.FingerprintDER(der)
+	}
+	offline := func() {
+		t.Helper()
+		cloudtest.Eventually(t, 10*time.Second, func() bool {
+			d, err := srv.Service().GetDevice(ctx, srv.Super, "tq-1")
+			return err == nil && !d.Online
+		}, "tq-1 offline")
+	}
+
+	d1 := cloudtest.MustConnect(t, srv, "tq-1", cloudtest.DeviceOptions{})
+	k1 := fp(d1)
+	status, b := call(t, base, tok, "POST", "/devices/tq-1/accept", "")
+	want(t, status, b, 200)
+	if a := decode[wire.AcceptResponse](t, b); a.AcceptedFingerprint != k1 || a.Status != "accepted" {
+		t.Fatalf("first accept: %+v", a)
+	}
+	<-d1.Accepted()
+	d1.Close()
+	offline()
+
+	// The device rotates to K2 while offline; the operator reviews K2.
+	d2 := cloudtest.MustConnect(t, srv, "tq-1", cloudtest.DeviceOptions{})
+	k2 := fp(d2)
+	if d2.Registration.Status != "pending" || !d2.Registration.KeyChanged {
+		t.Fatalf("K2 registration %+v", d2.Registration)
+	}
+	d2.Close()
+	offline()
+	status, b = doc(t, base, tok, "GET", "/devices/tq-1/keys", "")
+	want(t, status, b, 200)
+	if ks := decode[wire.KeySetList](t, b).Items; len(ks) != 2 || ks[0].Fingerprint != k2 || ks[0].Status != "pending" {
+		t.Fatalf("keys %+v", ks)
+	}
+
+	// K1 online: K3 is refused and stored nowhere.
+	d1b := cloudtest.MustConnect(t, srv, "tq-1", cloudtest.DeviceOptions{Key: d1.Key})
+	if d1b.Registration.Status != "accepted" {
+		t.Fatalf("K1 again: %+v", d1b.Registration)
+	}
+	before := snapshot(t, srv, "tq-1")
+	k3Key := cloudtest.NewKey()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if d, err := cloudtest.Connect(cctx, t, srv.DeviceURL(), srv.CloudPublic(), "tq-1", cloudtest.DeviceOptions{Key: k3Key}); err == nil {
+		if code := d.WaitClosed(t, 5*time.Second); code != fleet.CloseTryAgainLater {
+			t.Fatalf("K3 while K1 is online: close %d, want %d", code, fleet.CloseTryAgainLater)
+		}
+	}
+	cancel()
+	if after := snapshot(t, srv, "tq-1"); !equalState(before, after) {
+		t.Fatalf("K3 while K1 is online changed the device:\nbefore %+v\nafter  %+v", before, after)
+	}
+	d1b.Close()
+	offline()
+
+	// Offline: K3 is stored as a second pending key (and stays connected).
+	d3 := cloudtest.MustConnect(t, srv, "tq-1", cloudtest.DeviceOptions{Key: k3Key})
+	k3 := fp(d3)
+	if d3.Registration.Status != "pending" {
+		t.Fatalf("K3 while offline: %+v", d3.Registration)
+	}
+
+	// No fingerprint: refused, both listed, nothing changed.
+	before = snapshot(t, srv, "tq-1")
+	status, b = doc(t, base, tok, "POST", "/devices/tq-1/accept", "")
+	want(t, status, b, 409)
+	e := decode[wire.ErrorBody](t, b).Error
+	if e.Code != wire.CodeAmbiguousKey || len(e.Fingerprints) != 2 || e.Fingerprints[0] != k3 || e.Fingerprints[1] != k2 ||
+		!strings.Contains(e.Message, k2) || !strings.Contains(e.Message, k3) || strings.Contains(e.Message, "store") {
+		t.Fatalf("accept without a fingerprint: %+v", e)
+	}
+	if after := snapshot(t, srv, "tq-1"); !equalState(before, after) {
+		t.Fatalf("a refused accept changed the device")
+	}
+
+	// K2 by its fingerprint: accepted and reported; K3 rejected, its live
+	// session closed.
+	status, b = doc(t, base, tok, "POST", "/devices/tq-1/accept", `{"fingerprint":"`+k2+`"}`)
+	want(t, status, b, 200)
+	a := decode[wire.AcceptResponse](t, b)
+	if a.AcceptedFingerprint != k2 || a.Status != "accepted" || a.Fingerprint != k2 {
+		t.Fatalf("accept K2: %+v", a)
+	}
+	if code := d3.WaitClosed(t, 5*time.Second); code != 4003 {
+		t.Fatalf("K3's session closed with %d, want 4003", code)
+	}
+	status, b = call(t, base, tok, "GET", "/devices/tq-1/keys", "")
+	got := map[string]string{}
+	for _, k := range decode[wire.KeySetList](t, b).Items {
+		got[k.Fingerprint] = k.Status
+	}
+	if got[k1] != "revoked" || got[k2] != "accepted" || got[k3] != "rejected" {
+		t.Fatalf("key statuses after accepting K2: %v", got)
+	}
+
+	// What accept refuses now, each changing nothing.
+	for _, tc := range []struct {
+		name, body, code, msg string
+		status                int
+	}{
+		{"rejected key", `{"fingerprint":"` + k3 + `"}`, wire.CodeConflict, "key " + k3 + " of device tq-1 is rejected, not pending", 409},
+		{"nothing pending", `{}`, wire.CodeConflict, "device tq-1 has no pending key to accept", 409},
+		{"malformed fingerprint", `{"fingerprint":"` + k2[:20] + `"}`, wire.CodeInvalidRequest, "fingerprint: want", 400},
+		{"unknown field", `{"fingerprint":"` + k2 + `","force":true}`, wire.CodeInvalidRequest, `unknown field "force"`, 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := snapshot(t, srv, "tq-1")
+			status, b := doc(t, base, tok, "POST", "/devices/tq-1/accept", tc.body)
+			want(t, status, b, tc.status)
+			if e := decode[wire.ErrorBody](t, b).Error; e.Code != tc.code || !strings.HasPrefix(e.Message, tc.msg) {
+				t.Fatalf("error %+v, want %s %q", e, tc.code, tc.msg)
+			}
+			if after := snapshot(t, srv, "tq-1"); !equalState(before, after) {
+				t.Fatal("state changed")
+			}
+		})
+	}
+}

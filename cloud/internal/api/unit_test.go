@@ -47,6 +47,11 @@ func TestToHTTPError(t *testing.T) {
 		{"not found", fmt.Errorf("device x: %w", fleet.ErrNotFound), wire.CodeNotFound, 404, "not found"},
 		{"invalid shows its message", fmt.Errorf("%w: tag too long", fleet.ErrInvalid), wire.CodeInvalidRequest, 400, "invalid input: tag too long"},
 		{"conflict shows its message", fmt.Errorf("%w: no pending key", fleet.ErrConflict), wire.CodeConflict, 409, "conflict: no pending key"},
+		{"public message, not the cause's text", &fleet.PublicError{Kind: fleet.ErrNoPendingKey, Msg: "device x has no pending key to accept",
+			Err: errors.New("store: no pending key set")}, wire.CodeConflict, 409, "device x has no pending key to accept"},
+		{"public invalid", &fleet.PublicError{Kind: fleet.ErrInvalid, Msg: "fingerprint: bad"}, wire.CodeInvalidRequest, 400, "fingerprint: bad"},
+		{"ambiguous key", &fleet.AmbiguousKeyError{DeviceID: "x", Fingerprints: []string{"SHA256:a", "SHA256:b"}}, wire.CodeAmbiguousKey, 409,
+			"device x has 2 pending keys (SHA256:a, SHA256:b): name the fingerprint of the one to accept"},
 		{"too large", &http.MaxBytesError{Limit: 10}, wire.CodeTooLarge, 413, "request body larger than 10 bytes"},
 		{"http error as is", &HTTPError{Code: wire.CodeInvalidRequest, Msg: "x"}, wire.CodeInvalidRequest, 400, "x"},
 		{"anything else is internal and hides its text", fmt.Errorf("loading: %w", secret), wire.CodeInternal, 500, "internal error"},
@@ -67,6 +72,9 @@ func TestToHTTPError(t *testing.T) {
 			}
 			if !errors.Is(he, tt.err) && tt.name != "http error as is" {
 				t.Errorf("the cause is lost: %v", he)
+			}
+			if tt.wantCode == wire.CodeAmbiguousKey && len(he.Fingerprints) != 2 {
+				t.Errorf("ambiguous_key without its candidates: %+v", he)
 			}
 		})
 	}

@@ -7,8 +7,10 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
 	"github.com/bosunhq/bosun/pkg/keys"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
+	"github.com/bosunhq/bosun/pkg/session"
 	"github.com/coder/websocket"
 )
 
@@ -32,13 +35,17 @@ type DeviceOptions struct {
 	// Dispatcher serves the cloud's calls. nil means an empty one (add
 	// handlers with Device.Handle before calls arrive).
 	Dispatcher *jsonrpc.Dispatcher
+	// LocalAddr, when set, is the source IP the device dials from (a
+	// 127.0.0.0/8 address: a device "from another address").
+	LocalAddr string
 	// Sequential serves calls one at a time in the order they arrived
 	// (to observe delivery order). false serves them concurrently, like
 	// the bridge.
 	Sequential bool
 }
 
-// Device is a test device holding one session.
+// Device is a test device holding one session, run by the same session
+// engine as the bridge (pkg/session).
 type Device struct {
 	ID  string
 	Key crypto.Signer
@@ -48,16 +55,14 @@ type Device struct {
 	Session string
 	// Dispatcher serves the cloud's calls.
 	Dispatcher *jsonrpc.Dispatcher
-	// Client calls the cloud (state.report, ...).
-	Client *jsonrpc.Client
+	// Peer is the session engine: Call, Notify, Seal, ...
+	Peer *session.Session
 
-	conn     *websocket.Conn
-	sealer   *envelope.Sealer
-	opener   *envelope.Opener
-	cloudID  string
-	accepted chan rpcproto.AuthAcceptedParams
-	done     chan struct{}
-	seq      bool
+	conn       *websocket.Conn
+	cloudID    string
+	accepted   chan rpcproto.AuthAcceptedParams
+	done       chan struct{}
+	sequential bool
 
 	mu       sync.Mutex // guards the following
 	closeErr error
@@ -83,21 +88,23 @@ func Connect(ctx context.Context, tb testing.TB, url string, cloudPub crypto.Pub
 	if opts.Dispatcher == nil {
 		opts.Dispatcher = jsonrpc.NewDispatcher()
 	}
-	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{rpcproto.WebsocketSubprotocol}})
+	dopts := &websocket.DialOptions{Subprotocols: []string{rpcproto.WebsocketSubprotocol}}
+	if opts.LocalAddr != "" {
+		dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(opts.LocalAddr)}}
+		dopts.HTTPClient = &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}
+	}
+	c, _, err := websocket.Dial(ctx, url, dopts)
 	if err != nil {
 		return nil, err
 	}
 	c.SetReadLimit(envelope.DefaultMaxSize)
 	d := &Device{ID: id, Key: opts.Key, Dispatcher: opts.Dispatcher, conn: c,
-		accepted: make(chan rpcproto.AuthAcceptedParams, 4), done: make(chan struct{}), seq: opts.Sequential}
+		accepted: make(chan rpcproto.AuthAcceptedParams, 4), done: make(chan struct{})}
 	tb.Cleanup(func() { d.Close() })
 	if err := d.handshake(ctx, cloudPub, opts); err != nil {
 		c.CloseNow()
 		return nil, err
 	}
-	d.Client = jsonrpc.NewClient(func(ctx context.Context, msg []byte) error { return d.send(ctx, msg) })
-	d.wg.Add(1)
-	go d.readLoop()
 	return d, nil
 }
 
@@ -114,75 +121,95 @@ func MustConnect(tb testing.TB, s *Server, id string, opts DeviceOptions) *Devic
 }
 
 func (d *Device) handshake(ctx context.Context, cloudPub crypto.PublicKey, opts DeviceOptions) error {
-	_, frame, err := d.conn.Read(ctx)
+	frame, herr := session.ReadFirst(d.conn, 10*time.Second)
+	if herr != nil {
+		return fmt.Errorf("reading challenge: %w", herr)
+	}
+	ch, herr := session.OpenChallenge(frame, session.ChallengeCheck{Self: d.ID, CloudKey: cloudPub})
+	if herr != nil {
+		return fmt.Errorf("opening challenge: %w", herr)
+	}
+	d.Session, d.cloudID = ch.Session, ch.CloudID
+	sealer, err := envelope.NewSealer(d.ID, d.Key)
 	if err != nil {
-		return fmt.Errorf("reading challenge: %w", err)
-	}
-	meta, _, err := envelope.Peek(frame, envelope.DefaultMaxSize)
-	if err != nil {
-		return fmt.Errorf("challenge: %w", err)
-	}
-	d.Session, d.cloudID = meta.Session, meta.Signer
-	cloudKey := func(signer string) (crypto.PublicKey, error) {
-		if signer != d.cloudID {
-			return nil, envelope.ErrUnknownSigner
-		}
-		return cloudPub, nil
-	}
-	guard := envelope.NewReplayGuard(0, 0)
-	challengeOpener := &envelope.Opener{Self: d.ID, AllowAnyAudience: true, Direction: envelope.CloudToDevice,
-		Session: d.Session, Key: cloudKey, Guard: guard}
-	op, err := challengeOpener.Open(frame)
-	if err != nil {
-		return fmt.Errorf("opening challenge: %w", err)
-	}
-	if req, err := jsonrpc.ParseRequest(op.Payload); err != nil || req.Method != rpcproto.MethodAuthChallenge {
-		return fmt.Errorf("first message is not %s", rpcproto.MethodAuthChallenge)
-	}
-	d.opener = &envelope.Opener{Self: d.ID, Direction: envelope.CloudToDevice, Session: d.Session, Key: cloudKey, Guard: guard}
-	if d.sealer, err = envelope.NewSealer(d.ID, d.Key); err != nil {
 		return err
 	}
+	d.sequential = opts.Sequential
+	d.Peer, err = session.New(session.Options{
+		Conn: d.conn, Sealer: sealer, Self: d.ID, Peer: ch.CloudID, PeerKey: cloudPub, Session: ch.Session,
+		Direction: envelope.DeviceToCloud, Window: ch.Window, Handler: d.Dispatcher.HandleOne,
+		Inline: d.inline, ReadGate: d.gate, PingInterval: -1,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		return err
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		defer close(d.done)
+		err := d.Peer.Run(context.Background())
+		d.mu.Lock()
+		d.closeErr = err
+		d.mu.Unlock()
+	}()
 	der, err := keys.PublicDER(d.Key.Public())
 	if err != nil {
 		return err
 	}
-	params, _ := json.Marshal(rpcproto.RegisterParams{DeviceID: d.ID, PublicKey: base64.StdEncoding.EncodeToString(der),
-		Attributes: opts.Attributes, EnrollmentToken: opts.EnrollmentToken})
-	req, _ := json.Marshal(jsonrpc.Request{JSONRPC: jsonrpc.Version, ID: json.RawMessage("1"), Method: rpcproto.MethodRegister, Params: params})
-	if err := d.send(ctx, req); err != nil {
-		return fmt.Errorf("sending registration: %w", err)
-	}
-	_, frame, err = d.conn.Read(ctx)
+	err = d.Peer.Call(ctx, rpcproto.MethodRegister, rpcproto.RegisterParams{DeviceID: d.ID,
+		PublicKey: base64.StdEncoding.EncodeToString(der), Attributes: opts.Attributes,
+		EnrollmentToken: opts.EnrollmentToken}, &d.Registration)
 	if err != nil {
-		return fmt.Errorf("reading registration answer: %w", err)
+		return fmt.Errorf("registering: %w", err)
 	}
-	op, err = d.opener.Open(frame)
-	if err != nil {
-		return fmt.Errorf("opening registration answer: %w", err)
-	}
-	var resp jsonrpc.Response
-	if err := json.Unmarshal(op.Payload, &resp); err != nil {
-		return err
-	}
-	if resp.Error != nil {
-		return resp.Error
-	}
-	return json.Unmarshal(resp.Result, &d.Registration)
+	return nil
 }
 
-// Seal signs payload as this device for the cloud in this session.
-func (d *Device) Seal(payload []byte) ([]byte, error) {
-	return d.sealer.Seal(envelope.Header{Audience: d.cloudID, Direction: envelope.DeviceToCloud, Session: d.Session}, payload)
+// inline takes auth.accepted, and with Sequential every request, on the
+// read goroutine.
+func (d *Device) inline(req *jsonrpc.Request) bool {
+	if req.Method != rpcproto.MethodAuthAccepted {
+		if !d.sequential || req.IsNotification() {
+			return false
+		}
+		msg, _ := json.Marshal(req)
+		if reply := d.Dispatcher.HandleOne(d.Peer.Context(), msg); reply != nil {
+			d.Peer.Send(d.Peer.Context(), reply)
+		}
+		return true
+	}
+	var p rpcproto.AuthAcceptedParams
+	jsonrpc.DecodeParams(req.Params, &p)
+	select {
+	case d.accepted <- p:
+	default:
+	}
+	return true
 }
 
-func (d *Device) send(ctx context.Context, payload []byte) error {
-	wire, err := d.Seal(payload)
-	if err != nil {
-		return err
+// gate blocks the reader while the device is paused.
+func (d *Device) gate(ctx context.Context) error {
+	d.mu.Lock()
+	p := d.paused
+	d.mu.Unlock()
+	if p == nil {
+		return nil
 	}
-	return d.WriteRaw(ctx, wire)
+	select {
+	case <-p:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
+
+// Seal signs payload as this device for the cloud in this session, with
+// the next sequence number (spent whether or not it is sent).
+func (d *Device) Seal(payload []byte) ([]byte, error) { return d.Peer.Seal(payload) }
+
+// CloudID is the cloud's signer name, the audience of the device's messages.
+func (d *Device) CloudID() string { return d.cloudID }
 
 // WriteRaw writes a frame as is (for tests of malformed input).
 func (d *Device) WriteRaw(ctx context.Context, frame []byte) error {
@@ -197,7 +224,7 @@ func (d *Device) Handle(method string, h jsonrpc.HandlerFunc) { d.Dispatcher.Reg
 // Report sends state.report.
 func (d *Device) Report(ctx context.Context, p rpcproto.StateReportParams) (rpcproto.StateReportResult, error) {
 	var r rpcproto.StateReportResult
-	err := d.Client.Call(ctx, rpcproto.MethodStateReport, p, &r)
+	err := d.Peer.Call(ctx, rpcproto.MethodStateReport, p, &r)
 	return r, err
 }
 
@@ -221,62 +248,6 @@ func (d *Device) ResumeReading() {
 	if d.paused != nil {
 		close(d.paused)
 		d.paused = nil
-	}
-}
-
-func (d *Device) readLoop() {
-	defer d.wg.Done()
-	defer close(d.done)
-	ctx := context.Background()
-	for {
-		d.mu.Lock()
-		p := d.paused
-		d.mu.Unlock()
-		if p != nil {
-			select {
-			case <-p:
-			case <-d.done:
-			}
-		}
-		_, frame, err := d.conn.Read(ctx)
-		if err != nil {
-			d.mu.Lock()
-			d.closeErr = err
-			d.mu.Unlock()
-			d.Client.Close(err)
-			return
-		}
-		op, err := d.opener.Open(frame)
-		if err != nil {
-			continue
-		}
-		if jsonrpc.IsResponse(op.Payload) {
-			d.Client.Deliver(op.Payload)
-			continue
-		}
-		if req, err := jsonrpc.ParseRequest(op.Payload); err == nil && req.Method == rpcproto.MethodAuthAccepted {
-			var p rpcproto.AuthAcceptedParams
-			json.Unmarshal(req.Params, &p)
-			select {
-			case d.accepted <- p:
-			default:
-			}
-			continue
-		}
-		if d.seq {
-			if reply := d.Dispatcher.Handle(ctx, op.Payload); reply != nil {
-				d.send(ctx, reply)
-			}
-			continue
-		}
-		// Serve calls concurrently, like the bridge does.
-		d.wg.Add(1)
-		go func() {
-			defer d.wg.Done()
-			if reply := d.Dispatcher.Handle(ctx, op.Payload); reply != nil {
-				d.send(ctx, reply)
-			}
-		}()
 	}
 }
 
@@ -319,10 +290,21 @@ func (d *Device) Closed() bool {
 // goroutines. Safe to call twice.
 func (d *Device) Close() {
 	d.ResumeReading()
-	d.conn.Close(websocket.StatusNormalClosure, "bye")
-	d.conn.CloseNow()
-	d.wg.Wait()
-	if d.Client != nil {
-		d.Client.Close(errors.New("device closed"))
+	if d.Peer != nil {
+		d.Peer.Close(websocket.StatusNormalClosure, "bye")
 	}
+	d.wg.Wait()
+	d.conn.CloseNow()
+}
+
+// MustConnectFrom is MustConnect from source address addr (127.0.0.0/8).
+func MustConnectFrom(tb testing.TB, s *Server, id, addr string) *Device {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := Connect(ctx, tb, s.DeviceURL(), s.CloudPublic(), id, DeviceOptions{LocalAddr: addr})
+	if err != nil {
+		tb.Fatalf("cloudtest: connecting device %s from %s: %v", id, addr, err)
+	}
+	return d
 }

@@ -72,9 +72,10 @@ func SealFrame(tb testing.TB, signer string, key crypto.Signer, h envelope.Heade
 	return wire
 }
 
-// Header is the header a device uses in this connection's session.
+// Header is the header of the device's first message in this
+// connection's session (sequence 1); tests vary it to break one rule.
 func (r *RawConn) Header() envelope.Header {
-	return envelope.Header{Audience: r.Challenge.Signer, Direction: envelope.DeviceToCloud, Session: r.Challenge.Session}
+	return envelope.Header{Audience: r.Challenge.Signer, Direction: envelope.DeviceToCloud, Session: r.Challenge.Session, Seq: 1}
 }
 
 // Write writes one frame of type typ.

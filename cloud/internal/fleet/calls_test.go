@@ -53,7 +53,11 @@ func acceptDevice(t *testing.T, s *cloudtest.Server, id string) *cloudtest.Devic
 	if err := s.Service().Accept(ctxT(t), s.Super, id); err != nil {
 		t.Fatal(err)
 	}
-	<-d.Accepted()
+	select {
+	case <-d.Accepted():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("device %s: no auth.accepted within 10s of the accept", id)
+	}
 	return d
 }
 

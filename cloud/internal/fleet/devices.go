@@ -2,11 +2,9 @@ package fleet
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/bosunhq/bosun/cloud/internal/store"
-	"github.com/bosunhq/bosun/pkg/keys"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
 
@@ -87,101 +85,6 @@ func (s *Service) operable(ctx context.Context, a Actor, id string, admin bool) 
 	return d, nil
 }
 
-// Accept accepts the newest pending key set of a device. A live pending
-// session using that key is told auth.accepted at once, on whichever
-// replica holds it; a session using a key the acceptance replaced closes.
-func (s *Service) Accept(ctx context.Context, a Actor, deviceID string) error {
-	d, err := s.operable(ctx, a, deviceID, false)
-	if err != nil {
-		return err
-	}
-	kc, err := s.st.Accept(ctx, deviceID)
-	if err != nil {
-		s.audit(ctx, d.OrgID, a, "device.accept", deviceID, "error", map[string]string{"error": err.Error()})
-		return mapStoreErr(err)
-	}
-	s.audit(ctx, d.OrgID, a, "device.accept", deviceID, "ok", map[string]any{"fingerprint": kc.Accepted.Fingerprint, "revoked": kc.Closed})
-	s.keyDecision(kc.OrgID, deviceID, KeyMsg{Accepted: kc.Accepted.Fingerprint, Closed: kc.Closed})
-	s.publish(Event{Type: EventDeviceAccepted, OrgID: d.OrgID, DeviceID: deviceID})
-	return nil
-}
-
-// Reject rejects the device's pending key sets, or, when none is pending,
-// its accepted key: a live session using a rejected key is closed with 4003
-// within a second.
-func (s *Service) Reject(ctx context.Context, a Actor, deviceID string) error {
-	d, err := s.operable(ctx, a, deviceID, false)
-	if err != nil {
-		return err
-	}
-	kc, err := s.st.Reject(ctx, deviceID)
-	if err != nil {
-		s.audit(ctx, d.OrgID, a, "device.reject", deviceID, "error", map[string]string{"error": err.Error()})
-		return mapStoreErr(err)
-	}
-	s.audit(ctx, d.OrgID, a, "device.reject", deviceID, "ok", map[string]any{"rejected": kc.Closed})
-	s.keyDecision(kc.OrgID, deviceID, KeyMsg{Closed: kc.Closed})
-	s.publish(Event{Type: EventDeviceRejected, OrgID: d.OrgID, DeviceID: deviceID})
-	return nil
-}
-
-// Preauthorize records a public key (DER SPKI) that is accepted the first
-// time the device presents it. The device is created in the actor's
-// organisation when unknown.
-func (s *Service) Preauthorize(ctx context.Context, a Actor, deviceID string, publicKeyDER []byte) error {
-	if !ValidDeviceID(deviceID) {
-		return fmt.Errorf("%w: device id must match %s", ErrInvalid, rpcproto.DeviceIDPattern)
-	}
-	pub, err := keys.ParsePublicDER(publicKeyDER)
-	if err != nil {
-		return fmt.Errorf("%w: public key: %v", ErrInvalid, err)
-	}
-	alg, _ := keys.Alg(pub)
-	fp := keys.FingerprintDER(publicKeyDER)
-	org := a.OrgID
-	if d, err := s.st.GetDevice(ctx, deviceID); err == nil {
-		if !a.sees(d.OrgID) {
-			// Ids are global: do not reveal that another org has it.
-			return fmt.Errorf("%w: device id %s is taken", ErrConflict, deviceID)
-		}
-		org = d.OrgID
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	if !a.operates(org) {
-		return fmt.Errorf("%w: role %s may not preauthorise devices", ErrForbidden, a.Role)
-	}
-	kc, err := s.st.Preauthorize(ctx, org, deviceID, publicKeyDER, fp, alg)
-	if err != nil {
-		s.audit(ctx, org, a, "device.preauthorize", deviceID, "error", map[string]string{"fingerprint": fp, "error": err.Error()})
-		return mapStoreErr(err)
-	}
-	s.audit(ctx, org, a, "device.preauthorize", deviceID, "ok", map[string]string{"fingerprint": fp})
-	if kc.Accepted != nil {
-		s.keyDecision(org, deviceID, KeyMsg{Accepted: kc.Accepted.Fingerprint, Closed: kc.Closed})
-		s.publish(Event{Type: EventDeviceAccepted, OrgID: org, DeviceID: deviceID})
-	}
-	return nil
-}
-
-// Decommission revokes every key of a device and closes its session; the
-// device's history (calls, audit rows, key sets) is kept. Admins only.
-func (s *Service) Decommission(ctx context.Context, a Actor, deviceID string) error {
-	d, err := s.operable(ctx, a, deviceID, true)
-	if err != nil {
-		return err
-	}
-	kc, err := s.st.Decommission(ctx, deviceID)
-	if err != nil {
-		s.audit(ctx, d.OrgID, a, "device.decommission", deviceID, "error", map[string]string{"error": err.Error()})
-		return mapStoreErr(err)
-	}
-	s.audit(ctx, d.OrgID, a, "device.decommission", deviceID, "ok", map[string]any{"revoked": kc.Closed})
-	s.keyDecision(kc.OrgID, deviceID, KeyMsg{Closed: kc.Closed})
-	s.publish(Event{Type: EventDeviceDecommissioned, OrgID: d.OrgID, DeviceID: deviceID})
-	return nil
-}
-
 // SetTags replaces a device's tags (at most 32, each 1-64 characters).
 func (s *Service) SetTags(ctx context.Context, a Actor, deviceID string, tags []string) error {
 	d, err := s.operable(ctx, a, deviceID, false)
@@ -207,14 +110,4 @@ func (s *Service) SetTags(ctx context.Context, a Actor, deviceID string, tags []
 	}
 	s.audit(ctx, d.OrgID, a, "device.tags", deviceID, "ok", map[string]any{"tags": clean})
 	return nil
-}
-
-// keyDecision tells whichever replica holds the device's session.
-func (s *Service) keyDecision(org int64, deviceID string, m KeyMsg) {
-	if m.Accepted == "" && len(m.Closed) == 0 {
-		return
-	}
-	if err := s.nc.Publish(SubjectKey(org, deviceID), mustJSON(m)); err != nil {
-		s.log.Error("publishing key decision", "device_id", deviceID, "err", err)
-	}
 }

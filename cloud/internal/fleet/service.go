@@ -33,6 +33,24 @@ type Options struct {
 	// MaxPendingPerOrg bounds the live sessions of pending devices per
 	// organisation. Defaults to 1000.
 	MaxPendingPerOrg int
+	// MaxPendingPerAddr bounds the live pending sessions per source
+	// address (an IPv6 address counts as its /64), so that a flood from one
+	// address cannot take the organisation's slots. Defaults to 16.
+	MaxPendingPerAddr int
+	// MaxPendingDevices bounds the devices per organisation no operator
+	// has decided on (every key set pending); a new device beyond it is
+	// refused and stored nowhere. Defaults to 10000.
+	MaxPendingDevices int
+	// MaxNewPendingPerAddr bounds the undecided devices registrations from
+	// one source address may create per hour. Defaults to 100.
+	MaxNewPendingPerAddr int
+	// MaxPendingKeys bounds the pending key sets per device; a further new
+	// key is refused and stored nowhere. Defaults to 4.
+	MaxPendingKeys int
+	// PendingTTL is how long undecided devices and pending key sets are
+	// kept without being seen; Sweep deletes them after it (a device with
+	// an accepted key keeps its row). Defaults to 72h.
+	PendingTTL time.Duration
 	// SweepInterval is how often the sweeper expires queued calls, times
 	// out overdue ones, heart-beats, and marks offline the devices of
 	// replicas that stopped heart-beating (after 3 intervals, at least 15s).
@@ -76,6 +94,21 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	}
 	if opts.MaxPendingPerOrg <= 0 {
 		opts.MaxPendingPerOrg = 1000
+	}
+	if opts.MaxPendingPerAddr <= 0 {
+		opts.MaxPendingPerAddr = 16
+	}
+	if opts.MaxPendingDevices <= 0 {
+		opts.MaxPendingDevices = 10000
+	}
+	if opts.MaxNewPendingPerAddr <= 0 {
+		opts.MaxNewPendingPerAddr = 100
+	}
+	if opts.MaxPendingKeys <= 0 {
+		opts.MaxPendingKeys = 4
+	}
+	if opts.PendingTTL <= 0 {
+		opts.PendingTTL = 72 * time.Hour
 	}
 	if opts.SweepInterval <= 0 {
 		opts.SweepInterval = 5 * time.Second
@@ -203,6 +236,9 @@ func (s *Service) Sweep(ctx context.Context) error {
 	for _, r := range refs {
 		s.log.Info("device offline: replica stopped heart-beating", "device_id", r.ID)
 		s.publish(Event{Type: EventDeviceDisconnected, OrgID: r.OrgID, DeviceID: r.ID})
+	}
+	if err := s.prunePending(ctx); err != nil {
+		return fmt.Errorf("pruning pending registrations: %w", err)
 	}
 	return nil
 }

@@ -6,12 +6,13 @@ import (
 	"github.com/bosunhq/bosun/cloud/internal/store"
 )
 
-// PendingKey is the newest pending key set of a device.
+// PendingKey is one pending key set and its device; Pending counts the
+// pending key sets of the device (more than one: the operator must pick).
 type PendingKey = store.PendingKey
 
-// PendingKeys lists, newest first, the devices waiting for an operator in
-// the organisations the actor looks at (see ListDevicesIn), with their
-// newest pending key; total counts them all. Limit 0 means 50; at most 500.
+// PendingKeys lists, newest first, the pending key sets of the devices in
+// the organisations the actor looks at (see ListDevicesIn), one entry per
+// key set; total counts them all. Limit 0 means 50; at most 500.
 func (s *Service) PendingKeys(ctx context.Context, a Actor, org int64, limit int) ([]PendingKey, int, error) {
 	scope, err := a.viewScope(org)
 	if err != nil {

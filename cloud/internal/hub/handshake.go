@@ -1,307 +1,158 @@
 package hub
 
 import (
-	"bytes"
 	"context"
-	"crypto"
-	"encoding/base64"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"strings"
+	"log/slog"
 
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
 	"github.com/bosunhq/bosun/pkg/envelope"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
-	"github.com/bosunhq/bosun/pkg/keys"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
+	"github.com/bosunhq/bosun/pkg/session"
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 )
 
-// handshakeError is a refused handshake: reason is the counter name, code
-// and text the websocket close.
-type handshakeError struct {
-	reason string
-	code   websocket.StatusCode
-	text   string
-	err    error
-}
-
-func (e *handshakeError) Error() string { return e.reason + ": " + e.text }
-
-func refuse(reason string, err error) *handshakeError {
-	return &handshakeError{reason: reason, code: rpcproto.CloseProtocolViolation, text: "handshake failed: " + reason, err: err}
-}
-
 // serve runs one websocket from handshake to teardown.
 func (h *Hub) serve(c *websocket.Conn, remote string) {
-	s := &session{
-		hub: h, conn: c, remote: remote, sessionID: newSessionID(),
-		guard:   envelope.NewReplayGuard(2*h.opts.Skew, envelope.DefaultGuardMax),
-		sendq:   make(chan outMsg, h.opts.SendQueue),
-		kick:    make(chan struct{}, 1),
-		pending: map[string]chan jsonrpc.Response{},
+	sid := session.NewID()
+	log := h.log.With("remote_addr", remote, "session", sid)
+	refused := func(herr *session.HandshakeError) {
+		args := []any{"remote_addr", remote, "session", sid}
+		if herr.Err != nil {
+			args = append(args, "err", herr.Err)
+		}
+		h.reject(herr.Reason, args...)
+		if herr.Code != 0 {
+			c.Close(herr.Code, herr.Text)
+		}
+		c.CloseNow()
 	}
-	s.ctx, s.cancel = context.WithCancel(h.baseCtx)
-	defer s.cancel()
-
-	reg, reqID, herr := s.handshake()
+	err := session.WriteChallenge(h.baseCtx, c, h.sealer, sid,
+		rpcproto.AuthChallengeParams{CloudID: h.svc.CloudID(), Replica: h.svc.Replica()}, h.opts.WriteTimeout)
+	if err != nil {
+		refused(&session.HandshakeError{Reason: "handshake_write", Err: err})
+		return
+	}
+	frame, herr := session.ReadFirst(c, h.opts.HandshakeTimeout)
 	if herr != nil {
-		args := []any{"remote_addr", remote, "session", s.sessionID}
-		if herr.err != nil {
-			args = append(args, "err", herr.err)
-		}
-		h.reject(herr.reason, args...)
-		c.Close(herr.code, herr.text)
+		refused(herr)
 		return
 	}
-	if !s.start(reg, reqID) {
+	// Verifying changes nothing anywhere: the database is only touched
+	// once the registration's signature holds.
+	reg, herr := session.OpenRegistration(frame, session.RegistrationCheck{
+		Self: h.svc.CloudID(), Session: sid, Skew: h.opts.Skew, MaxSize: h.opts.MaxMessageSize,
+	})
+	if herr != nil {
+		refused(herr)
 		return
 	}
-	s.readLoop()
-	s.teardown()
+	ds := &deviceSession{hub: h, remote: remote, deviceID: reg.Params.DeviceID, fingerprint: reg.Fingerprint,
+		kick: make(chan struct{}, 1)}
+	ds.ctx, ds.cancel = context.WithCancel(h.baseCtx)
+	defer ds.cancel()
+	ds.peer, err = session.New(session.Options{
+		Conn: c, Sealer: h.sealer, Self: h.svc.CloudID(), Peer: ds.deviceID, PeerKey: reg.PublicKey,
+		Session: sid, Direction: envelope.CloudToDevice, Window: reg.Window, NextSeq: 2,
+		Handler: ds.handle, MaxConcurrent: h.opts.MaxConcurrent, SendQueue: h.opts.SendQueue,
+		WriteTimeout: h.opts.WriteTimeout, PingInterval: h.opts.PingInterval, PingTimeout: h.opts.PingTimeout,
+		Skew: h.opts.Skew, MaxMessageSize: h.opts.MaxMessageSize, Logger: log.With("device_id", ds.deviceID),
+		OnReject: func(reason string, err error) { h.count(reason) },
+	})
+	if err != nil {
+		log.Error("starting session", "err", err)
+		c.Close(websocket.StatusInternalError, "internal error")
+		return
+	}
+	adm, err := h.svc.Admit(ds.ctx, fleet.Registration{Params: reg.Params, PublicKeyDER: reg.PublicKeyDER,
+		Fingerprint: reg.Fingerprint, Alg: reg.Alg}, remote)
+	if err != nil {
+		log.Error("registering device", "device_id", ds.deviceID, "err", err)
+		c.Close(websocket.StatusInternalError, "internal error")
+		return
+	}
+	ds.orgID, ds.keySetID = adm.OrgID, adm.KeySetID
+	log = log.With("device_id", ds.deviceID, "fingerprint", reg.Fingerprint)
+	if adm.Refused || adm.Status == rpcproto.StatusRejected {
+		log.Info("registration refused", "reason", adm.Reason, "status", adm.Status)
+		h.count("registration_" + adm.Reason)
+		ds.refuse(reg.RequestID, adm)
+		return
+	}
+	ds.accepted.Store(adm.Status == rpcproto.StatusAccepted)
+	if !ds.start(reg.RequestID, adm, log) {
+		return
+	}
+	ds.run()
 }
 
-// handshake sends the challenge and verifies the registration. It changes
-// no state anywhere: the database is only touched once the registration's
-// signature holds (in start).
-func (s *session) handshake() (*fleet.Registration, json.RawMessage, *handshakeError) {
-	h := s.hub
-	ctx, cancel := context.WithTimeout(s.ctx, h.opts.HandshakeTimeout)
-	defer cancel()
-	challenge, _ := json.Marshal(jsonrpc.Request{JSONRPC: jsonrpc.Version, Method: rpcproto.MethodAuthChallenge,
-		Params: mustMarshal(rpcproto.AuthChallengeParams{CloudID: h.svc.CloudID(), Replica: h.svc.Replica()})})
-	wire, err := h.sealer.Seal(envelope.Header{Audience: envelope.AudienceAny, Direction: envelope.CloudToDevice, Session: s.sessionID}, challenge)
-	if err != nil {
-		return nil, nil, &handshakeError{reason: "seal", code: websocket.StatusInternalError, text: "internal error", err: err}
+// refuse answers the registration and closes the connection with the
+// admission's code once the answer is written (or could not be).
+func (ds *deviceSession) refuse(reqID []byte, adm fleet.Admission) {
+	code := websocket.StatusCode(adm.CloseCode)
+	if code == 0 {
+		code = rpcproto.CloseRejected
 	}
-	wctx, wcancel := context.WithTimeout(ctx, h.opts.WriteTimeout)
-	err = s.conn.Write(wctx, websocket.MessageText, wire)
-	wcancel()
-	if err != nil {
-		return nil, nil, &handshakeError{reason: "handshake_write", code: websocket.StatusGoingAway, text: "write failed", err: err}
+	var payload []byte
+	switch {
+	case adm.RPCError != nil:
+		payload = response(reqID, nil, adm.RPCError)
+	case adm.Status == "":
+		e := fleet.RPCError(rpcproto.CodeTryLater)
+		e.Data = mustMarshal(map[string]string{"reason": adm.Reason})
+		payload = response(reqID, nil, e)
+	default:
+		payload = response(reqID, rpcproto.RegisterResult{Status: adm.Status, Fingerprint: ds.fingerprint}, nil)
 	}
-	typ, frame, err := s.conn.Read(ctx)
-	if err != nil {
-		var ce websocket.CloseError
-		switch {
-		case websocket.CloseStatus(err) == websocket.StatusMessageTooBig || strings.Contains(err.Error(), "read limited"):
-			// coder/websocket has already closed with 1009.
-			return nil, nil, &handshakeError{reason: "too_large", code: websocket.StatusMessageTooBig, text: "message too large", err: err}
-		case ctx.Err() != nil:
-			return nil, nil, &handshakeError{reason: "handshake_timeout", code: rpcproto.CloseProtocolViolation, text: "handshake timeout", err: err}
-		case errors.As(err, &ce):
-			return nil, nil, &handshakeError{reason: "handshake_closed", code: websocket.StatusNormalClosure, err: err}
-		}
-		return nil, nil, &handshakeError{reason: "handshake_read", code: rpcproto.CloseProtocolViolation, text: "read failed", err: err}
-	}
-	if typ != websocket.MessageText {
-		return nil, nil, refuse("binary_frame", nil)
-	}
-	meta, payload, err := envelope.Peek(frame, h.opts.MaxMessageSize)
-	if err != nil {
-		return nil, nil, refuse(envelope.Reason(err), err)
-	}
-	req, err := jsonrpc.ParseRequest(payload)
-	if err != nil || req.Method != rpcproto.MethodRegister || req.IsNotification() {
-		return nil, nil, refuse("not_register", err)
-	}
-	var p rpcproto.RegisterParams
-	if err := strictDecode(req.Params, &p); err != nil {
-		return nil, nil, refuse("bad_params", err)
-	}
-	if !fleet.ValidDeviceID(p.DeviceID) {
-		return nil, nil, refuse("bad_device_id", nil)
-	}
-	if len(p.Attributes) > 64 {
-		return nil, nil, refuse("bad_params", errors.New("more than 64 attributes"))
-	}
-	for k, v := range p.Attributes {
-		if len(k) > 64 || len(v) > 1024 {
-			return nil, nil, refuse("bad_params", errors.New("attribute too long"))
-		}
-	}
-	der, err := base64.StdEncoding.DecodeString(p.PublicKey)
-	if err != nil {
-		return nil, nil, refuse("bad_public_key", err)
-	}
-	pub, err := keys.ParsePublicDER(der)
-	if err != nil {
-		return nil, nil, refuse("bad_public_key", err)
-	}
-	alg, _ := keys.Alg(pub)
-	if meta.Signer != p.DeviceID {
-		return nil, nil, refuse("signer_mismatch", fmt.Errorf("signer %.64q is not device_id %q", meta.Signer, p.DeviceID))
-	}
-	// Signing with the key it presents proves the device holds it.
-	op := &envelope.Opener{
-		Self: h.svc.CloudID(), Direction: envelope.DeviceToCloud, Session: s.sessionID,
-		Key: func(signer string) (crypto.PublicKey, error) {
-			if signer != p.DeviceID {
-				return nil, envelope.ErrUnknownSigner
-			}
-			return pub, nil
-		},
-		Guard: s.guard, Skew: h.opts.Skew, MaxSize: h.opts.MaxMessageSize,
-	}
-	opened, err := op.Open(frame)
-	if err != nil {
-		return nil, nil, refuse(envelope.Reason(err), err)
-	}
-	if !bytes.Equal(opened.Payload, payload) {
-		return nil, nil, refuse("malformed", errors.New("payload differs from peek"))
-	}
-	s.opener = op
-	s.pub = pub
-	return &fleet.Registration{Params: p, PublicKeyDER: der, Fingerprint: keys.FingerprintDER(der), Alg: alg}, req.ID, nil
+	ds.peer.SendWritten(ds.ctx, payload, func(error) { ds.peer.Close(code, adm.Reason) })
+	ds.peer.Run(ds.ctx)
 }
 
-// strictDecode decodes one JSON object into v, refusing unknown fields and
-// trailing data.
-func strictDecode(data []byte, v any) error {
-	if len(data) == 0 {
-		return errors.New("missing params")
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("trailing data")
-	}
-	return nil
-}
-
-// respond writes a response to the registration directly (the writer does
-// not run yet).
-func (s *session) respond(id json.RawMessage, result any, rpcErr *jsonrpc.Error) error {
+func response(id []byte, result any, rpcErr *jsonrpc.Error) []byte {
 	r := jsonrpc.Response{JSONRPC: jsonrpc.Version, ID: id, Error: rpcErr}
 	if rpcErr == nil {
 		r.Result = mustMarshal(result)
 	}
-	payload, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	wire, err := s.seal(payload)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.hub.opts.WriteTimeout)
-	defer cancel()
-	return s.conn.Write(ctx, websocket.MessageText, wire)
+	return mustMarshal(r)
 }
 
-// start records the registration, answers it, and for accepted and pending
-// devices makes this the device's live session. It returns false when the
-// connection ended here.
-func (s *session) start(reg *fleet.Registration, reqID json.RawMessage) bool {
-	h := s.hub
-	s.deviceID = reg.Params.DeviceID
-	s.fingerprint = reg.Fingerprint
-	out, err := h.svc.RegisterDevice(s.ctx, *reg)
-	if errors.Is(err, fleet.ErrUnknownEnrollment) {
-		s.respond(reqID, nil, fleet.RPCError(rpcproto.CodeUnauthorized))
-		s.conn.Close(rpcproto.CloseRejected, "unknown enrollment token")
-		return false
-	}
-	if err != nil {
-		h.log.Error("registering device", "device_id", s.deviceID, "err", err)
-		s.conn.Close(websocket.StatusInternalError, "internal error")
-		return false
-	}
-	s.orgID, s.keySetID = out.OrgID, out.KeySetID
-	result := rpcproto.RegisterResult{Status: out.Status, Fingerprint: reg.Fingerprint, KeyChanged: out.KeyChanged}
-	log := h.log.With("device_id", s.deviceID, "fingerprint", reg.Fingerprint, "session", s.sessionID)
-	switch out.Status {
-	case rpcproto.StatusRejected:
-		log.Info("device key rejected")
-		result.KeyChanged = false
-		s.respond(reqID, result, nil)
-		s.conn.Close(rpcproto.CloseRejected, "key rejected")
-		return false
-	case rpcproto.StatusPending:
-		// A new key for a device that is online with its accepted key
-		// must not take the session over: anyone knowing a device id
-		// could otherwise knock the device offline. The key set is
-		// recorded (key_changed) for the operator; this connection ends.
-		if out.KeyChanged {
-			if online, err := h.svc.OnlineWithAcceptedKey(s.ctx, s.deviceID); err != nil || online {
-				log.Warn("new key for a device online with its accepted key: not taking over")
-				s.respond(reqID, result, nil)
-				s.conn.Close(websocket.StatusTryAgainLater, "key change pending")
-				return false
-			}
-		}
-		ok, err := h.svc.PendingSlot(s.ctx, s.orgID)
-		if err != nil || !ok {
-			log.Warn("too many pending devices in organisation", "org_id", s.orgID)
-			s.respond(reqID, result, nil)
-			s.conn.Close(websocket.StatusTryAgainLater, "too many pending devices")
-			return false
-		}
-	case rpcproto.StatusAccepted:
-		s.accepted.Store(true)
-	}
-	s.version, err = h.svc.SessionStarted(s.ctx, s.orgID, s.deviceID)
+// start makes this the device's live session: it is recorded (evicting
+// any older one on any replica), subscribed to its call and drain subjects
+// and answered (the answer is queued first, so it is the cloud's seq 2).
+// It returns false when the connection ended here.
+func (ds *deviceSession) start(reqID []byte, adm fleet.Admission, log *slog.Logger) bool {
+	h := ds.hub
+	var err error
+	ds.version, err = h.svc.SessionStarted(ds.ctx, ds.orgID, ds.deviceID)
 	if err != nil {
 		log.Error("starting session", "err", err)
-		s.conn.Close(websocket.StatusInternalError, "internal error")
+		ds.peer.Close(websocket.StatusInternalError, "internal error")
+		ds.peer.Run(ds.ctx)
 		return false
 	}
-	if !h.register(s) {
-		s.conn.Close(rpcproto.CloseEvicted, "a newer session took over")
-		h.svc.SessionEnded(s.ctx, s.orgID, s.deviceID, s.version)
+	if !h.register(ds) {
+		ds.peer.Close(rpcproto.CloseEvicted, "a newer session took over")
+		ds.peer.Run(ds.ctx)
+		h.svc.SessionEnded(ds.ctx, ds.orgID, ds.deviceID, ds.version)
 		return false
+	}
+	result := rpcproto.RegisterResult{Status: adm.Status, Fingerprint: ds.fingerprint, KeyChanged: adm.KeyChanged}
+	if err := ds.peer.Send(ds.ctx, response(reqID, result, nil)); err != nil {
+		log.Info("answering registration", "err", err)
 	}
 	for subj, fn := range map[string]nats.MsgHandler{
-		fleet.SubjectCall(s.orgID, s.deviceID):  s.onCall,
-		fleet.SubjectDrain(s.orgID, s.deviceID): s.onDrain,
+		fleet.SubjectCall(ds.orgID, ds.deviceID):  ds.onCall,
+		fleet.SubjectDrain(ds.orgID, ds.deviceID): ds.onDrain,
 	} {
 		sub, err := h.nc.QueueSubscribe(subj, fleet.QueueHolder, fn)
 		if err != nil {
 			log.Error("subscribing", "subject", subj, "err", err)
-			s.close(websocket.StatusInternalError, "internal error")
+			ds.peer.Close(websocket.StatusInternalError, "internal error")
 			break
 		}
-		s.subs = append(s.subs, sub)
+		ds.subs = append(ds.subs, sub)
 	}
-	if err := s.respond(reqID, result, nil); err != nil {
-		s.close(websocket.StatusGoingAway, "write failed")
-	}
-	log.Info("device session started", "status", out.Status, "key_changed", out.KeyChanged, "session_version", s.version)
-	s.goOwned(s.writeLoop)
-	s.goOwned(s.pingLoop)
-	s.goOwned(s.drainLoop)
-	if s.accepted.Load() {
-		s.kickDrain()
-	}
+	log.Info("device session started", "status", adm.Status, "key_changed", adm.KeyChanged, "session_version", ds.version)
 	return true
-}
-
-// teardown ends the session once its websocket is closed: the owned
-// goroutines stop (calls in flight are recorded as failed), the
-// subscriptions go, and the device is marked offline unless a newer
-// session took over.
-func (s *session) teardown() {
-	h := s.hub
-	// Drain, not Unsubscribe: requests already delivered to the
-	// subscription still get an answer (device offline) instead of
-	// leaving their callers waiting for a timeout.
-	for _, sub := range s.subs {
-		sub.Drain()
-	}
-	s.conn.CloseNow() // no-op when already closed
-	s.mu.Lock()
-	s.ending = true
-	s.mu.Unlock()
-	s.cancel()
-	s.wg.Wait()
-	h.unregister(s)
-	if err := h.svc.SessionEnded(context.Background(), s.orgID, s.deviceID, s.version); err != nil {
-		h.log.Error("ending session", "device_id", s.deviceID, "err", err)
-	}
-	h.log.Info("device session ended", "device_id", s.deviceID, "session_version", s.version)
 }

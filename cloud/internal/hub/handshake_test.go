@@ -3,6 +3,8 @@ package hub_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"github.com/bosunhq/bosun/cloud/internal/cloudtest"
 	"github.com/bosunhq/bosun/cloud/internal/hub"
 	"github.com/bosunhq/bosun/pkg/envelope"
+	"github.com/bosunhq/bosun/pkg/jsonrpc"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 	"github.com/coder/websocket"
 )
@@ -136,33 +139,77 @@ func TestHandshakeRejections(t *testing.T) {
 	}
 }
 
-// TestHandshakeTimeout: a device that never registers is cut off.
+// TestHandshakeTimeout: a device that never registers gets a 4002 close
+// frame (not a cut TCP connection), and nothing is stored.
 func TestHandshakeTimeout(t *testing.T) {
 	s := cloudtest.NewServer(t, cloudtest.WithHub(func(o *hub.Options) { o.HandshakeTimeout = 300 * time.Millisecond }))
+	before := dbState(t, s)
 	r := cloudtest.DialRaw(ctxT(t), t, s.DeviceURL())
 	code, _ := r.WaitClose(t, 5*time.Second)
-	if code == websocket.StatusNormalClosure {
-		t.Fatalf("close code = %d, want an error code", code)
+	if code != rpcproto.CloseProtocolViolation {
+		t.Fatalf("close code = %d, want %d", code, rpcproto.CloseProtocolViolation)
+	}
+	if after := dbState(t, s); after != before {
+		t.Fatalf("database changed: %s -> %s", before, after)
 	}
 }
 
-// TestReplayInSession: a message replayed inside a live session is dropped
-// and counted; the session survives.
+// TestReplayInSession: a message replayed inside a live session closes the
+// session with 4002 naming the reason; the original was served once, the
+// replay changed nothing, and the device can reconnect.
 func TestReplayInSession(t *testing.T) {
 	s := cloudtest.NewServer(t)
 	ctx := ctxT(t)
-	d := cloudtest.MustConnect(t, s, "dev-r", cloudtest.DeviceOptions{})
+	d := accepted(t, s, "dev-r", cloudtest.DeviceOptions{})
 	frame, err := d.Seal([]byte(`{"jsonrpc":"2.0","method":"state.report","params":{"hostname":"a"}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 2 {
-		if err := d.WriteRaw(ctx, frame); err != nil {
-			t.Fatal(err)
-		}
+	if err := d.WriteRaw(ctx, frame); err != nil {
+		t.Fatal(err)
+	}
+	cloudtest.Eventually(t, 5*time.Second, func() bool {
+		dev, _ := s.Service().GetDevice(ctx, s.Super, "dev-r")
+		return dev.Inventory != nil
+	}, "first copy stored")
+	// Change the stored inventory, so that a replay that slipped through
+	// would show.
+	if _, err := s.Service().Store().Pool().Exec(ctx, `UPDATE devices SET inventory = '{"hostname":"b"}' WHERE id = 'dev-r'`); err != nil {
+		t.Fatal(err)
+	}
+	d.WriteRaw(ctx, frame)
+	if code := d.WaitClosed(t, 5*time.Second); code != rpcproto.CloseProtocolViolation {
+		t.Fatalf("close after a replay = %d, want %d", code, rpcproto.CloseProtocolViolation)
 	}
 	cloudtest.Eventually(t, 5*time.Second, func() bool { return s.Hub().Rejected()["replay"] == 1 }, "replay counted")
-	if _, err := d.Report(ctx, rpcproto.StateReportParams{Hostname: "b"}); err != nil {
-		t.Fatalf("session broken after a replay: %v", err)
+	dev, _ := s.Service().GetDevice(ctx, s.Super, "dev-r")
+	if !strings.Contains(string(dev.Inventory), `"b"`) {
+		t.Fatalf("inventory after the replay = %s, want it unchanged", dev.Inventory)
+	}
+	d2 := cloudtest.MustConnect(t, s, "dev-r", cloudtest.DeviceOptions{Key: d.Key})
+	if d2.Registration.Status != rpcproto.StatusAccepted {
+		t.Fatalf("reconnect: %+v", d2.Registration)
+	}
+	if _, err := d2.Report(ctx, rpcproto.StateReportParams{Hostname: "c"}); err != nil {
+		t.Fatalf("report after reconnecting: %v", err)
+	}
+}
+
+// TestStrictParams: state.report with a case-variant or unknown key is
+// refused with -32602 naming it, and stores nothing.
+func TestStrictParams(t *testing.T) {
+	s := cloudtest.NewServer(t)
+	ctx := ctxT(t)
+	d := accepted(t, s, "dev-sp", cloudtest.DeviceOptions{})
+	for _, params := range []string{`{"hostname":"a","Hostname":"b"}`, `{"HOSTNAME":"a"}`, `{"hostname":"a","extra":1}`} {
+		_, err := d.Peer.CallRaw(ctx, rpcproto.MethodStateReport, json.RawMessage(params))
+		var re *jsonrpc.Error
+		if !errors.As(err, &re) || re.Code != jsonrpc.CodeInvalidParams {
+			t.Fatalf("state.report %s: %v, want -32602", params, err)
+		}
+		dev, _ := s.Service().GetDevice(ctx, s.Super, "dev-sp")
+		if dev.Inventory != nil {
+			t.Fatalf("state.report %s stored %s", params, dev.Inventory)
+		}
 	}
 }

@@ -20,14 +20,16 @@
 //     group "holder") and relays calls as signed requests, verifying the
 //     signed responses.
 //
-// Each session has three owned goroutines besides the one reading — a
-// writer draining a bounded send queue (a device that cannot keep up is
-// disconnected, never allowed to block anyone), a pinger (liveness with a
-// deadline, last_seen, and a backstop check of the key's status), and a
-// drainer that sends queued persistent calls in order — plus one goroutine
-// per call in flight. The session waits for all of them before it ends.
+// The hub is transport only. The session engine (pkg/session) signs,
+// verifies, orders, pings and runs the device's requests off the read
+// goroutine; fleet decides registration (Admit), owns the call lifecycle
+// (Deliver) and the device → cloud method table (DeviceMethods). Besides
+// the engine's goroutines each session owns a watcher (last_seen and a
+// backstop check of the key's status), a drainer that sends queued
+// persistent calls in order, and one goroutine per call in flight; it waits
+// for all of them before it ends.
 //
-// Lock order: Hub.mu before session.mu; neither is held across I/O.
+// Lock order: Hub.mu before deviceSession.mu; neither is held across I/O.
 package hub
 
 import (
@@ -46,6 +48,7 @@ import (
 	"github.com/bosunhq/bosun/pkg/envelope"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
+	"github.com/bosunhq/bosun/pkg/session"
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 )
@@ -59,8 +62,9 @@ type Options struct {
 	Key crypto.Signer
 	// Logger receives the hub's logs. nil means Service.Logger().
 	Logger *slog.Logger
-	// HandshakeTimeout bounds the time from accept to a registered
-	// session. Defaults to 10s.
+	// HandshakeTimeout bounds the wait for the device's first frame (its
+	// registration) after the challenge; when it passes the cloud closes
+	// with 4002 "handshake timeout". Defaults to 10s.
 	HandshakeTimeout time.Duration
 	// WriteTimeout bounds every websocket write. Defaults to 10s.
 	WriteTimeout time.Duration
@@ -71,33 +75,37 @@ type Options struct {
 	// disconnected. Defaults to 10s.
 	PingTimeout time.Duration
 	// SendQueue is the number of messages that may wait for a device's
-	// websocket; one more disconnects the device. Defaults to 64.
+	// websocket; one more closes the session with 4008. Defaults to
+	// session.DefaultSendQueue.
 	SendQueue int
+	// MaxConcurrent bounds the device's requests served at once; one more
+	// is answered with CodeBusy. Defaults to session.DefaultMaxConcurrent.
+	MaxConcurrent int
 	// MaxMessageSize is the read limit of one frame. Defaults to
 	// envelope.DefaultMaxSize.
 	MaxMessageSize int
 	// Skew is the accepted clock difference. Defaults to envelope.DefaultSkew.
 	Skew time.Duration
 	// Methods are extra device → cloud methods (e.g. ota.status), served
-	// to accepted devices only; DeviceFromContext names the caller.
+	// to accepted devices only; fleet.DeviceFromContext names the caller.
 	Methods map[string]jsonrpc.HandlerFunc
 }
 
 // Hub is the device websocket endpoint. It implements http.Handler.
 type Hub struct {
-	opts   Options
-	svc    *fleet.Service
-	log    *slog.Logger
-	sealer *envelope.Sealer
-	disp   *jsonrpc.Dispatcher
-	nc     *nats.Conn
+	opts    Options
+	svc     *fleet.Service
+	log     *slog.Logger
+	sealer  *envelope.Sealer
+	methods *jsonrpc.Dispatcher
+	nc      *nats.Conn
 
 	baseCtx context.Context // server-owned: sessions never use r.Context()
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // one per connection being served
 
 	mu       sync.Mutex // guards the following
-	sessions map[string]*session
+	sessions map[string]*deviceSession
 	latest   map[string]int64 // highest session version announced per device
 	closing  bool
 
@@ -126,9 +134,6 @@ func New(opts Options) (*Hub, error) {
 	def(&opts.PingInterval, 20*time.Second)
 	def(&opts.PingTimeout, 10*time.Second)
 	def(&opts.Skew, envelope.DefaultSkew)
-	if opts.SendQueue <= 0 {
-		opts.SendQueue = 64
-	}
 	if opts.MaxMessageSize <= 0 {
 		opts.MaxMessageSize = envelope.DefaultMaxSize
 	}
@@ -138,10 +143,10 @@ func New(opts Options) (*Hub, error) {
 	}
 	h := &Hub{
 		opts: opts, svc: opts.Service, log: opts.Logger, sealer: sealer, nc: opts.Service.NATS(),
-		sessions: map[string]*session{}, latest: map[string]int64{},
+		sessions: map[string]*deviceSession{}, latest: map[string]int64{},
 	}
 	h.baseCtx, h.cancel = context.WithCancel(context.Background())
-	h.disp = h.dispatcher()
+	h.methods = opts.Service.DeviceMethods(opts.Methods)
 	for subj, fn := range map[string]nats.MsgHandler{fleet.SubjectEvictAll: h.onEvict, fleet.SubjectKeyAll: h.onKey} {
 		sub, err := h.nc.Subscribe(subj, fn)
 		if err != nil {
@@ -178,7 +183,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.wg.Done()
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{rpcproto.WebsocketSubprotocol}})
+	// The frame guard answers a frame header claiming more than the limit
+	// with 1009 at once, instead of waiting for bytes that never come.
+	c, err := websocket.Accept(session.GuardFrames(w, int64(h.opts.MaxMessageSize)), r, &websocket.AcceptOptions{Subprotocols: []string{rpcproto.WebsocketSubprotocol}})
 	if err != nil {
 		h.reject("upgrade", "remote_addr", r.RemoteAddr, "err", err)
 		return
@@ -194,9 +201,14 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // reject logs a refused message or connection and counts it by reason.
 func (h *Hub) reject(reason string, args ...any) {
+	h.count(reason)
+	h.log.Warn("device message rejected", append([]any{"reason", reason}, args...)...)
+}
+
+// count counts a refusal by reason (the session engine logs its own).
+func (h *Hub) count(reason string) {
 	v, _ := h.rejected.LoadOrStore(reason, new(atomic.Int64))
 	v.(*atomic.Int64).Add(1)
-	h.log.Warn("device message rejected", append([]any{"reason", reason}, args...)...)
 }
 
 // Rejected returns how many messages or connections were rejected, by
@@ -225,7 +237,7 @@ func (h *Hub) Sessions() int {
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	h.closing = true
-	ss := make([]*session, 0, len(h.sessions))
+	ss := make([]*deviceSession, 0, len(h.sessions))
 	for _, s := range h.sessions {
 		ss = append(ss, s)
 	}
@@ -297,7 +309,7 @@ func (h *Hub) onKey(m *nats.Msg) {
 
 // register makes s the live session of its device on this replica. It
 // returns false when a newer session is already known (s must close).
-func (h *Hub) register(s *session) bool {
+func (h *Hub) register(s *deviceSession) bool {
 	h.mu.Lock()
 	if h.closing || s.version < h.latest[s.deviceID] {
 		h.mu.Unlock()
@@ -313,7 +325,7 @@ func (h *Hub) register(s *session) bool {
 	return true
 }
 
-func (h *Hub) unregister(s *session) {
+func (h *Hub) unregister(s *deviceSession) {
 	h.mu.Lock()
 	if h.sessions[s.deviceID] == s {
 		delete(h.sessions, s.deviceID)

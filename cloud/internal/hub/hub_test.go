@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
@@ -39,9 +40,15 @@ func TestRegisterAcceptCall(t *testing.T) {
 	if dev.Status != "pending" || !dev.Online || dev.Attributes["serial"] != "42" {
 		t.Fatalf("device = %+v", dev)
 	}
-	// A pending device may report state, not be called.
-	if _, err := d.Report(ctx, rpcproto.StateReportParams{Hostname: "h1"}); err != nil {
-		t.Fatalf("state.report while pending: %v", err)
+	// A pending device may only wait: state.report is refused and
+	// stores nothing, and it cannot be called.
+	_, err = d.Report(ctx, rpcproto.StateReportParams{Hostname: "h1"})
+	var re *jsonrpc.Error
+	if !errors.As(err, &re) || re.Code != rpcproto.CodeNotAccepted {
+		t.Fatalf("state.report while pending: %v, want %d", err, rpcproto.CodeNotAccepted)
+	}
+	if dev, _ := svc.GetDevice(ctx, s.Super, "dev-1"); dev.Inventory != nil {
+		t.Fatalf("pending device's report stored: %s", dev.Inventory)
 	}
 	c, err := svc.Call(ctx, s.Super, fleet.CallRequest{DeviceID: "dev-1", Method: "test.echo", Params: json.RawMessage(`{"a":1}`)})
 	if err != nil {
@@ -61,6 +68,9 @@ func TestRegisterAcceptCall(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("no auth.accepted")
+	}
+	if _, err := d.Report(ctx, rpcproto.StateReportParams{Hostname: "h1"}); err != nil {
+		t.Fatalf("state.report once accepted: %v", err)
 	}
 	c, err = svc.Call(ctx, s.Super, fleet.CallRequest{DeviceID: "dev-1", Method: "test.echo", Params: json.RawMessage(`{"a":1}`)})
 	if err != nil {

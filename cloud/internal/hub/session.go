@@ -2,226 +2,150 @@ package hub
 
 import (
 	"context"
-	"crypto"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
-	"strconv"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
-	"github.com/bosunhq/bosun/cloud/internal/store"
-	"github.com/bosunhq/bosun/pkg/envelope"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
+	"github.com/bosunhq/bosun/pkg/session"
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 )
 
 var jsonUnmarshal = json.Unmarshal
 
-// outMsg is one sealed envelope waiting for the websocket. done, when not
-// nil, receives the write's outcome (it has room for it).
-type outMsg struct {
-	wire []byte
-	done chan error
-}
-
-// session is one device websocket. The fields above mu are set during the
-// handshake and read-only afterwards.
-type session struct {
-	hub       *Hub
-	conn      *websocket.Conn
-	remote    string
-	sessionID string
-	guard     *envelope.ReplayGuard
-
+// deviceSession is one device websocket on this replica: a session engine
+// (pkg/session) plus what the cloud keeps about it. The fields above mu
+// are set before the session is registered and read-only afterwards.
+type deviceSession struct {
+	hub         *Hub
+	peer        *session.Session
+	remote      string
 	deviceID    string
 	orgID       int64
 	keySetID    int64
 	fingerprint string
-	pub         crypto.PublicKey
 	version     int64
-	opener      *envelope.Opener
 
 	ctx    context.Context // ends when the session ends
 	cancel context.CancelFunc
-	sendq  chan outMsg
 	kick   chan struct{} // wakes the drainer; capacity 1
 
 	accepted atomic.Bool
-	nextID   atomic.Uint64
 
-	mu      sync.Mutex // guards the following
-	pending map[string]chan jsonrpc.Response
-	ending  bool           // no new owned goroutines once set
-	wg      sync.WaitGroup // owned goroutines; Add only under mu while !ending
-	subs    []*nats.Subscription
-
-	closeOnce sync.Once
-}
-
-func newSessionID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	mu     sync.Mutex     // guards the following
+	ending bool           // no new owned goroutines once set
+	wg     sync.WaitGroup // owned goroutines; Add only under mu while !ending
+	subs   []*nats.Subscription
 }
 
 // goOwned starts fn as a goroutine the session waits for before it ends;
 // false (fn not run) once the session is ending.
-func (s *session) goOwned(fn func()) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ending {
+func (ds *deviceSession) goOwned(fn func()) bool {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if ds.ending {
 		return false
 	}
-	s.wg.Add(1)
+	ds.wg.Add(1)
 	go func() {
-		defer s.wg.Done()
+		defer ds.wg.Done()
 		fn()
 	}()
 	return true
 }
 
-// close closes the websocket with code, once; the reader then tears the
-// session down. It does not block.
-func (s *session) close(code websocket.StatusCode, reason string) {
-	s.closeOnce.Do(func() {
-		s.hub.log.Info("closing device session", "device_id", s.deviceID, "code", int(code), "reason", reason)
-		// Not goOwned: the close handshake must run even while ending;
-		// teardown waits on closed instead.
-		go func() {
-			s.conn.Close(code, reason)
-		}()
-	})
+// close closes the websocket with code, once; the session then ends.
+func (ds *deviceSession) close(code websocket.StatusCode, reason string) {
+	ds.peer.Close(code, reason)
 }
 
-// drop cuts the connection at once, without a close handshake: used for a
-// device that cannot keep up, whose pipe a close frame would queue behind.
-func (s *session) drop() {
-	s.closeOnce.Do(func() {
-		go s.conn.CloseNow()
-	})
+func (ds *deviceSession) info() fleet.DeviceInfo {
+	return fleet.DeviceInfo{ID: ds.deviceID, OrgID: ds.orgID, Fingerprint: ds.fingerprint, Accepted: ds.accepted.Load}
 }
 
-// seal signs payload for this device in this session.
-func (s *session) seal(payload []byte) ([]byte, error) {
-	return s.hub.sealer.Seal(envelope.Header{Audience: s.deviceID, Direction: envelope.CloudToDevice, Session: s.sessionID}, payload)
+// handle serves one device → cloud request through fleet's method table.
+func (ds *deviceSession) handle(ctx context.Context, msg []byte) []byte {
+	return ds.hub.methods.HandleOne(fleet.WithDevice(ctx, ds.info()), msg)
 }
 
-// send queues a payload for the device. A full queue means the device
-// cannot keep up: it is disconnected and send returns false.
-func (s *session) send(payload []byte, done chan error) bool {
-	wire, err := s.seal(payload)
-	if err != nil {
-		s.hub.log.Error("sealing message", "device_id", s.deviceID, "err", err)
-		return false
+// run serves the live session until it ends, then tears it down.
+func (ds *deviceSession) run() {
+	ds.goOwned(ds.watchLoop)
+	ds.goOwned(ds.drainLoop)
+	if ds.accepted.Load() {
+		ds.kickDrain()
 	}
-	select {
-	case s.sendq <- outMsg{wire: wire, done: done}:
-		return true
-	default:
-		s.hub.log.Warn("device send queue full: disconnecting", "device_id", s.deviceID, "queue", cap(s.sendq))
-		s.drop()
-		return false
-	}
+	err := ds.peer.Run(ds.ctx)
+	ds.teardown(err)
 }
 
-func (s *session) writeLoop() {
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case m := <-s.sendq:
-			ctx, cancel := context.WithTimeout(s.hub.baseCtx, s.hub.opts.WriteTimeout)
-			err := s.conn.Write(ctx, websocket.MessageText, m.wire)
-			cancel()
-			if m.done != nil {
-				m.done <- err
-			}
-			if err != nil {
-				s.close(websocket.StatusInternalError, "write failed")
-				return
-			}
-		}
-	}
-}
-
-func (s *session) pingLoop() {
-	t := time.NewTicker(s.hub.opts.PingInterval)
+// watchLoop refreshes last_seen and, as a backstop for a lost NATS
+// message, re-checks the key's status every ping interval.
+func (ds *deviceSession) watchLoop() {
+	h := ds.hub
+	t := time.NewTicker(h.opts.PingInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-s.ctx.Done():
+		case <-ds.ctx.Done():
+			return
+		case <-ds.peer.Done():
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(s.ctx, s.hub.opts.PingTimeout)
-		err := s.conn.Ping(ctx)
-		cancel()
-		if err != nil {
-			if s.ctx.Err() == nil {
-				s.hub.log.Info("device did not answer ping", "device_id", s.deviceID, "err", err)
-				s.conn.CloseNow()
-			}
-			return
-		}
-		s.hub.svc.Touch(s.ctx, s.deviceID, s.version)
-		// Backstop for a lost NATS message: the key's status decides.
-		switch st, err := s.hub.svc.KeyStatus(s.ctx, s.keySetID); {
+		h.svc.Touch(ds.ctx, ds.deviceID, ds.version)
+		switch st, err := h.svc.KeyStatus(ds.ctx, ds.keySetID); {
 		case err != nil:
-		case st == store.KeyRejected || st == store.KeyRevoked:
-			s.close(rpcproto.CloseRejected, "key rejected")
+		case st == fleet.KeyRejected || st == fleet.KeyRevoked:
+			ds.close(rpcproto.CloseRejected, "key rejected")
 			return
-		case st == store.KeyAccepted:
-			s.markAccepted()
+		case st == fleet.KeyAccepted:
+			ds.markAccepted()
 		}
 	}
 }
 
 // markAccepted moves a pending session to accepted: the device is told
 // auth.accepted and queued calls start flowing.
-func (s *session) markAccepted() {
-	if !s.accepted.CompareAndSwap(false, true) {
+func (ds *deviceSession) markAccepted() {
+	if !ds.accepted.CompareAndSwap(false, true) {
 		return
 	}
-	b, _ := json.Marshal(jsonrpc.Request{JSONRPC: jsonrpc.Version, Method: rpcproto.MethodAuthAccepted,
-		Params: mustMarshal(rpcproto.AuthAcceptedParams{Fingerprint: s.fingerprint})})
-	s.send(b, nil)
-	s.kickDrain()
-}
-
-func mustMarshal(v any) json.RawMessage {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
+	if err := ds.peer.Notify(ds.ctx, rpcproto.MethodAuthAccepted, rpcproto.AuthAcceptedParams{Fingerprint: ds.fingerprint}); err != nil {
+		ds.hub.log.Info("sending auth.accepted", "device_id", ds.deviceID, "err", err)
 	}
-	return b
+	ds.kickDrain()
 }
 
-func (s *session) kickDrain() {
+func (ds *deviceSession) kickDrain() {
 	select {
-	case s.kick <- struct{}{}:
+	case ds.kick <- struct{}{}:
 	default:
 	}
 }
 
 // drainLoop sends the device's queued persistent calls, in order: the next
 // is claimed only once the previous one's write completed.
-func (s *session) drainLoop() {
+func (ds *deviceSession) drainLoop() {
+	svc := ds.hub.svc
 	for {
 		select {
-		case <-s.ctx.Done():
+		case <-ds.ctx.Done():
 			return
-		case <-s.kick:
+		case <-ds.peer.Done():
+			return
+		case <-ds.kick:
 		}
-		for s.ctx.Err() == nil && s.accepted.Load() {
-			c, ok, err := s.hub.svc.ClaimQueued(s.ctx, s.deviceID)
+		for ds.ctx.Err() == nil && ds.accepted.Load() {
+			c, ok, err := svc.ClaimQueued(ds.ctx, ds.deviceID)
 			if err != nil {
-				if s.ctx.Err() == nil {
-					s.hub.log.Error("claiming queued call", "device_id", s.deviceID, "err", err)
+				if ds.ctx.Err() == nil {
+					ds.hub.log.Error("claiming queued call", "device_id", ds.deviceID, "err", err)
 				}
 				break
 			}
@@ -229,8 +153,8 @@ func (s *session) drainLoop() {
 				break
 			}
 			written := make(chan bool, 1)
-			if !s.goOwned(func() { s.exec(c, true, written) }) {
-				s.hub.svc.Requeue(s.ctx, c.ID)
+			if !ds.goOwned(func() { svc.Deliver(ds.ctx, c, true, peerOf{ds.peer}, written) }) {
+				svc.Requeue(ds.ctx, c.ID)
 				return
 			}
 			if !<-written {
@@ -241,169 +165,79 @@ func (s *session) drainLoop() {
 }
 
 // onDrain answers a drain request and wakes the drainer.
-func (s *session) onDrain(m *nats.Msg) {
+func (ds *deviceSession) onDrain(m *nats.Msg) {
 	m.Respond(nil)
-	s.kickDrain()
+	ds.kickDrain()
 }
 
 // onCall serves a call routed to this session over NATS.
-func (s *session) onCall(m *nats.Msg) {
+func (ds *deviceSession) onCall(m *nats.Msg) {
 	var rr fleet.RouteRequest
 	if err := json.Unmarshal(m.Data, &rr); err != nil {
 		return
 	}
-	ok := s.goOwned(func() {
+	svc := ds.hub.svc
+	ok := ds.goOwned(func() {
 		var c fleet.Call
-		if !s.accepted.Load() {
-			c, _ = s.hub.svc.FinishCall(s.ctx, rr.CallID, store.CallFailed, nil, fleet.RPCError(rpcproto.CodeNotAccepted))
+		if !ds.accepted.Load() {
+			c = svc.RefuseCall(ds.ctx, rr.CallID, rpcproto.CodeNotAccepted)
 		} else {
-			c = s.exec(fleet.Call{ID: rr.CallID, Method: rr.Method, Params: rr.Params,
-				Timeout: time.Duration(rr.TimeoutMS) * time.Millisecond}, false, nil)
+			c = svc.Deliver(ds.ctx, fleet.CallFromRoute(rr), false, peerOf{ds.peer}, nil)
 		}
 		m.Respond(mustMarshal(c))
 	})
 	if !ok {
-		c, _ := s.hub.svc.FinishCall(context.Background(), rr.CallID, store.CallFailed, nil, fleet.RPCError(rpcproto.CodeDeviceOffline))
-		m.Respond(mustMarshal(c))
+		m.Respond(mustMarshal(svc.RefuseCall(context.Background(), rr.CallID, rpcproto.CodeDeviceOffline)))
 	}
 }
 
-// exec sends one call to the device and records its outcome. written, when
-// not nil, learns whether the websocket write completed. A persistent call
-// that could not be written goes back to the queue.
-func (s *session) exec(c fleet.Call, persistent bool, written chan<- bool) fleet.Call {
-	svc := s.hub.svc
-	ctx := context.WithoutCancel(s.ctx) // outcomes are recorded even as the session ends
-	signal := func(ok bool) {
-		if written != nil {
-			written <- ok
-			written = nil
-		}
+// peerOf adapts the session engine to fleet.Peer.
+type peerOf struct{ s *session.Session }
+
+func (p peerOf) Call(ctx context.Context, method string, params json.RawMessage, written func(error)) (json.RawMessage, error) {
+	res, err := p.s.CallWritten(ctx, method, params, written)
+	if errors.Is(err, session.ErrQueueFull) {
+		err = errors.Join(err, fleet.ErrPeerQueueFull)
 	}
-	defer signal(false)
-	id := strconv.FormatUint(s.nextID.Add(1), 10)
-	payload, err := json.Marshal(jsonrpc.Request{JSONRPC: jsonrpc.Version, ID: json.RawMessage(id), Method: c.Method, Params: c.Params})
+	return res, err
+}
+
+func (p peerOf) Done() <-chan struct{} { return p.s.Done() }
+
+// teardown ends the session once its websocket is closed: the owned
+// goroutines stop (calls in flight are recorded as failed), the
+// subscriptions go, and the device is marked offline unless a newer
+// session took over.
+func (ds *deviceSession) teardown(err error) {
+	h := ds.hub
+	// Drain, not Unsubscribe: requests already delivered to the
+	// subscription still get an answer (device offline) instead of
+	// leaving their callers waiting for a timeout.
+	for _, sub := range ds.subs {
+		sub.Drain()
+	}
+	ds.mu.Lock()
+	ds.ending = true
+	ds.mu.Unlock()
+	ds.cancel()
+	ds.wg.Wait()
+	h.unregister(ds)
+	if err := h.svc.SessionEnded(context.Background(), ds.orgID, ds.deviceID, ds.version); err != nil {
+		h.log.Error("ending session", "device_id", ds.deviceID, "err", err)
+	}
+	args := []any{"device_id", ds.deviceID, "session_version", ds.version, "close", websocket.CloseStatus(err)}
+	if code, reason, ok := ds.peer.SentClose(); ok {
+		args = append(args, "sent_code", int(code), "sent_reason", reason)
+	}
+	h.log.Info("device session ended", args...)
+}
+
+func mustMarshal(v any) json.RawMessage {
+	b, err := json.Marshal(v)
 	if err != nil {
-		out, _ := svc.FinishCall(ctx, c.ID, store.CallFailed, nil, jsonrpc.NewError(jsonrpc.CodeInvalidParams, "invalid params", nil))
-		return out
+		panic(err)
 	}
-	resp := make(chan jsonrpc.Response, 1)
-	s.mu.Lock()
-	s.pending[id] = resp
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.pending, id)
-		s.mu.Unlock()
-	}()
-	notDelivered := func(code int) fleet.Call {
-		if persistent {
-			svc.Requeue(ctx, c.ID)
-			out, _ := svc.CallByID(ctx, c.ID)
-			return out
-		}
-		out, _ := svc.FinishCall(ctx, c.ID, store.CallFailed, nil, fleet.RPCError(code))
-		return out
-	}
-	done := make(chan error, 1)
-	if !s.send(payload, done) {
-		return notDelivered(rpcproto.CodeQueueFull)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			return notDelivered(rpcproto.CodeDeviceOffline)
-		}
-	case <-s.ctx.Done():
-		select {
-		case err := <-done:
-			if err != nil {
-				return notDelivered(rpcproto.CodeDeviceOffline)
-			}
-		default:
-			return notDelivered(rpcproto.CodeDeviceOffline)
-		}
-	}
-	if err := svc.MarkDelivered(ctx, c.ID); err != nil {
-		s.hub.log.Error("marking call delivered", "call_id", c.ID, "err", err)
-	}
-	// Only now may the drainer claim the next call, so that queued calls
-	// are written, and marked delivered, in order.
-	signal(true)
-	timeout := c.Timeout
-	if timeout <= 0 {
-		timeout = fleet.DefaultCallTimeout
-	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	var out fleet.Call
-	select {
-	case r := <-resp:
-		if r.Error != nil {
-			out, err = svc.FinishCall(ctx, c.ID, store.CallFailed, nil, r.Error)
-		} else {
-			res := r.Result
-			if len(res) == 0 {
-				res = json.RawMessage("null")
-			}
-			out, err = svc.FinishCall(ctx, c.ID, store.CallSucceeded, res, nil)
-		}
-	case <-t.C:
-		out, err = svc.FinishCall(ctx, c.ID, store.CallTimeout, nil, fleet.RPCError(rpcproto.CodeTimeout))
-	case <-s.ctx.Done():
-		out, err = svc.FinishCall(ctx, c.ID, store.CallFailed, nil, fleet.RPCError(rpcproto.CodeSessionEvicted))
-	}
-	if err != nil {
-		s.hub.log.Error("recording call outcome", "call_id", c.ID, "err", err)
-	}
-	return out
+	return b
 }
 
-// deliver hands a verified response to the call waiting for it.
-func (s *session) deliver(payload []byte) {
-	var r jsonrpc.Response
-	if err := json.Unmarshal(payload, &r); err != nil || (r.Error == nil && r.Result == nil) {
-		s.hub.reject("bad_response", "device_id", s.deviceID)
-		return
-	}
-	s.mu.Lock()
-	ch := s.pending[string(r.ID)]
-	s.mu.Unlock()
-	if ch == nil {
-		s.hub.reject("unexpected_response", "device_id", s.deviceID)
-		return
-	}
-	select {
-	case ch <- r:
-	default:
-	}
-}
-
-// readLoop reads, verifies and routes the device's messages until the
-// websocket closes. A message that fails verification is dropped, logged
-// and counted.
-func (s *session) readLoop() {
-	ctx := context.WithValue(s.ctx, sessionKey{}, s)
-	for {
-		typ, frame, err := s.conn.Read(s.hub.baseCtx)
-		if err != nil {
-			return
-		}
-		if typ != websocket.MessageText {
-			s.hub.reject("binary_frame", "device_id", s.deviceID)
-			continue
-		}
-		op, err := s.opener.Open(frame)
-		if err != nil {
-			s.hub.reject(envelope.Reason(err), "device_id", s.deviceID, "err", err)
-			continue
-		}
-		if jsonrpc.IsResponse(op.Payload) {
-			s.deliver(op.Payload)
-			continue
-		}
-		if reply := s.hub.disp.Handle(ctx, op.Payload); reply != nil {
-			s.send(reply, nil)
-		}
-	}
-}
+var _ = jsonrpc.Version

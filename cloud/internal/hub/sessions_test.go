@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -12,9 +13,9 @@ import (
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
 	"github.com/bosunhq/bosun/cloud/internal/hub"
 	"github.com/bosunhq/bosun/cloud/internal/server"
+	"github.com/bosunhq/bosun/pkg/jsonrpc"
 	"github.com/bosunhq/bosun/pkg/keys"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
-	"github.com/coder/websocket"
 )
 
 func call(t *testing.T, s *cloudtest.Server, dev, method string) fleet.Call {
@@ -96,21 +97,37 @@ func TestKeyChangedIsNewPendingKeySet(t *testing.T) {
 	ctx := ctxT(t)
 	d := accepted(t, s, "dev-kc", cloudtest.DeviceOptions{})
 	// Same id, new key, while the device is online with its accepted key.
-	d2 := cloudtest.MustConnect(t, s, "dev-kc", cloudtest.DeviceOptions{})
-	if d2.Registration.Status != rpcproto.StatusPending || !d2.Registration.KeyChanged {
-		t.Fatalf("registration = %+v, want pending and key_changed", d2.Registration)
-	}
-	if code := d2.WaitClosed(t, 5*time.Second); code != websocket.StatusTryAgainLater {
-		t.Fatalf("new-key connection close = %d, want %d", code, websocket.StatusTryAgainLater)
+	// It is refused (try again later) and not stored: knowing a device id
+	// is not enough to knock the device offline or to plant a key.
+	key2 := cloudtest.NewKey()
+	_, err := cloudtest.Connect(ctx, t, s.DeviceURL(), s.CloudPublic(), "dev-kc", cloudtest.DeviceOptions{Key: key2})
+	var re *jsonrpc.Error
+	if !errors.As(err, &re) || re.Code != rpcproto.CodeTryLater {
+		t.Fatalf("new key while online: %v, want %d", err, rpcproto.CodeTryLater)
 	}
 	// The old session is unaffected: still live and callable.
 	if c := call(t, s, "dev-kc", "test.echo"); c.Status != "succeeded" {
 		t.Fatalf("old session call = %+v", c)
 	}
+	if ks, err := s.Service().ListKeySets(ctx, s.Super, "dev-kc"); err != nil || len(ks) != 1 {
+		t.Fatalf("key sets after a refused new key = %+v, %v", ks, err)
+	}
+	// Offline, the same new key is a new pending key set, flagged.
+	d.Close()
+	cloudtest.Eventually(t, 5*time.Second, func() bool {
+		dev, _ := s.Service().GetDevice(ctx, s.Super, "dev-kc")
+		return !dev.Online
+	}, "device offline")
+	d2 := cloudtest.MustConnect(t, s, "dev-kc", cloudtest.DeviceOptions{Key: key2})
+	if d2.Registration.Status != rpcproto.StatusPending || !d2.Registration.KeyChanged {
+		t.Fatalf("registration = %+v, want pending and key_changed", d2.Registration)
+	}
 	ks, err := s.Service().ListKeySets(ctx, s.Super, "dev-kc")
 	if err != nil || len(ks) != 2 || ks[0].Status != "pending" || !ks[0].KeyChanged || ks[1].Status != "accepted" {
 		t.Fatalf("key sets = %+v, %v", ks, err)
 	}
+	d = cloudtest.MustConnect(t, s, "dev-kc", cloudtest.DeviceOptions{Key: d.Key})
+	echo(d)
 	dev, _ := s.Service().GetDevice(ctx, s.Super, "dev-kc")
 	if dev.Status != "pending" || !dev.KeyChanged || !dev.Online || dev.Fingerprint != d2.Registration.Fingerprint {
 		t.Fatalf("device = %+v", dev)
@@ -154,19 +171,18 @@ func TestPreauthorizedAcceptedOnFirstContact(t *testing.T) {
 func TestPendingBoundedPerOrg(t *testing.T) {
 	s := cloudtest.NewServer(t, cloudtest.WithConfig(func(c *server.Config) { c.MaxPendingPerOrg = 1 }))
 	d1 := cloudtest.MustConnect(t, s, "dev-p1", cloudtest.DeviceOptions{})
-	d2 := cloudtest.MustConnect(t, s, "dev-p2", cloudtest.DeviceOptions{})
-	if d2.Registration.Status != rpcproto.StatusPending {
-		t.Fatalf("second device: %+v", d2.Registration)
-	}
-	if code := d2.WaitClosed(t, 5*time.Second); code != websocket.StatusTryAgainLater {
-		t.Fatalf("close = %d, want %d", code, websocket.StatusTryAgainLater)
+	before := dbState(t, s)
+	_, err := cloudtest.Connect(ctxT(t), t, s.DeviceURL(), s.CloudPublic(), "dev-p2", cloudtest.DeviceOptions{})
+	var re *jsonrpc.Error
+	if !errors.As(err, &re) || re.Code != rpcproto.CodeTryLater {
+		t.Fatalf("second device: %v, want %d", err, rpcproto.CodeTryLater)
 	}
 	if d1.Closed() {
 		t.Fatal("first pending device was disconnected")
 	}
-	// The second device is still recorded for the operator.
-	if _, err := s.Service().GetDevice(ctxT(t), s.Super, "dev-p2"); err != nil {
-		t.Fatal(err)
+	// A refused attempt leaves no row.
+	if after := dbState(t, s); after != before {
+		t.Fatalf("database changed: %s -> %s", before, after)
 	}
 }
 
@@ -193,6 +209,9 @@ func TestSendQueueFullDisconnects(t *testing.T) {
 	// Dropped without a close handshake: a close frame would wait behind
 	// the very backlog the device cannot read.
 	d.WaitClosed(t, 5*time.Second)
+	if got := s.Hub().Sessions(); got != 0 {
+		t.Fatalf("%d sessions left", got)
+	}
 	// Another device was never blocked.
 	accepted(t, s, "dev-fast", cloudtest.DeviceOptions{})
 	if c := call(t, s, "dev-fast", "test.echo"); c.Status != "succeeded" {

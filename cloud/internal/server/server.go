@@ -52,6 +52,14 @@ type Config struct {
 	// MaxPendingPerOrg bounds live pending sessions per organisation.
 	// Defaults to 1000.
 	MaxPendingPerOrg int
+	// MaxPendingPerAddr, MaxPendingDevices, MaxNewPendingPerAddr,
+	// MaxPendingKeys and PendingTTL bound registration: see fleet.Options,
+	// whose defaults zero means.
+	MaxPendingPerAddr    int
+	MaxPendingDevices    int
+	MaxNewPendingPerAddr int
+	MaxPendingKeys       int
+	PendingTTL           time.Duration
 	// SweepInterval: see fleet.Options. Defaults to 5s.
 	SweepInterval time.Duration
 	// Hub tunes the device hub (Service, Key and Logger are filled in).
@@ -116,7 +124,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		return nil, err
 	}
 	if s.svc, err = fleet.New(ctx, fleet.Options{Store: s.st, NATS: s.bus.Conn(), CloudID: cfg.CloudID, Replica: cfg.Replica,
-		Logger: logger, MaxPendingPerOrg: cfg.MaxPendingPerOrg, SweepInterval: cfg.SweepInterval}); err != nil {
+		Logger: logger, MaxPendingPerOrg: cfg.MaxPendingPerOrg, MaxPendingPerAddr: cfg.MaxPendingPerAddr,
+		MaxPendingDevices: cfg.MaxPendingDevices, MaxNewPendingPerAddr: cfg.MaxNewPendingPerAddr,
+		MaxPendingKeys: cfg.MaxPendingKeys, PendingTTL: cfg.PendingTTL, SweepInterval: cfg.SweepInterval}); err != nil {
 		return nil, err
 	}
 	if err = s.svc.Start(ctx); err != nil {

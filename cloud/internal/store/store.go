@@ -30,9 +30,6 @@ var (
 	// ErrConflict is returned when a unique constraint would be violated
 	// (e.g. a second user with the same email).
 	ErrConflict = errors.New("store: conflict")
-	// ErrNoPendingKey is returned by Accept when the device has no pending
-	// key set to accept.
-	ErrNoPendingKey = errors.New("store: no pending key set")
 )
 
 // Store is a PostgreSQL connection pool with Bosun's queries.

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -207,4 +208,38 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("after logout /devices is at %s", loc)
 	}
 	t.Logf("screenshots in %s", dir)
+}
+
+// TestBrowserAcceptsTheKeyOfItsRow: a device with two pending keys shows
+// two rows; the accept button of one row accepts that row's key (the
+// browser posts the fingerprint it showed), and the page says which.
+func TestBrowserAcceptsTheKeyOfItsRow(t *testing.T) {
+	ctx := newChrome(t)
+	s := cloudtest.NewServer(t)
+	pw := user(t, s, "op@example.com", fleet.RoleOperator, "")
+	dir := artifacts(t)
+	k1, k2, k3 := twoPendingKeys(t, s)
+
+	run(t, ctx, "log in",
+		chromedp.Navigate(s.URL()+"/pending"),
+		chromedp.WaitVisible(chromedp.ID("email")),
+		chromedp.SendKeys(chromedp.ID("email"), "op@example.com"),
+		chromedp.SendKeys(chromedp.ID("password"), pw),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.CSS(`button[data-fingerprint="`+k2+`"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`button[data-fingerprint="`+k3+`"]`)),
+	)
+	shot(t, ctx, dir, "pending-two-keys")
+	run(t, ctx, "accept K2 by its row",
+		chromedp.Click(chromedp.CSS(`button[data-fingerprint="`+k2+`"]`)),
+		chromedp.WaitVisible(chromedp.ID("no-pending")),
+	)
+	flash := value(t, ctx, "flash", chromedp.Text(chromedp.CSS(".flash")))
+	if flash != "Accepted tq-1 ("+k2+")." {
+		t.Fatalf("flash %q", flash)
+	}
+	want := map[string]string{k1: "revoked", k2: "accepted", k3: "rejected"}
+	if got := keyStatus(t, s, "tq-1"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("keys %v, want %v", got, want)
+	}
 }

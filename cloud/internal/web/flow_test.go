@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/bosunhq/bosun/cloud/internal/cloudtest"
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
+	"github.com/bosunhq/bosun/pkg/keys"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
 
@@ -51,10 +53,13 @@ func TestDeviceFlow(t *testing.T) {
 
 	r := b.get("/pending")
 	wantStatus(t, r, http.StatusOK)
-	mustContain(t, r, "dev-1", "SHA256:", "serial", "SN-1")
+	fp := fingerprint(d)
+	// The row's accept button posts the fingerprint the row shows.
+	action := "/pending?" + url.Values{"fingerprint": {fp}}.Encode()
+	mustContain(t, r, "dev-1", fp, "serial", "SN-1", `value="accept:dev-1" formaction="`+action+`"`, `value="dev-1:`+fp+`"`)
 
-	// Accept with a plain form post (no JavaScript).
-	r = b.post("/pending", url.Values{"act": {"accept:dev-1"}})
+	// Accept with a plain form post (no JavaScript), as that button does.
+	r = b.post(action, url.Values{"act": {"accept:dev-1"}})
 	wantStatus(t, r, http.StatusSeeOther)
 	select {
 	case <-d.Accepted():
@@ -62,7 +67,7 @@ func TestDeviceFlow(t *testing.T) {
 		t.Fatal("the device was not told auth.accepted")
 	}
 	r = b.get("/pending")
-	mustContain(t, r, "Accepted dev-1.", "No device is waiting.")
+	mustContain(t, r, "Accepted dev-1 ("+fp+").", "No device is waiting.")
 
 	r = b.get("/devices")
 	mustContain(t, r, `data-device="dev-1"`, "accepted")
@@ -104,4 +109,125 @@ func TestDeviceFlow(t *testing.T) {
 	mustContain(t, b.get("/devices/dev-1"), "system.info", "ms") // history
 	mustContain(t, b.get("/audit?action=device.accept"), "op@example.com", "dev-1")
 	mustContain(t, b.get("/"), "Recent activity", "device.accept")
+}
+
+// fingerprint is the fingerprint of a test device's key.
+func fingerprint(d *cloudtest.Device) string {
+	der, _ := keys.PublicDER(d.Key.Public())
+	return keys.FingerprintDER(der)
+}
+
+// twoPendingKeys makes tq-1 accepted with K1, then offline with two pending
+// keys, K2 (older) and K3; it returns the three devices' fingerprints.
+func twoPendingKeys(t *testing.T, s *cloudtest.Server) (k1, k2, k3 string) {
+	t.Helper()
+	ctx := context.Background()
+	offline := func() {
+		t.Helper()
+		cloudtest.Eventually(t, 10*time.Second, func() bool {
+			d, err := s.Service().GetDevice(ctx, s.Super, "tq-1")
+			return err == nil && !d.Online
+		}, "tq-1 offline")
+	}
+	fps := make([]string, 3)
+	for i := range fps {
+		d := cloudtest.MustConnect(t, s, "tq-1", cloudtest.DeviceOptions{})
+		fps[i] = fingerprint(d)
+		if i == 0 {
+			if _, err := s.Service().AcceptKey(ctx, s.Super, "tq-1", fps[0]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d.Close()
+		offline()
+	}
+	return fps[0], fps[1], fps[2]
+}
+
+// keyStatus is the status of each key set of a device.
+func keyStatus(t *testing.T, s *cloudtest.Server, id string) map[string]string {
+	t.Helper()
+	ks, err := s.Service().ListKeySets(context.Background(), s.Super, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, k := range ks {
+		m[k.Fingerprint] = k.Status
+	}
+	return m
+}
+
+// TestPendingAcceptsTheKeyShown: with two pending keys each has its own
+// row and accept button, which posts its fingerprint; a post that names no
+// key (a stale page, a hand-made form) accepts nothing and says why.
+func TestPendingAcceptsTheKeyShown(t *testing.T) {
+	s := cloudtest.NewServer(t)
+	b := loggedIn(t, s, "op@example.com", fleet.RoleOperator, "")
+	k1, k2, k3 := twoPendingKeys(t, s)
+
+	r := b.get("/pending")
+	wantStatus(t, r, http.StatusOK)
+	act2 := "/pending?" + url.Values{"fingerprint": {k2}}.Encode()
+	act3 := "/pending?" + url.Values{"fingerprint": {k3}}.Encode()
+	mustContain(t, r, `formaction="`+act2+`"`, `formaction="`+act3+`"`, "One of 2 pending keys of this device", "Reject all")
+
+	// No fingerprint: refused with the candidates, nothing changed.
+	before := keyStatus(t, s, "tq-1")
+	r = b.post("/pending", url.Values{"act": {"accept:tq-1"}})
+	wantStatus(t, r, http.StatusSeeOther)
+	mustContain(t, b.get("/pending"), "Not accepted: device tq-1 has 2 pending keys ("+k3+", "+k2+")")
+	if after := keyStatus(t, s, "tq-1"); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("keys changed: %v, then %v", before, after)
+	}
+
+	// K2's button: K2 accepted, K3 rejected, K1 revoked.
+	r = b.post(act2, url.Values{"act": {"accept:tq-1"}})
+	wantStatus(t, r, http.StatusSeeOther)
+	mustContain(t, b.get("/pending"), "Accepted tq-1 ("+k2+").", "No device is waiting.")
+	want := map[string]string{k1: "revoked", k2: "accepted", k3: "rejected"}
+	if got := keyStatus(t, s, "tq-1"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("keys %v, want %v", got, want)
+	}
+}
+
+// TestPendingBatchAcceptsTheKeysTicked: the batch form names a key per
+// ticked box; a key no longer pending is reported, not replaced.
+func TestPendingBatchAcceptsTheKeysTicked(t *testing.T) {
+	s := cloudtest.NewServer(t)
+	b := loggedIn(t, s, "op@example.com", fleet.RoleOperator, "")
+	_, k2, k3 := twoPendingKeys(t, s)
+	d := cloudtest.MustConnect(t, s, "solo", cloudtest.DeviceOptions{})
+	solo := fingerprint(d)
+	mustContain(t, b.get("/pending"), `value="tq-1:`+k3+`"`, `value="tq-1:`+k2+`"`, `value="solo:`+solo+`"`)
+
+	r := b.post("/pending", url.Values{"act": {"accept"}, "id": {"tq-1:" + k2, "solo:" + solo}})
+	wantStatus(t, r, http.StatusSeeOther)
+	mustContain(t, b.get("/pending"), "Accepted tq-1 ("+k2+"), solo ("+solo+").")
+	if st := keyStatus(t, s, "tq-1"); st[k2] != "accepted" || st[k3] != "rejected" {
+		t.Fatalf("tq-1 keys %v", st)
+	}
+	// The page that showed K3 is stale now: its K3 box accepts nothing.
+	r = b.post("/pending", url.Values{"act": {"accept"}, "id": {"tq-1:" + k3}})
+	wantStatus(t, r, http.StatusSeeOther)
+	mustContain(t, b.get("/pending"), "Not accepted: key "+k3+" of device tq-1 is rejected, not pending.")
+}
+
+// TestDevicePageAcceptsTheKeyShown: the device page has an accept form per
+// pending key, each posting its fingerprint.
+func TestDevicePageAcceptsTheKeyShown(t *testing.T) {
+	s := cloudtest.NewServer(t)
+	b := loggedIn(t, s, "op@example.com", fleet.RoleOperator, "")
+	_, k2, k3 := twoPendingKeys(t, s)
+	mustContain(t, b.get("/devices/tq-1"), `name="fingerprint" value="`+k3+`"`, `name="fingerprint" value="`+k2+`"`, `id="accept-0"`, `id="accept-1"`)
+
+	r := b.post("/devices/tq-1/accept", url.Values{})
+	wantStatus(t, r, http.StatusSeeOther)
+	mustContain(t, b.get("/devices/tq-1"), "Not accepted: device tq-1 has 2 pending keys")
+	r = b.post("/devices/tq-1/accept", url.Values{"fingerprint": {k3}})
+	wantStatus(t, r, http.StatusSeeOther)
+	mustContain(t, b.get("/devices/tq-1"), "Accepted tq-1 ("+k3+").")
+	if st := keyStatus(t, s, "tq-1"); st[k3] != "accepted" || st[k2] != "rejected" {
+		t.Fatalf("keys %v", st)
+	}
 }

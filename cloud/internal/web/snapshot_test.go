@@ -33,11 +33,13 @@ func TestSnapshotPendingPage(t *testing.T) {
 		Page: app.Page{Title: "Pending keys", Nav: "pending", Session: sess, Path: "/pending", Flash: "Accepted dev-0."},
 		Keys: []fleet.PendingKey{
 			{DeviceID: "dev-1", OrgID: 1, Fingerprint: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU", Alg: "ed25519",
-				Attributes: map[string]string{"serial": "SN-1", "model": "pi5"}, FirstSeen: now.Add(-3 * time.Minute), Online: true},
+				Attributes: map[string]string{"serial": "SN-1", "model": "pi5"}, FirstSeen: now.Add(-3 * time.Minute), Online: true, Pending: 1},
 			{DeviceID: "dev-2", OrgID: 1, Fingerprint: "SHA256:n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg", Alg: "rsa-pss-sha256",
-				KeyChanged: true, Attributes: map[string]string{"serial": "<b>SN-2</b>"}, FirstSeen: now.Add(-26 * time.Hour)},
+				KeyChanged: true, Attributes: map[string]string{"serial": "<b>SN-2</b>"}, FirstSeen: now.Add(-26 * time.Hour), Pending: 2},
+			{DeviceID: "dev-2", OrgID: 1, Fingerprint: "SHA256:3YLpMfTKGZbW3FfXdXWbG0WQ8c8Ck1u2JFv8Xr5mQxE", Alg: "ed25519",
+				KeyChanged: true, Attributes: map[string]string{"serial": "<b>SN-2</b>"}, FirstSeen: now.Add(-27 * time.Hour), Pending: 2},
 		},
-		Total: 2,
+		Total: 3,
 	}
 	var buf bytes.Buffer
 	if err := pending.View(m).Render(context.Background(), &buf); err != nil {

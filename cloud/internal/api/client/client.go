@@ -23,6 +23,8 @@ type Error struct {
 	Status  int    // HTTP status
 	Code    string // wire.Code*, e.g. "not_found"
 	Message string
+	// Fingerprints, for wire.CodeAmbiguousKey, are the candidate keys.
+	Fingerprints []string
 }
 
 func (e *Error) Error() string {
@@ -117,7 +119,7 @@ func (c *Client) send(ctx context.Context, method, path string, q url.Values, bo
 		}
 		return nil, &Error{Status: resp.StatusCode, Code: "http_" + strconv.Itoa(resp.StatusCode), Message: msg}
 	}
-	return nil, &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+	return nil, &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, Fingerprints: eb.Error.Fingerprints}
 }
 
 // DeviceFilter selects devices; zero fields do not filter.
@@ -164,9 +166,14 @@ func (c *Client) Keys(ctx context.Context, id string) ([]wire.KeySet, error) {
 	return out.Items, err
 }
 
-// Accept accepts the device's newest pending key.
-func (c *Client) Accept(ctx context.Context, id string) (wire.Device, error) {
-	return c.deviceOp(ctx, "POST", id, "accept", nil)
+// Accept accepts the device's pending key of the given fingerprint, or,
+// with fingerprint "", its only pending key. With several pending keys and
+// no fingerprint the error is an *Error of code wire.CodeAmbiguousKey whose
+// Fingerprints lists them.
+func (c *Client) Accept(ctx context.Context, id, fingerprint string) (wire.AcceptResponse, error) {
+	var out wire.AcceptResponse
+	_, err := c.do(ctx, "POST", "/devices/"+url.PathEscape(id)+"/accept", nil, wire.AcceptRequest{Fingerprint: fingerprint}, &out)
+	return out, err
 }
 
 // Reject rejects the device's key.

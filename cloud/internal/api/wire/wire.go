@@ -19,6 +19,7 @@ const (
 	CodeNotFound         = "not_found"              // 404: no such device, call, token or route in the caller's organisation
 	CodeMethodNotAllowed = "method_not_allowed"     // 405: the route exists, the HTTP method does not
 	CodeConflict         = "conflict"               // 409: the object is not in a state that allows this (e.g. nothing pending to accept)
+	CodeAmbiguousKey     = "ambiguous_key"          // 409: accept named no fingerprint and the device has several pending keys
 	CodeTooLarge         = "payload_too_large"      // 413: request body over the size limit
 	CodeUnsupportedMedia = "unsupported_media_type" // 415: request body is not application/json
 	CodeInternal         = "internal"               // 500: anything else; details are in the server log only
@@ -36,7 +37,8 @@ var ErrorCodes = []struct {
 	{CodeForbidden, 403, "the token's role may not do this"},
 	{CodeNotFound, 404, "no such device, call, token or route in the caller's organisation"},
 	{CodeMethodNotAllowed, 405, "the route exists but not with this HTTP method"},
-	{CodeConflict, 409, "the object's state does not allow this (e.g. nothing pending to accept)"},
+	{CodeConflict, 409, "the object's state does not allow this (e.g. nothing pending to accept, or the named key is not pending)"},
+	{CodeAmbiguousKey, 409, "accept without a fingerprint, and the device has more than one pending key: error.fingerprints lists them"},
 	{CodeTooLarge, 413, "request body over the size limit (1 MiB)"},
 	{CodeUnsupportedMedia, 415, "request body is not application/json"},
 	{CodeInternal, 500, "server error; the details are only in the server log"},
@@ -62,6 +64,9 @@ type ErrorBody struct {
 type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Fingerprints lists, for ambiguous_key, the device's pending keys,
+	// newest first: the candidates for AcceptRequest.Fingerprint.
+	Fingerprints []string `json:"fingerprints,omitempty"`
 }
 
 // Device is one device of the fleet.
@@ -114,6 +119,22 @@ type KeySetList struct {
 // tag of the device; an empty list removes them all.
 type TagsRequest struct {
 	Tags *[]string `json:"tags"`
+}
+
+// AcceptRequest is the body of POST /devices/{id}/accept (optional: no
+// body is the same as {}).
+type AcceptRequest struct {
+	// Fingerprint names the pending key to accept, "SHA256:..." as the
+	// device's keys show it. Empty means the device's only pending key;
+	// with several the answer is ambiguous_key.
+	Fingerprint string `json:"fingerprint,omitempty"`
+}
+
+// AcceptResponse answers POST /devices/{id}/accept: the device as it is
+// afterwards, and the fingerprint of the key accepted.
+type AcceptResponse struct {
+	Device
+	AcceptedFingerprint string `json:"accepted_fingerprint"`
 }
 
 // PreauthorizeRequest is the body of POST /devices/{id}/preauthorize.

@@ -56,17 +56,21 @@ func Errorf(status int, format string, args ...any) *HTTPError {
 	return &HTTPError{Status: status, Msg: fmt.Sprintf(format, args...)}
 }
 
-// FromFleet turns the errors of fleet.Service into what the user sees:
+// FromFleet turns the errors of fleet.Service into what the user sees: an
+// error with a public message (fleet.PublicMessage) shows it; otherwise
 // ErrInvalid and ErrConflict carry a message meant for people, the others
 // a fixed text. Anything else stays an internal error.
 func FromFleet(err error) error {
 	var he *HTTPError
 	var mbe *http.MaxBytesError
+	pub, hasPub := fleet.PublicMessage(err)
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &he):
 		return he
+	case hasPub && (errors.Is(err, fleet.ErrInvalid) || errors.Is(err, fleet.ErrConflict)):
+		return &HTTPError{Status: http.StatusUnprocessableEntity, Msg: pub, Err: err}
 	case errors.As(err, &mbe):
 		return &HTTPError{Status: http.StatusRequestEntityTooLarge, Msg: "The form is too large.", Err: err}
 	case errors.Is(err, fleet.ErrNotFound):

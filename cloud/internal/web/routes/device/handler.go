@@ -90,7 +90,7 @@ func (h *handler) show(w http.ResponseWriter, r *http.Request) error {
 func (h *handler) decide(act string) app.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		id := r.PathValue("id")
-		msg, err := pending.Decide(r, h.svc, act, []string{id})
+		msg, err := pending.Decide(r, h.svc, act, []pending.Target{{ID: id, Fingerprint: r.PostFormValue("fingerprint")}})
 		if err != nil {
 			return err
 		}

@@ -60,6 +60,27 @@ type LogsModel struct {
 // Operator reports whether the page's user may call the device.
 func (m Model) Operator() bool { return m.Page.Can(fleet.RoleOperator) }
 
+// PendingKeys are the device's pending key sets, newest first: one accept
+// button each, posting the fingerprint it shows.
+func (m Model) PendingKeys() []fleet.KeySet {
+	var ks []fleet.KeySet
+	for _, k := range m.Keys {
+		if k.Status == "pending" {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
+// shortFP is the start of a fingerprint, enough to tell keys apart on a
+// button (the whole one is in its title and the keys table).
+func shortFP(fp string) string {
+	if len(fp) > 19 {
+		return fp[:19] + "…"
+	}
+	return fp
+}
+
 // Callable reports whether calls can reach the device now.
 func (m Model) Callable() bool { return m.Device.Online && m.Device.Status == "accepted" }
 

@@ -1,11 +1,14 @@
-// Package pending is the pending keys page: devices waiting for an
-// operator, with key fingerprints and a warning when a known device
-// presents a new key; accept or reject one or many at once.
+// Package pending is the pending keys page: one row per pending key set,
+// with its fingerprint and a warning when a known device presents a new
+// key; accept or reject one or many at once. Every accept names the
+// fingerprint the page showed, so that a key that arrived after the page
+// was drawn is never accepted by a click on another.
 package pending
 
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
@@ -38,50 +41,98 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) error {
 // maxBatch bounds how many devices one form decides.
 const maxBatch = 500
 
+// Target is a device to decide on, and for an accept the fingerprint of the
+// key the operator was shown ("" for none: the device's only pending key).
+type Target struct {
+	ID          string
+	Fingerprint string
+}
+
+// targetValue is the form value naming a key set: "<device id>:<fingerprint>"
+// (a device id has no colon). A bare device id names no key.
+func targetValue(k fleet.PendingKey) string { return k.DeviceID + ":" + k.Fingerprint }
+
+func parseTarget(v string) Target {
+	id, fp, _ := strings.Cut(v, ":")
+	return Target{ID: id, Fingerprint: fp}
+}
+
+// acceptAction is the formaction of a row's accept button: the row's
+// fingerprint rides in the query, the button's value names the device.
+func acceptAction(k fleet.PendingKey) string {
+	return "/pending?" + url.Values{"fingerprint": {k.Fingerprint}}.Encode()
+}
+
 // decide accepts or rejects: act is "accept" or "reject" for the ticked
-// ids, or "accept:<id>" / "reject:<id>" for one row's button.
+// key sets (id values "<device>:<fingerprint>"), or "accept:<id>" /
+// "reject:<id>" for one row's button, whose fingerprint is the query's.
 func (h *handler) decide(w http.ResponseWriter, r *http.Request) error {
 	if err := r.ParseForm(); err != nil {
 		return app.FromFleet(err)
 	}
-	act, ids := r.PostForm.Get("act"), r.PostForm["id"]
+	act := r.PostForm.Get("act")
+	var targets []Target
 	if verb, id, ok := strings.Cut(act, ":"); ok {
-		act, ids = verb, []string{id}
+		act = verb
+		targets = []Target{{ID: id, Fingerprint: r.URL.Query().Get("fingerprint")}}
+	} else {
+		for _, v := range r.PostForm["id"] {
+			targets = append(targets, parseTarget(v))
+		}
 	}
 	if act != "accept" && act != "reject" {
 		return app.Errorf(http.StatusBadRequest, "Choose accept or reject.")
 	}
-	if len(ids) == 0 {
-		return app.Redirect(w, r, "/pending", "Tick at least one device.")
+	if len(targets) == 0 {
+		return app.Redirect(w, r, "/pending", "Tick at least one key.")
 	}
-	if len(ids) > maxBatch {
-		return app.Errorf(http.StatusBadRequest, "At most %d devices at once.", maxBatch)
+	if len(targets) > maxBatch {
+		return app.Errorf(http.StatusBadRequest, "At most %d keys at once.", maxBatch)
 	}
-	msg, err := Decide(r, h.svc, act, ids)
+	msg, err := Decide(r, h.svc, act, targets)
 	if err != nil {
 		return err
 	}
 	return app.Redirect(w, r, "/pending", msg)
 }
 
-// Decide accepts or rejects devices one by one and says what happened. A
-// device the actor may not see or change stops the batch with its error,
-// so that nothing about other organisations' devices leaks; a device that
-// has nothing pending is reported and skipped.
-func Decide(r *http.Request, svc *fleet.Service, act string, ids []string) (string, error) {
+// Decide accepts or rejects devices one by one and says what happened. An
+// accept names the fingerprint of each target, so only the key shown is
+// accepted; a reject rejects every pending key of the device. A device the
+// actor may not see or change stops the batch with its error, so that
+// nothing about other organisations' devices leaks; a device whose state
+// does not allow it (nothing pending, several pending keys and none named,
+// the named key no longer pending) is reported with fleet's public message
+// and skipped. A device ticked twice (two of its keys) is decided once: the
+// first accept rejects its other pending keys.
+func Decide(r *http.Request, svc *fleet.Service, act string, targets []Target) (string, error) {
 	var done, skipped []string
-	for _, id := range ids {
+	seen := map[string]bool{}
+	for _, t := range targets {
+		if seen[t.ID] {
+			skipped = append(skipped, fmt.Sprintf("%s: one key per device at a time", t.ID))
+			continue
+		}
+		seen[t.ID] = true
 		var err error
+		what := t.ID
 		if act == "accept" {
-			err = svc.Accept(r.Context(), app.Actor(r), id)
+			var k fleet.KeySet
+			if k, err = svc.AcceptKey(r.Context(), app.Actor(r), t.ID, t.Fingerprint); err == nil {
+				what = fmt.Sprintf("%s (%s)", t.ID, k.Fingerprint)
+			}
 		} else {
-			err = svc.Reject(r.Context(), app.Actor(r), id)
+			err = svc.Reject(r.Context(), app.Actor(r), t.ID)
 		}
 		switch {
 		case err == nil:
-			done = append(done, id)
+			done = append(done, what)
 		case isConflict(err):
-			skipped = append(skipped, id)
+			if msg, ok := fleet.PublicMessage(err); ok {
+				skipped = append(skipped, msg)
+			} else {
+				skipped = append(skipped, fmt.Sprintf("nothing to %s for %s", act, t.ID))
+			}
 		default:
 			return "", err
 		}
@@ -92,7 +143,7 @@ func Decide(r *http.Request, svc *fleet.Service, act string, ids []string) (stri
 		msg = fmt.Sprintf("%s %s.", past, strings.Join(done, ", "))
 	}
 	if len(skipped) > 0 {
-		msg += fmt.Sprintf(" Nothing to %s for %s.", act, strings.Join(skipped, ", "))
+		msg += fmt.Sprintf(" Not %s: %s.", strings.ToLower(past), strings.Join(skipped, "; "))
 	}
 	return strings.TrimSpace(msg), nil
 }

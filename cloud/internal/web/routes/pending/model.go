@@ -7,7 +7,7 @@ import (
 	"github.com/bosunhq/bosun/cloud/internal/web/app"
 )
 
-// Limit is how many pending devices the page lists.
+// Limit is how many pending key sets the page lists.
 const Limit = 200
 
 // Model is the pending keys page.

@@ -1,0 +1,99 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"github.com/bosunhq/bosun/cloud/internal/store"
+
+	"github.com/bosunhq/bosun/pkg/jsonrpc"
+	"github.com/bosunhq/bosun/pkg/rpcproto"
+)
+
+// This file is the device → cloud method table: the one place a method a
+// device may call the cloud with is added. The hub runs it for every
+// verified request of a session.
+
+// DeviceInfo names the device whose request a method serves.
+type DeviceInfo struct {
+	ID          string
+	OrgID       int64
+	Fingerprint string
+	// Accepted reports, at the time of asking, whether the session's key
+	// is accepted.
+	Accepted func() bool
+}
+
+type deviceKey struct{}
+
+// WithDevice returns ctx carrying the calling device, for DeviceFromContext.
+func WithDevice(ctx context.Context, d DeviceInfo) context.Context {
+	return context.WithValue(ctx, deviceKey{}, d)
+}
+
+// DeviceFromContext returns the device calling a device → cloud method.
+func DeviceFromContext(ctx context.Context) (DeviceInfo, bool) {
+	d, ok := ctx.Value(deviceKey{}).(DeviceInfo)
+	return d, ok
+}
+
+// notAccepted is the answer to every method but registration.register from
+// a device whose key is not accepted: a pending device may only wait.
+var notAccepted = jsonrpc.NewError(rpcproto.CodeNotAccepted, rpcproto.ErrorMessages[rpcproto.CodeNotAccepted], nil)
+
+// guard refuses method to devices whose key is not accepted, unless it is
+// one of rpcproto.PendingOnlyMethods, before the params are even decoded:
+// a pending device changes nothing.
+func guard(method string, h jsonrpc.HandlerFunc) jsonrpc.HandlerFunc {
+	if rpcproto.PendingOnlyMethods[method] {
+		return h
+	}
+	return func(ctx context.Context, params json.RawMessage) (any, error) {
+		d, ok := DeviceFromContext(ctx)
+		if !ok || d.Accepted == nil || !d.Accepted() {
+			return nil, notAccepted
+		}
+		return h(ctx, params)
+	}
+}
+
+// DeviceMethods returns the dispatcher of the device → cloud methods:
+// registration.register (repeated inside a session it reports the status),
+// state.report, and extra (for methods other packages serve, e.g. OTA),
+// each guarded so that only accepted devices reach it.
+func (s *Service) DeviceMethods(extra map[string]jsonrpc.HandlerFunc) *jsonrpc.Dispatcher {
+	d := jsonrpc.NewDispatcher()
+	d.SetLogger(s.log)
+	d.Register(rpcproto.MethodRegister, func(ctx context.Context, _ json.RawMessage) (any, error) {
+		dev, _ := DeviceFromContext(ctx)
+		st := rpcproto.StatusPending
+		if dev.Accepted != nil && dev.Accepted() {
+			st = rpcproto.StatusAccepted
+		}
+		return rpcproto.RegisterResult{Status: st, Fingerprint: dev.Fingerprint}, nil
+	})
+	d.Register(rpcproto.MethodStateReport, guard(rpcproto.MethodStateReport, jsonrpc.Handler(
+		func(ctx context.Context, p rpcproto.StateReportParams) (rpcproto.StateReportResult, error) {
+			dev, _ := DeviceFromContext(ctx)
+			b, err := json.Marshal(p)
+			if err != nil {
+				return rpcproto.StateReportResult{}, err
+			}
+			if err := s.st.SetInventory(ctx, dev.ID, b); err != nil {
+				return rpcproto.StateReportResult{}, err
+			}
+			return rpcproto.StateReportResult{Stored: true}, nil
+		})))
+	for m, fn := range extra {
+		d.Register(m, guard(m, fn))
+	}
+	return d
+}
+
+// Key set statuses, as KeyStatus returns them.
+const (
+	KeyPending       = store.KeyPending
+	KeyAccepted      = store.KeyAccepted
+	KeyRejected      = store.KeyRejected
+	KeyPreauthorized = store.KeyPreauthorized
+	KeyRevoked       = store.KeyRevoked
+)

@@ -1,0 +1,61 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// AuditEntry is one row of the audit log.
+type AuditEntry struct {
+	ID      int64
+	OrgID   int64
+	Actor   string
+	Action  string
+	Target  string
+	Outcome string
+	Detail  json.RawMessage
+	At      time.Time
+}
+
+// AuditFilter selects audit rows, newest first.
+type AuditFilter struct {
+	OrgID                 int64 // 0: all
+	Actor, Action, Target string
+	Limit                 int
+}
+
+// InsertAudit appends to the audit log.
+func (s *Store) InsertAudit(ctx context.Context, e AuditEntry) error {
+	var detail []byte
+	if len(e.Detail) > 0 {
+		detail = e.Detail
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO audit_log (org_id, actor, action, target, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6)`,
+		e.OrgID, e.Actor, e.Action, e.Target, e.Outcome, detail)
+	return err
+}
+
+// ListAudit lists audit rows, newest first.
+func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, org_id, actor, action, target, outcome, detail, at FROM audit_log
+		WHERE ($1::bigint = 0 OR org_id = $1) AND ($2 = '' OR actor = $2) AND ($3 = '' OR action = $3) AND ($4 = '' OR target = $4)
+		ORDER BY id DESC LIMIT $5`, f.OrgID, f.Actor, f.Action, f.Target, f.Limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []AuditEntry
+	for rows.Next() {
+		var e AuditEntry
+		var detail []byte
+		if err := rows.Scan(&e.ID, &e.OrgID, &e.Actor, &e.Action, &e.Target, &e.Outcome, &detail, &e.At); err != nil {
+			return nil, err
+		}
+		if len(detail) > 0 {
+			e.Detail = detail
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
