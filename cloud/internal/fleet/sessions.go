@@ -2,7 +2,6 @@ package fleet
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -11,13 +10,10 @@ import (
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
 
-// This file is the part of Service the device hub uses: registration,
-// session bookkeeping and the holder's side of calls. None of it takes an
-// Actor: the hub has verified the device's signature before calling.
-
-// ErrUnknownEnrollment is returned by RegisterDevice for an enrollment
-// token no organisation has.
-var ErrUnknownEnrollment = errors.New("unknown enrollment token")
+// This file is the part of Service the device hub uses for session
+// bookkeeping (registration is Admit, in registration.go; the holder's side
+// of calls is Deliver, in holder.go). None of it takes an Actor: the hub
+// has verified the device's signature before calling.
 
 // Registration is a registration.register whose envelope signature has
 // been verified with the key it presents.
@@ -26,45 +22,6 @@ type Registration struct {
 	PublicKeyDER []byte
 	Fingerprint  string
 	Alg          string
-}
-
-// RegisterOutcome is the decision about a registration.
-type RegisterOutcome = store.RegisterOutcome
-
-// RegisterDevice applies the registration rules (see store.Register) and
-// publishes device.pending, device.key_changed or device.accepted.
-func (s *Service) RegisterDevice(ctx context.Context, r Registration) (RegisterOutcome, error) {
-	org := s.defOrg
-	if r.Params.EnrollmentToken != "" {
-		o, err := s.st.OrgByEnrollmentToken(ctx, r.Params.EnrollmentToken)
-		if errors.Is(err, store.ErrNotFound) {
-			return RegisterOutcome{}, ErrUnknownEnrollment
-		}
-		if err != nil {
-			return RegisterOutcome{}, err
-		}
-		org = o.ID
-	}
-	out, err := s.st.Register(ctx, store.RegisterInput{DeviceID: r.Params.DeviceID, OrgID: org,
-		PublicKeyDER: r.PublicKeyDER, Fingerprint: r.Fingerprint, Alg: r.Alg, Attributes: r.Params.Attributes})
-	if err != nil {
-		return out, err
-	}
-	data := mustJSON(map[string]string{"fingerprint": r.Fingerprint})
-	switch {
-	case out.NewKey && out.KeyChanged:
-		s.log.Warn("device presented a new key", "device_id", r.Params.DeviceID, "fingerprint", r.Fingerprint)
-		s.publish(Event{Type: EventDeviceKeyChanged, OrgID: out.OrgID, DeviceID: r.Params.DeviceID, Data: data})
-	case out.NewKey:
-		s.publish(Event{Type: EventDevicePending, OrgID: out.OrgID, DeviceID: r.Params.DeviceID, Data: data})
-	}
-	return out, nil
-}
-
-// PendingSlot reports whether org may hold one more live pending session.
-func (s *Service) PendingSlot(ctx context.Context, org int64) (bool, error) {
-	n, err := s.st.OnlinePending(ctx, org)
-	return n < s.opts.MaxPendingPerOrg, err
 }
 
 // SessionStarted records that this replica now holds the device's one live
@@ -96,11 +53,6 @@ func (s *Service) SessionEnded(ctx context.Context, org int64, deviceID string, 
 	return nil
 }
 
-// StateReported stores a device's inventory (the params of state.report).
-func (s *Service) StateReported(ctx context.Context, deviceID string, inventory json.RawMessage) error {
-	return s.st.SetInventory(ctx, deviceID, inventory)
-}
-
 // KeyStatus returns the current status of a key set.
 func (s *Service) KeyStatus(ctx context.Context, keySetID int64) (string, error) {
 	return s.st.KeyStatus(ctx, keySetID)
@@ -122,18 +74,6 @@ func (s *Service) Requeue(ctx context.Context, callID string) error {
 	return s.st.Requeue(context.WithoutCancel(ctx), callID)
 }
 
-// MarkDelivered records that the call's websocket write completed.
-func (s *Service) MarkDelivered(ctx context.Context, callID string) error {
-	return s.st.MarkDelivered(ctx, callID)
-}
-
-// FinishCall records a call's outcome (unless it already has one), tells
-// whoever waits for it and publishes call.finished. It returns the call as
-// stored.
-func (s *Service) FinishCall(ctx context.Context, callID, status string, result json.RawMessage, rpcErr *jsonrpc.Error) (Call, error) {
-	return s.finish(ctx, callID, status, result, rpcErr)
-}
-
 // RPCError returns the application error of an rpcproto code with its
 // stable message.
 func RPCError(code int) *jsonrpc.Error { return rpcErr(code) }
@@ -143,28 +83,4 @@ func (s *Service) Touch(ctx context.Context, deviceID string, version int64) {
 	if err := s.st.Touch(ctx, deviceID, version); err != nil && ctx.Err() == nil {
 		s.log.Warn("updating last_seen", "device_id", deviceID, "err", err)
 	}
-}
-
-// CallByID loads a call without an authorisation check (for the hub).
-func (s *Service) CallByID(ctx context.Context, id string) (Call, error) {
-	return s.st.GetCall(ctx, id)
-}
-
-// OnlineWithAcceptedKey reports whether the device holds a live session
-// and has an accepted key set.
-func (s *Service) OnlineWithAcceptedKey(ctx context.Context, deviceID string) (bool, error) {
-	ks, err := s.st.ListKeySets(ctx, deviceID)
-	if err != nil {
-		return false, err
-	}
-	d, err := s.st.GetDevice(ctx, deviceID)
-	if err != nil {
-		return false, err
-	}
-	for _, k := range ks {
-		if k.Status == store.KeyAccepted {
-			return d.Online, nil
-		}
-	}
-	return false, nil
 }
