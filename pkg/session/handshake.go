@@ -70,15 +70,17 @@ func ReadFirst(conn *websocket.Conn, timeout time.Duration) ([]byte, *HandshakeE
 	if timeout <= 0 {
 		timeout = DefaultHandshakeTimeout
 	}
-	fired := make(chan struct{})
+	closed := make(chan struct{})
 	t := time.AfterFunc(timeout, func() {
-		close(fired)
+		defer close(closed)
 		conn.Close(rpcproto.CloseProtocolViolation, "handshake timeout")
 	})
 	typ, frame, err := conn.Read(context.Background())
 	if !t.Stop() {
-		<-fired
-		return nil, &HandshakeError{Reason: "handshake_timeout", Code: rpcproto.CloseProtocolViolation, Text: "handshake timeout", Err: err}
+		// The timer's close handshake has ended (it is bounded by the
+		// library's close timeout): nothing is left running.
+		<-closed
+		return nil, &HandshakeError{Reason: "handshake_timeout", Err: err}
 	}
 	if err != nil {
 		var ce websocket.CloseError

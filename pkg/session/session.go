@@ -174,6 +174,8 @@ type Session struct {
 
 	closeOnce sync.Once
 	closedBy  atomic.Pointer[closeInfo] // the close this side sent, if any
+	closing   atomic.Bool               // a close was decided: read only to end the handshake
+	closeDone chan struct{}             // closed when the close handshake started by Close ended
 	done      chan struct{}
 	err       error // why Run ended; set before done is closed
 }
@@ -280,11 +282,12 @@ func New(opts Options) (*Session, error) {
 			},
 			Window: opts.Window, Skew: opts.Skew, MaxSize: opts.MaxMessageSize, Now: opts.Now,
 		},
-		log:     opts.Logger,
-		sem:     make(chan struct{}, opts.MaxConcurrent),
-		nextSeq: opts.NextSeq,
-		queue:   make(chan *outgoing, opts.SendQueue),
-		done:    make(chan struct{}),
+		log:       opts.Logger,
+		sem:       make(chan struct{}, opts.MaxConcurrent),
+		nextSeq:   opts.NextSeq,
+		queue:     make(chan *outgoing, opts.SendQueue),
+		done:      make(chan struct{}),
+		closeDone: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.client = jsonrpc.NewClient(s.Send)
@@ -429,10 +432,15 @@ func (s *Session) SendWritten(ctx context.Context, payload []byte, written func(
 func (s *Session) Close(code websocket.StatusCode, reason string) {
 	s.closeOnce.Do(func() {
 		s.closedBy.Store(&closeInfo{code: code, reason: reason})
+		s.closing.Store(true)
 		s.log.Info("closing session", "code", int(code), "reason", reason)
 		// The close handshake waits for the peer; never make the caller
-		// wait for it. It ends when the connection does.
-		go s.opts.Conn.Close(code, reason)
+		// wait for it. Run waits for it (it ends at the latest when Run
+		// cuts the connection).
+		go func() {
+			defer close(s.closeDone)
+			s.opts.Conn.Close(code, reason)
+		}()
 	})
 }
 
@@ -443,8 +451,10 @@ func (s *Session) drop(reason string) { s.dropWith(websocket.StatusAbnormalClosu
 func (s *Session) dropWith(code websocket.StatusCode, reason string) {
 	s.closeOnce.Do(func() {
 		s.closedBy.Store(&closeInfo{code: code, reason: reason})
+		s.closing.Store(true)
 		s.log.Info("dropping session", "code", int(code), "reason", reason)
 		s.opts.Conn.CloseNow()
+		close(s.closeDone)
 	})
 }
 
@@ -472,6 +482,9 @@ func (s *Session) Run(ctx context.Context) error {
 	s.cancel()
 	s.client.Close(fmt.Errorf("%w: %v", ErrClosed, err))
 	s.wg.Wait()
+	if s.closedBy.Load() != nil {
+		<-s.closeDone
+	}
 	s.err = err
 	close(s.done)
 	return err
@@ -487,6 +500,11 @@ func (s *Session) readLoop() error {
 		typ, frame, err := s.opts.Conn.Read(s.ctx)
 		if err != nil {
 			return err
+		}
+		if s.closing.Load() {
+			// Once a close is decided nothing more is opened or served:
+			// the reader only waits for the close handshake to end.
+			continue
 		}
 		if typ != websocket.MessageText {
 			s.reject("binary_frame", errors.New("binary frame"))

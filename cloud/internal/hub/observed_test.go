@@ -46,7 +46,9 @@ func batchOf(n int, method, params string) []byte {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		fmt.Fprintf(&b, `{"jsonrpc":"2.0","id":%d,"method":%q,"params":%s}`, i+1, method, params)
+		// String ids: the device's own calls use numbers, and a reply to
+		// this batch must not answer one of them.
+		fmt.Fprintf(&b, `{"jsonrpc":"2.0","id":"b%d","method":%q,"params":%s}`, i+1, method, params)
 	}
 	b.WriteByte(']')
 	return []byte(b.String())

@@ -191,6 +191,7 @@ func TestSendQueueFullDisconnects(t *testing.T) {
 	d := accepted(t, s, "dev-slow", cloudtest.DeviceOptions{})
 	d.PauseReading()
 	big := json.RawMessage(`{"blob":"` + strings.Repeat("x", 256<<10) + `"}`)
+	start := time.Now()
 	var wg sync.WaitGroup
 	for range 64 {
 		wg.Add(1)
@@ -200,10 +201,11 @@ func TestSendQueueFullDisconnects(t *testing.T) {
 				Params: big, Timeout: 10 * time.Second})
 		}()
 	}
-	cloudtest.Eventually(t, 5*time.Second, func() bool {
+	cloudtest.Eventually(t, 20*time.Second, func() bool {
 		dev, _ := s.Service().GetDevice(context.Background(), s.Super, "dev-slow")
 		return !dev.Online
 	}, "slow device disconnected")
+	t.Logf("slow device offline %v after the calls started", time.Since(start).Round(time.Millisecond))
 	wg.Wait()
 	d.ResumeReading()
 	// Dropped without a close handshake: a close frame would wait behind

@@ -16,6 +16,7 @@ import (
 	"github.com/bosunhq/bosun/device/worker"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
 	"github.com/bosunhq/bosun/pkg/keys"
+	"github.com/bosunhq/bosun/pkg/rpcproto"
 	"github.com/nats-io/nats.go"
 )
 
@@ -42,9 +43,10 @@ func (l *logBuf) String() string {
 // testBridge is a running bridge and where its logs go.
 type testBridge struct {
 	*bridge.Bridge
-	dir  string
-	logs *logBuf
-	stop func()
+	dir   string
+	logs  *logBuf
+	level *slog.LevelVar // of logs; Debug unless a test lowers the volume
+	stop  func()
 }
 
 // startBridge starts a bridge against cloud with data dir dir and runs it
@@ -56,6 +58,8 @@ func startBridge(tb testing.TB, cloud *testCloud, dir string, mods ...func(*brid
 		tb.Fatal(err)
 	}
 	logs := &logBuf{}
+	level := new(slog.LevelVar)
+	level.Set(slog.LevelDebug)
 	opts := bridge.Options{
 		DeviceID:      testDeviceID,
 		DataDir:       dir,
@@ -66,7 +70,7 @@ func startBridge(tb testing.TB, cloud *testCloud, dir string, mods ...func(*brid
 		WorkerTimeout: 5 * time.Second,
 		StateDebounce: 20 * time.Millisecond,
 		OutboxRetry:   20 * time.Millisecond,
-		Logger:        slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:        slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})),
 	}
 	for _, m := range mods {
 		m(&opts)
@@ -97,7 +101,7 @@ func startBridge(tb testing.TB, cloud *testCloud, dir string, mods ...func(*brid
 			tb.Logf("bridge log:\n%s", logs.String())
 		}
 	})
-	return &testBridge{Bridge: b, dir: dir, logs: logs, stop: stop}
+	return &testBridge{Bridge: b, dir: dir, logs: logs, level: level, stop: stop}
 }
 
 // testWorker is a worker (built with the public SDK) whose handlers count
@@ -190,3 +194,25 @@ func rpcCode(err error) int {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// waitListed waits until rpc.list on cc names method: the worker serving it
+// is subscribed.
+func waitListed(tb testing.TB, cc *cloudConn, method string) {
+	tb.Helper()
+	eventually(tb, method+" is listed", func() bool {
+		res, err := cc.call(tb, rpcproto.MethodRPCList, nil)
+		return err == nil && contains(string(res), `"`+method+`"`)
+	})
+}
+
+// countOf decodes the result of test.count.
+func countOf(tb testing.TB, res json.RawMessage) int64 {
+	tb.Helper()
+	var v struct {
+		Count int64 `json:"count"`
+	}
+	if err := json.Unmarshal(res, &v); err != nil {
+		tb.Fatalf("test.count result %s: %v", res, err)
+	}
+	return v.Count
+}

@@ -125,7 +125,12 @@ func (b *Bridge) handshake(conn *websocket.Conn) (*session, error) {
 }
 
 // inline handles the cloud's control notifications on the read goroutine.
+// A request of those names falls through to the handler, which answers it
+// (method not found) rather than leave the caller waiting.
 func (s *session) inline(req *jsonrpc.Request) bool {
+	if !req.IsNotification() {
+		return false
+	}
 	switch req.Method {
 	case rpcproto.MethodAuthAccepted:
 		var ap rpcproto.AuthAcceptedParams
@@ -204,9 +209,9 @@ func (s *session) run(ctx context.Context) (res connResult) {
 }
 
 // register sends registration.register and returns the status.
-func (s *session) register(ctx context.Context) (string, error) {
+func (s *session) register(parent context.Context) (string, error) {
 	b := s.b
-	ctx, cancel := context.WithTimeout(ctx, b.opts.HandshakeTimeout)
+	ctx, cancel := context.WithTimeout(parent, b.opts.HandshakeTimeout)
 	defer cancel()
 	var rr rpcproto.RegisterResult
 	err := s.peer.Call(ctx, rpcproto.MethodRegister, rpcproto.RegisterParams{
@@ -216,7 +221,8 @@ func (s *session) register(ctx context.Context) (string, error) {
 		EnrollmentToken: b.opts.EnrollmentToken,
 	}, &rr)
 	if err != nil {
-		if ctx.Err() != nil {
+		// Our own deadline, not the bridge stopping (which closes 1001).
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
 			s.peer.Close(rpcproto.CloseProtocolViolation, "handshake timeout")
 		}
 		return "", fmt.Errorf("registration: %w", err)
