@@ -8,7 +8,10 @@
 //
 // Every flag has an environment fallback (BOSUN_DATABASE_URL, BOSUN_LISTEN,
 // BOSUN_NATS_URL, BOSUN_CLOUD_KEY, BOSUN_CLOUD_ID, BOSUN_DATA_DIR,
-// BOSUN_REPLICA); main only parses them into a Config and calls run.
+// BOSUN_REPLICA, and the registration limits BOSUN_MAX_PENDING,
+// BOSUN_MAX_PENDING_PER_ADDR, BOSUN_MAX_PENDING_DEVICES,
+// BOSUN_MAX_NEW_PENDING_PER_ADDR, BOSUN_MAX_PENDING_KEYS, BOSUN_PENDING_TTL);
+// main only parses them into a Config and calls run.
 package main
 
 import (
@@ -23,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Config is everything a subcommand needs.
@@ -42,9 +46,15 @@ type Config struct {
 	// Quiet makes user add print the password alone, for scripts.
 	Quiet bool
 	// MaxPendingPerOrg bounds live pending device sessions per organisation;
-	// 0 means the server's default.
-	MaxPendingPerOrg int
-	Org              string
+	// 0 means the server's default. The other registration limits below
+	// are fleet.Options of the same names; 0 means fleet's default.
+	MaxPendingPerOrg     int
+	MaxPendingPerAddr    int
+	MaxPendingDevices    int
+	MaxNewPendingPerAddr int
+	MaxPendingKeys       int
+	PendingTTL           time.Duration
+	Org                  string
 	// token create
 	TokenName string
 	// keys ensure
@@ -74,7 +84,9 @@ func main() {
 
 const usage = `usage:
   bosun-cloud serve [--database-url URL] [--listen ADDR] [--nats-url URL] [--cloud-key PATH]
-                    [--cloud-id ID] [--data-dir DIR] [--replica NAME]
+                    [--cloud-id ID] [--data-dir DIR] [--replica NAME] [--pending-ttl 72h]
+                    [--max-pending N] [--max-pending-per-addr N] [--max-pending-devices N]
+                    [--max-new-pending-per-addr N] [--max-pending-keys N]
   bosun-cloud migrate [--database-url URL]
   bosun-cloud user add [--super | --role ROLE] [--org ORG] [--quiet] EMAIL
   bosun-cloud token create --user EMAIL [--name NAME]
@@ -111,14 +123,34 @@ func parse(args []string, getenv func(string) string) (Config, error) {
 		fs.StringVar(&cfg.CloudKey, "cloud-key", env("BOSUN_CLOUD_KEY", "keys/cloud_private.pem"), "cloud private key PEM (BOSUN_CLOUD_KEY)")
 		fs.StringVar(&cfg.CloudID, "cloud-id", env("BOSUN_CLOUD_ID", "bosun-cloud"), "cloud signer name (BOSUN_CLOUD_ID)")
 		fs.StringVar(&cfg.DataDir, "data-dir", env("BOSUN_DATA_DIR", ".dev/cloud"), "data directory (BOSUN_DATA_DIR)")
-		if v := env("BOSUN_MAX_PENDING", ""); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				return cfg, fmt.Errorf("BOSUN_MAX_PENDING: want a number >= 0, got %q", v)
+		for _, l := range []struct {
+			flag, env string
+			v         *int
+			help      string
+		}{
+			{"max-pending", "BOSUN_MAX_PENDING", &cfg.MaxPendingPerOrg, "live pending device sessions per organisation; 0: the default, 1000"},
+			{"max-pending-per-addr", "BOSUN_MAX_PENDING_PER_ADDR", &cfg.MaxPendingPerAddr, "live pending device sessions per source address (IPv6: per /64); 0: the default, 16"},
+			{"max-pending-devices", "BOSUN_MAX_PENDING_DEVICES", &cfg.MaxPendingDevices, "devices per organisation no operator has decided on; 0: the default, 10000"},
+			{"max-new-pending-per-addr", "BOSUN_MAX_NEW_PENDING_PER_ADDR", &cfg.MaxNewPendingPerAddr, "new undecided devices per source address and hour; 0: the default, 100"},
+			{"max-pending-keys", "BOSUN_MAX_PENDING_KEYS", &cfg.MaxPendingKeys, "pending keys per device; 0: the default, 4"},
+		} {
+			if v := env(l.env, ""); v != "" {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 0 {
+					return cfg, fmt.Errorf("%s: want a number >= 0, got %q", l.env, v)
+				}
+				*l.v = n
 			}
-			cfg.MaxPendingPerOrg = n
+			fs.IntVar(l.v, l.flag, *l.v, l.help+" ("+l.env+")")
 		}
-		fs.IntVar(&cfg.MaxPendingPerOrg, "max-pending", cfg.MaxPendingPerOrg, "live pending device sessions per organisation; 0: the default, 1000 (BOSUN_MAX_PENDING)")
+		if v := env("BOSUN_PENDING_TTL", ""); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return cfg, fmt.Errorf("BOSUN_PENDING_TTL: want a duration like 72h, got %q", v)
+			}
+			cfg.PendingTTL = d
+		}
+		fs.DurationVar(&cfg.PendingTTL, "pending-ttl", cfg.PendingTTL, "undecided devices and pending keys not seen for this long are deleted; 0: the default, 72h (BOSUN_PENDING_TTL)")
 		fs.StringVar(&cfg.Replica, "replica", env("BOSUN_REPLICA", fmt.Sprintf("%s-%d", host, os.Getpid())), "replica name (BOSUN_REPLICA)")
 	case "migrate":
 		db()
@@ -174,6 +206,10 @@ func validate(cfg Config) error {
 	case "serve":
 		if cfg.CloudKey == "" || cfg.Listen == "" || cfg.Replica == "" {
 			return errors.New("serve: --cloud-key, --listen and --replica must not be empty")
+		}
+		if cfg.MaxPendingPerOrg < 0 || cfg.MaxPendingPerAddr < 0 || cfg.MaxPendingDevices < 0 ||
+			cfg.MaxNewPendingPerAddr < 0 || cfg.MaxPendingKeys < 0 || cfg.PendingTTL < 0 {
+			return errors.New("serve: the registration limits and --pending-ttl must not be negative (0: the default)")
 		}
 	case "token create":
 		if cfg.Email == "" {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestParse(t *testing.T) {
@@ -32,6 +33,15 @@ func TestParse(t *testing.T) {
 		{name: "token create needs user", args: []string{"token", "create"}, wantErr: true},
 		{name: "keys ensure", args: []string{"keys", "ensure", "--dir", "k"}, check: func(c Config) bool { return c.KeysDir == "k" }},
 		{name: "max pending flag", args: []string{"serve", "--max-pending", "7"}, check: func(c Config) bool { return c.MaxPendingPerOrg == 7 }},
+		{name: "registration limit flags", args: []string{"serve", "--max-pending-per-addr", "3", "--max-pending-devices", "50",
+			"--max-new-pending-per-addr", "9", "--max-pending-keys", "2", "--pending-ttl", "24h"}, check: func(c Config) bool {
+			return c.MaxPendingPerAddr == 3 && c.MaxPendingDevices == 50 && c.MaxNewPendingPerAddr == 9 && c.MaxPendingKeys == 2 && c.PendingTTL == 24*time.Hour
+		}},
+		{name: "registration limits default to 0 (fleet's defaults)", args: []string{"serve"}, check: func(c Config) bool {
+			return c.MaxPendingPerAddr == 0 && c.MaxPendingDevices == 0 && c.MaxNewPendingPerAddr == 0 && c.MaxPendingKeys == 0 && c.PendingTTL == 0
+		}},
+		{name: "negative limit flag", args: []string{"serve", "--max-pending-keys", "-1"}, wantErr: true},
+		{name: "negative ttl flag", args: []string{"serve", "--pending-ttl", "-1h"}, wantErr: true},
 		{name: "user add quiet", args: []string{"user", "add", "--super", "--quiet", "a@b.c"}, check: func(c Config) bool { return c.Quiet && c.Email == "a@b.c" }},
 		{name: "unknown", args: []string{"frobnicate"}, wantErr: true},
 		{name: "stray argument", args: []string{"migrate", "extra"}, wantErr: true},
@@ -92,6 +102,34 @@ func TestParseMaxPendingFromEnv(t *testing.T) {
 			}
 			if err == nil && c.MaxPendingPerOrg != tc.want {
 				t.Fatalf("MaxPendingPerOrg = %d, want %d", c.MaxPendingPerOrg, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseRegistrationLimitsFromEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name, key, value string
+		wantErr          bool
+		check            func(Config) bool
+	}{
+		{name: "per address", key: "BOSUN_MAX_PENDING_PER_ADDR", value: "5", check: func(c Config) bool { return c.MaxPendingPerAddr == 5 }},
+		{name: "devices", key: "BOSUN_MAX_PENDING_DEVICES", value: "500", check: func(c Config) bool { return c.MaxPendingDevices == 500 }},
+		{name: "new per address", key: "BOSUN_MAX_NEW_PENDING_PER_ADDR", value: "7", check: func(c Config) bool { return c.MaxNewPendingPerAddr == 7 }},
+		{name: "keys", key: "BOSUN_MAX_PENDING_KEYS", value: "2", check: func(c Config) bool { return c.MaxPendingKeys == 2 }},
+		{name: "ttl", key: "BOSUN_PENDING_TTL", value: "36h", check: func(c Config) bool { return c.PendingTTL == 36*time.Hour }},
+		{name: "not a number", key: "BOSUN_MAX_PENDING_KEYS", value: "four", wantErr: true},
+		{name: "negative", key: "BOSUN_MAX_PENDING_PER_ADDR", value: "-2", wantErr: true},
+		{name: "not a duration", key: "BOSUN_PENDING_TTL", value: "3 days", wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"BOSUN_DATABASE_URL": "postgres://db", tc.key: tc.value}
+			c, err := parse([]string{"serve"}, func(k string) string { return env[k] })
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
+			}
+			if err == nil && !tc.check(c) {
+				t.Fatalf("config %+v", c)
 			}
 		})
 	}

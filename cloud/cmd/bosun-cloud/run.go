@@ -72,7 +72,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	srv, err := server.Start(ctx, server.Config{DatabaseURL: cfg.DatabaseURL, Listen: cfg.Listen, NATSURL: cfg.NATSURL,
-		CloudKey: key, CloudID: cfg.CloudID, Replica: cfg.Replica, MaxPendingPerOrg: cfg.MaxPendingPerOrg}, logger)
+		CloudKey: key, CloudID: cfg.CloudID, Replica: cfg.Replica, MaxPendingPerOrg: cfg.MaxPendingPerOrg,
+		MaxPendingPerAddr: cfg.MaxPendingPerAddr, MaxPendingDevices: cfg.MaxPendingDevices,
+		MaxNewPendingPerAddr: cfg.MaxNewPendingPerAddr, MaxPendingKeys: cfg.MaxPendingKeys, PendingTTL: cfg.PendingTTL}, logger)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,14 @@ import (
 	"time"
 )
 
+// TestMain shows times in UTC, as the expected outputs are. It is set once,
+// before any test starts: a test setting time.Local races with the servers
+// an earlier test (or an earlier -count round) is still shutting down.
+func TestMain(m *testing.M) {
+	time.Local = time.UTC
+	os.Exit(m.Run())
+}
+
 // now is the fixed clock of the unit tests; the canned answers are 2m old.
 var now = time.Date(2025, 1, 2, 3, 6, 5, 0, time.UTC)
 
@@ -138,7 +146,6 @@ func runCLI(ctx context.Context, env map[string]string, args ...string) result {
 
 func TestCommands(t *testing.T) {
 	t.Setenv("TZ", "UTC")
-	time.Local = time.UTC
 	dir := t.TempDir()
 	pub, _, _ := ed25519.GenerateKey(nil)
 	der, _ := x509.MarshalPKIXPublicKey(pub)
@@ -344,7 +351,6 @@ func TestUnreachable(t *testing.T) {
 }
 
 func TestEventsFollowUntilCancelled(t *testing.T) {
-	time.Local = time.UTC
 	c := &canned{}
 	srv := httptest.NewServer(c)
 	defer srv.Close()

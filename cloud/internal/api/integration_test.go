@@ -678,6 +678,7 @@ func TestAcceptNamesTheReviewedKey(t *testing.T) {
 	if code := d3.WaitClosed(t, 5*time.Second); code != 4003 {
 		t.Fatalf("K3's session closed with %d, want 4003", code)
 	}
+	offline() // the server's side of that close, before the snapshots below
 	status, b = call(t, base, tok, "GET", "/devices/tq-1/keys", "")
 	got := map[string]string{}
 	for _, k := range decode[wire.KeySetList](t, b).Items {
