@@ -276,7 +276,6 @@ func TestReplayWindowNoRateLimit(t *testing.T) {
 	}
 }
 
-
 // TestReplayWindowModel runs random streams of seqs (in order, duplicated,
 // reordered inside and across the window's edge, jumping small and large)
 // through windows of several sizes and compares every verdict, and Top,
