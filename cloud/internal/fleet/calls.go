@@ -64,6 +64,11 @@ func validateCall(req *CallRequest) error {
 	if req.Method == "" || len(req.Method) > 128 {
 		return fmt.Errorf("%w: method must have 1 to 128 characters", ErrInvalid)
 	}
+	if !rpcproto.ValidMethod(req.Method) {
+		// Refused here, before anything is stored or sent: the device
+		// could never serve it (a method is also a NATS subject there).
+		return fmt.Errorf("%w: method %.64q: a method is dot-separated words of ASCII letters, digits, '_' and '-' (e.g. system.info)", ErrInvalid, req.Method)
+	}
 	if strings.HasPrefix(req.Method, "auth.") || req.Method == rpcproto.MethodRegister {
 		return fmt.Errorf("%w: method %s is reserved", ErrInvalid, req.Method)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -216,11 +217,29 @@ func TestCallValidation(t *testing.T) {
 		{"scalar params", fleet.CallRequest{DeviceID: "dev-v", Method: "m", Params: json.RawMessage(`1`)}, fleet.ErrInvalid},
 		{"timeout too long", fleet.CallRequest{DeviceID: "dev-v", Method: "m", Timeout: 6 * time.Minute}, fleet.ErrInvalid},
 		{"reserved method", fleet.CallRequest{DeviceID: "dev-v", Method: "auth.accepted"}, fleet.ErrInvalid},
+		{"invalid method name", fleet.CallRequest{DeviceID: "dev-v", Method: "bad method!"}, fleet.ErrInvalid},
+		{"empty word in method", fleet.CallRequest{DeviceID: "dev-v", Method: "system..info"}, fleet.ErrInvalid},
+		{"wildcard method", fleet.CallRequest{DeviceID: "dev-v", Method: "system.>"}, fleet.ErrInvalid},
 		{"unknown device", fleet.CallRequest{DeviceID: "nope", Method: "m"}, fleet.ErrNotFound},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := s.Service().Call(ctxT(t), s.Super, tt.req); !errors.Is(err, tt.want) {
+			var calls, audit int64
+			count := func() (int64, int64) {
+				var c, a int64
+				s.Service().Store().Pool().QueryRow(context.Background(),
+					`SELECT (SELECT count(*) FROM calls), (SELECT count(*) FROM audit_log)`).Scan(&c, &a)
+				return c, a
+			}
+			calls, audit = count()
+			_, err := s.Service().Call(ctxT(t), s.Super, tt.req)
+			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			if tt.name == "invalid method name" && !strings.Contains(err.Error(), "dot-separated words") {
+				t.Fatalf("the error does not state the rule: %v", err)
+			}
+			if c, a := count(); c != calls || a != audit {
+				t.Fatalf("a refused call changed rows: calls %d→%d, audit %d→%d", calls, c, audit, a)
 			}
 		})
 	}

@@ -52,6 +52,12 @@ var settings = []setting{
 // loadConfig builds the Config from defaults, the config file, the
 // environment and the flags, in that order of precedence, and validates it.
 func loadConfig(args []string, getenv func(string) string) (Config, error) {
+	return loadConfigFor(args, getenv, true)
+}
+
+// loadConfigFor is loadConfig; needCloud false (the fingerprint command)
+// does not require a cloud URL.
+func loadConfigFor(args []string, getenv func(string) string, needCloud bool) (Config, error) {
 	fs := flag.NewFlagSet("bosun-bridge", flag.ContinueOnError)
 	configPath := fs.String("config", getenv("BOSUN_BRIDGE_CONFIG"), "JSON config file (env BOSUN_BRIDGE_CONFIG)")
 	flagVals := map[string]*string{}
@@ -112,10 +118,10 @@ func loadConfig(args []string, getenv func(string) string) (Config, error) {
 		}
 		cfg.Attributes = merge(cfg.Attributes, m)
 	}
-	return cfg, cfg.validate()
+	return cfg, cfg.validate(needCloud)
 }
 
-func (c *Config) validate() error {
+func (c *Config) validate(needCloud bool) error {
 	var errs []error
 	if c.DeviceID == "" {
 		h, err := os.Hostname()
@@ -126,7 +132,7 @@ func (c *Config) validate() error {
 		h, _, _ = strings.Cut(h, ".")
 		c.DeviceID = strings.ToLower(h)
 	}
-	if c.CloudURL == "" {
+	if c.CloudURL == "" && needCloud {
 		errs = append(errs, errors.New("cloud URL: set BOSUN_CLOUD_URL or --cloud-url"))
 	}
 	switch c.KeyAlg {

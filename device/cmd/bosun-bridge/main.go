@@ -5,6 +5,10 @@
 // Configuration comes from, in increasing precedence: defaults, a JSON file
 // (--config or BOSUN_BRIDGE_CONFIG), the environment, then flags. Run with -h for
 // the list.
+//
+// `bosun-bridge fingerprint [flags]` prints the device's id, key algorithm
+// and fingerprint from its data dir, for the operator to compare with what
+// the dashboard shows before accepting it.
 package main
 
 import (
@@ -23,13 +27,25 @@ import (
 )
 
 func main() {
-	cfg, err := loadConfig(os.Args[1:], os.Getenv)
+	args := os.Args[1:]
+	fingerprint := len(args) > 0 && args[0] == "fingerprint"
+	if fingerprint {
+		args = args[1:]
+	}
+	cfg, err := loadConfigFor(args, os.Getenv, !fingerprint)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bosun-bridge:", err)
 		os.Exit(2)
+	}
+	if fingerprint {
+		if err := printFingerprint(cfg, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bosun-bridge fingerprint:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	logger, closeLog, err := datadir.NewLogger(cfg.DataDir, "bridge", cfg.level, os.Stderr)
 	if err != nil {
