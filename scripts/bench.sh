@@ -18,6 +18,8 @@ cd "$ROOT"
 # shellcheck source=scripts/lib/pg.sh
 source scripts/lib/pg.sh
 
+export BOSUN_PG_FAST=${BOSUN_PG_FAST:-1}
+
 PKGS=("$@")
 ((${#PKGS[@]})) || PKGS=(./pkg/...)
 COUNT=${COUNT:-5}
@@ -26,22 +28,7 @@ OUT_DIR=${BOSUN_ARTIFACTS_DIR:-$ROOT/artifacts}
 mkdir -p "$OUT_DIR"
 OUT=$OUT_DIR/bench-$(date +%Y%m%d-%H%M%S).txt
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/bosun-bench.XXXXXX")
-chmod 0711 "$TMP" # the postgres user must reach $TMP/postgres when we are root
-# shellcheck disable=SC2317 # called by the trap
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	pg_stop "$TMP/postgres" || true
-	rm -rf "$TMP"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-BOSUN_TEST_DATABASE_URL=$(BOSUN_PG_FAST=${BOSUN_PG_FAST:-1} pg_start "$TMP/postgres")
-export BOSUN_TEST_DATABASE_URL
+pg_throwaway bench # BOSUN_PG_FAST defaults to 1 here: fsync off
 
 # "key: value" lines are configuration to benchstat.
 {

@@ -32,22 +32,8 @@ OUT_DIR=${BOSUN_ARTIFACTS_DIR:-$ROOT/artifacts}
 mkdir -p "$OUT_DIR"
 OUT=$OUT_DIR/soak-$(date +%Y%m%d-%H%M%S).txt
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/bosun-soak.XXXXXX")
-chmod 0711 "$TMP" # the postgres user must reach $TMP/postgres when we are root
-# shellcheck disable=SC2317 # called by the trap
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	pg_stop "$TMP/postgres" || true
-	rm -rf "$TMP"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-BOSUN_TEST_DATABASE_URL=$(pg_start "$TMP/postgres")
-export BOSUN_TEST_DATABASE_URL BOSUN_SOAK=1
+pg_throwaway soak
+export BOSUN_SOAK=1
 export BOSUN_FLOOD=${BOSUN_FLOOD:-3500}
 
 rc=0

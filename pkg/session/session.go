@@ -82,10 +82,11 @@ var (
 	ErrSeqExhausted = errors.New("session: sequence numbers exhausted")
 )
 
-// Handler serves one request or notification from the peer: msg is a
-// single JSON-RPC request object that jsonrpc.ParseRequest accepts (never a
-// batch, never a response). It returns the response to send, or nil (always
-// nil for a notification). ctx ends when the session does.
+// Handler serves one message from the peer that is neither a batch nor a
+// response: a request, a notification, or something invalid, which it
+// answers as JSON-RPC says (jsonrpc.Dispatcher.HandleOne does all of that).
+// It returns the response to send, or nil for a notification. ctx ends when
+// the session does.
 type Handler func(ctx context.Context, msg []byte) []byte
 
 // Options configure a Session. Conn, Sealer, Self, Peer, PeerKey, Session
@@ -113,8 +114,8 @@ type Options struct {
 	// NextSeq is the sequence number of the first message this Session
 	// seals. Zero means 1; the cloud passes 2 (its challenge was 1).
 	NextSeq uint64
-	// Handler serves the peer's requests. nil answers every request with
-	// method not found.
+	// Handler serves the peer's requests. nil means an empty
+	// jsonrpc.Dispatcher: every request is answered method not found.
 	Handler Handler
 	// Inline, when set, sees every incoming request and notification (not
 	// batches) first, on the read goroutine, and returns true when it
@@ -268,6 +269,9 @@ func New(opts Options) (*Session, error) {
 	}
 	if opts.NextSeq == 0 {
 		opts.NextSeq = 1
+	}
+	if opts.Handler == nil {
+		opts.Handler = jsonrpc.NewDispatcher().HandleOne
 	}
 	peer, key := opts.Peer, opts.PeerKey
 	s := &Session{
@@ -591,27 +595,7 @@ func (s *Session) serve(p []byte) []byte {
 	return jsonrpc.JoinReplies(replies)
 }
 
-func (s *Session) serveOne(p []byte) []byte {
-	req, err := jsonrpc.ParseRequest(p)
-	if err != nil {
-		var re *jsonrpc.Error
-		if !errors.As(err, &re) {
-			re = jsonrpc.NewError(jsonrpc.CodeInvalidRequest, "Invalid Request", nil)
-		}
-		return errorReply(req.ID, re)
-	}
-	if s.opts.Handler == nil {
-		if req.IsNotification() {
-			return nil
-		}
-		return errorReply(req.ID, jsonrpc.NewError(jsonrpc.CodeMethodNotFound, "Method not found", nil))
-	}
-	reply := s.opts.Handler(s.ctx, p)
-	if req.IsNotification() {
-		return nil
-	}
-	return reply
-}
+func (s *Session) serveOne(p []byte) []byte { return s.opts.Handler(s.ctx, p) }
 
 // busy answers a message that found every handler slot taken, from a
 // goroutine of its own so the reader never waits for the queue.

@@ -193,3 +193,28 @@ pg_stop() {
 		pg__run "$PG_BIN/pg_ctl" -D "$dir/data" -m immediate -w -t 30 stop >/dev/null
 	fi
 }
+
+# pg_throwaway NAME starts a PostgreSQL cluster in a fresh temp dir for the
+# script that sources this file, exports BOSUN_TEST_DATABASE_URL, and
+# installs traps that stop the cluster and remove the dir on exit, Ctrl-C
+# or TERM (keeping the script's exit code). For scripts that own their
+# process: it sets the EXIT, INT and TERM traps.
+pg_throwaway() {
+	local name=${1:?usage: pg_throwaway NAME}
+	BOSUN_PG_TMP=$(mktemp -d "${TMPDIR:-/tmp}/bosun-$name.XXXXXX")
+	chmod 0711 "$BOSUN_PG_TMP" # the postgres user must reach it when we are root
+	trap pg__throwaway_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	BOSUN_TEST_DATABASE_URL=$(pg_start "$BOSUN_PG_TMP/postgres")
+	export BOSUN_TEST_DATABASE_URL
+}
+
+# shellcheck disable=SC2317 # called by the trap
+pg__throwaway_cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	pg_stop "$BOSUN_PG_TMP/postgres" || true
+	rm -rf "$BOSUN_PG_TMP"
+	exit "$rc"
+}

@@ -87,7 +87,7 @@ func (s *Service) Deliver(ctx context.Context, c Call, persistent bool, p Peer, 
 			out, ferr = s.st.GetCall(ctx, c.ID)
 		} else {
 			code := rpcproto.CodeDeviceOffline
-			if errors.Is(err, errQueueFull) {
+			if errors.Is(err, ErrPeerQueueFull) {
 				code = rpcproto.CodeQueueFull
 			}
 			out, ferr = s.finish(ctx, c.ID, store.CallFailed, nil, rpcErr(code))
@@ -112,12 +112,9 @@ func (s *Service) Deliver(ctx context.Context, c Call, persistent bool, p Peer, 
 	return out
 }
 
-// errQueueFull is what a Peer's Call may wrap when its send queue was full.
-var errQueueFull = errors.New("send queue full")
-
-// ErrPeerQueueFull is errQueueFull for Peer implementations: a Call error
-// wrapping it fails a synchronous call with CodeQueueFull.
-var ErrPeerQueueFull = errQueueFull
+// ErrPeerQueueFull is what a Peer's Call wraps when its send queue was
+// full: the synchronous call fails with CodeQueueFull.
+var ErrPeerQueueFull = errors.New("send queue full")
 
 func isClosed(p Peer) bool {
 	select {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
-	"github.com/bosunhq/bosun/pkg/jsonrpc"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 	"github.com/bosunhq/bosun/pkg/session"
 	"github.com/coder/websocket"
@@ -239,5 +238,3 @@ func mustMarshal(v any) json.RawMessage {
 	}
 	return b
 }
-
-var _ = jsonrpc.Version
