@@ -138,6 +138,9 @@ type StateReportParams struct {
 	Arch     string            `json:"arch,omitempty"`
 	Versions map[string]string `json:"versions,omitempty"`
 	Workers  []string          `json:"workers,omitempty"`
+	// Methods are the methods the device serves now (what rpc.list
+	// answers): the cloud lists them without calling the device.
+	Methods []MethodInfo `json:"methods,omitempty"`
 	// Attributes are free-form inventory attributes.
 	Attributes map[string]string `json:"attributes,omitempty"`
 }

@@ -424,6 +424,7 @@ func (b *Bridge) stateReport() rpcproto.StateReportParams {
 		Arch:       runtime.GOARCH,
 		Versions:   versions,
 		Workers:    b.reg.workerNames(),
+		Methods:    b.reg.methods(ownMethods),
 		Attributes: b.opts.Attributes,
 	}
 }
