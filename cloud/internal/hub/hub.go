@@ -39,7 +39,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -259,13 +258,14 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 }
 
-// deviceOf extracts the device id from bosun.dev.<org>.<device>.<what>.
+// deviceOf extracts the device id from bosun.dev.<org>.<device>.<what>
+// (the id is encoded there: fleet.DeviceToken); "" for any other subject.
 func deviceOf(subject string) string {
-	parts := strings.Split(subject, ".")
-	if len(parts) != 5 {
+	_, dev, _, ok := fleet.ParseDevSubject(subject)
+	if !ok {
 		return ""
 	}
-	return parts[3]
+	return dev
 }
 
 func (h *Hub) onEvict(m *nats.Msg) {
