@@ -53,14 +53,33 @@ const (
 	CloseTooSlow           = 4008 // websocket close code: the peer stopped reading (its send queue filled)
 )
 
-// DeviceIDPattern is what a device id must match: ids are used as NATS
-// subject tokens in the cloud, so no dots, spaces or wildcards.
-const DeviceIDPattern = `^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`
+// Device ids. The rule admits every host name (RFC 1123 §2.1: dot-separated
+// labels of letters, digits and '-', at most 63 bytes each and 253 in all),
+// so that the default id, the host name, is always an id; it also admits
+// '_' and labels of 64 bytes, which ids had before they could hold dots.
+//
+// Ids are compared byte for byte: case matters ("Pi-1" and "pi-1" are two
+// devices). bosun-bridge lowercases the host name it takes by default, so
+// that a host is one id whatever the case of its name.
+//
+// In the cloud an id is one token of a NATS subject, where a dot separates
+// tokens: the cloud encodes it there (fleet.DeviceToken), never uses it raw.
+const (
+	// DeviceIDPattern is what a device id must match, in the syntax shared
+	// by Go's regexp and PostgreSQL's "~" (the CHECK constraint on
+	// devices.id is this pattern and DeviceIDMaxLen).
+	DeviceIDPattern = `^[A-Za-z0-9][A-Za-z0-9_-]{0,63}(\.[A-Za-z0-9][A-Za-z0-9_-]{0,63})*$`
+	// DeviceIDMaxLen is the longest device id in bytes: the longest host name.
+	DeviceIDMaxLen = 253
+	// DeviceIDRule is the rule in words, for error messages and docs.
+	DeviceIDRule = "1 to 253 bytes of dot-separated labels; each label 1 to 64 ASCII letters, digits, '-' or '_', starting with a letter or digit"
+)
 
 var deviceIDRE = regexp.MustCompile(DeviceIDPattern)
 
-// ValidDeviceID reports whether id matches DeviceIDPattern.
-func ValidDeviceID(id string) bool { return deviceIDRE.MatchString(id) }
+// ValidDeviceID reports whether id is a device id: at most DeviceIDMaxLen
+// bytes and matching DeviceIDPattern.
+func ValidDeviceID(id string) bool { return len(id) <= DeviceIDMaxLen && deviceIDRE.MatchString(id) }
 
 // ValidMethod reports whether name is a method a device can serve:
 // non-empty dot-separated tokens of ASCII letters, digits, '_' and '-', at

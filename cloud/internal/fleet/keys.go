@@ -159,7 +159,7 @@ func (s *Service) Reject(ctx context.Context, a Actor, deviceID string) error {
 // organisation when unknown.
 func (s *Service) Preauthorize(ctx context.Context, a Actor, deviceID string, publicKeyDER []byte) error {
 	if !ValidDeviceID(deviceID) {
-		return fmt.Errorf("%w: device id must match %s", ErrInvalid, rpcproto.DeviceIDPattern)
+		return fmt.Errorf("%w: device id: want %s", ErrInvalid, rpcproto.DeviceIDRule)
 	}
 	pub, err := keys.ParsePublicDER(publicKeyDER)
 	if err != nil {

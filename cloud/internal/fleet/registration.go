@@ -118,7 +118,7 @@ func (s *Service) Admit(ctx context.Context, r Registration, remoteAddr string) 
 	id := r.Params.DeviceID
 	adm := Admission{Fingerprint: r.Fingerprint}
 	if !ValidDeviceID(id) {
-		return adm, fmt.Errorf("%w: device id must match %s", ErrInvalid, rpcproto.DeviceIDPattern)
+		return adm, fmt.Errorf("%w: device id: want %s", ErrInvalid, rpcproto.DeviceIDRule)
 	}
 	org := s.defOrg
 	if tok := r.Params.EnrollmentToken; tok != "" {

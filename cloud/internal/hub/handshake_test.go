@@ -107,7 +107,10 @@ func TestHandshakeRejections(t *testing.T) {
 				[]byte(`{"jsonrpc":"2.0","id":1,"method":"registration.register","params":{"device_id":"dev-u","public_key":"","extra":1}}`))
 		}, code: rpcproto.CloseProtocolViolation, reason: "bad_params"},
 		{name: "invalid device id", frame: func(r *cloudtest.RawConn) []byte {
-			return cloudtest.RegisterFrame(t, "dev.bad", key, "dev.bad", key.Public(), r.Header())
+			return cloudtest.RegisterFrame(t, "dev..bad", key, "dev..bad", key.Public(), r.Header())
+		}, code: rpcproto.CloseProtocolViolation, reason: "bad_device_id"},
+		{name: "device id with a trailing dot", frame: func(r *cloudtest.RawConn) []byte {
+			return cloudtest.RegisterFrame(t, "pi.kitchen.local.", key, "pi.kitchen.local.", key.Public(), r.Header())
 		}, code: rpcproto.CloseProtocolViolation, reason: "bad_device_id"},
 		{name: "oversize", frame: func(r *cloudtest.RawConn) []byte {
 			return bytes.Repeat([]byte("x"), envelope.DefaultMaxSize+1)

@@ -104,7 +104,7 @@ func (o *Options) setDefaults() error {
 	if o.DeviceID == "" {
 		errs = append(errs, errors.New("device id is required"))
 	} else if !rpcproto.ValidDeviceID(o.DeviceID) {
-		errs = append(errs, fmt.Errorf("device id %q: want %s (the cloud refuses other ids)", o.DeviceID, rpcproto.DeviceIDPattern))
+		errs = append(errs, fmt.Errorf("device id %q: want %s (the cloud refuses other ids)", o.DeviceID, rpcproto.DeviceIDRule))
 	}
 	if o.DataDir == "" {
 		errs = append(errs, errors.New("data dir is required"))
