@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+
+	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
 
 // Config is everything bosun-bridge is told. JSON names are those of the
@@ -36,7 +38,7 @@ type setting struct {
 }
 
 var settings = []setting{
-	{"device-id", "BOSUN_DEVICE_ID", "", "device id (default: the host name)", func(c *Config) *string { return &c.DeviceID }},
+	{"device-id", "BOSUN_DEVICE_ID", "", "device id (default: the host name, lower-cased)", func(c *Config) *string { return &c.DeviceID }},
 	{"data-dir", "BOSUN_DATA_DIR", "/var/lib/bosun", "data directory: key, nats.url, nats.token, state.json, outbox/, logs/", func(c *Config) *string { return &c.DataDir }},
 	{"cloud-url", "BOSUN_CLOUD_URL", "", "cloud device endpoint, e.g. ws://127.0.0.1:8080/v1/device", func(c *Config) *string { return &c.CloudURL }},
 	{"cloud-public-key", "BOSUN_CLOUD_PUBLIC_KEY", "keys/device/cloud_public.pem", "the cloud's public key (PEM) to pin", func(c *Config) *string { return &c.CloudPublicKey }},
@@ -121,16 +123,31 @@ func loadConfigFor(args []string, getenv func(string) string, needCloud bool) (C
 	return cfg, cfg.validate(needCloud)
 }
 
+// hostname is os.Hostname; tests replace it.
+var hostname = os.Hostname
+
+// defaultDeviceID is the device id of a host named h: the whole host name,
+// lower-cased (host names are case-insensitive, device ids are not, so one
+// host is one id whatever the case of its name), without the trailing dot
+// of an absolute name.
+func defaultDeviceID(h string) string {
+	return strings.ToLower(strings.TrimSuffix(h, "."))
+}
+
 func (c *Config) validate(needCloud bool) error {
 	var errs []error
 	if c.DeviceID == "" {
-		h, err := os.Hostname()
-		if err != nil || h == "" {
-			errs = append(errs, errors.New("device id: set BOSUN_DEVICE_ID or --device-id"))
+		h, err := hostname()
+		switch {
+		case err != nil || h == "":
+			errs = append(errs, errors.New("device id: the host name is unknown; set BOSUN_DEVICE_ID or --device-id"))
+		case !rpcproto.ValidDeviceID(defaultDeviceID(h)):
+			errs = append(errs, fmt.Errorf("device id: the host name %q is not a device id (%s); set BOSUN_DEVICE_ID or --device-id", h, rpcproto.DeviceIDRule))
+		default:
+			c.DeviceID = defaultDeviceID(h)
 		}
-		// The first label: the cloud's ids have no dots.
-		h, _, _ = strings.Cut(h, ".")
-		c.DeviceID = strings.ToLower(h)
+	} else if !rpcproto.ValidDeviceID(c.DeviceID) {
+		errs = append(errs, fmt.Errorf("device id %q: want %s", c.DeviceID, rpcproto.DeviceIDRule))
 	}
 	if c.CloudURL == "" && needCloud {
 		errs = append(errs, errors.New("cloud URL: set BOSUN_CLOUD_URL or --cloud-url"))

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -62,6 +64,53 @@ func TestLoadConfig(t *testing.T) {
 			}
 			if tt.check != nil {
 				tt.check(t, c)
+			}
+		})
+	}
+}
+
+// TestDeviceIDRule: the bridge takes the host name as its id by default,
+// whole and lower-cased, and refuses, before connecting, any id the cloud
+// would refuse (rpcproto.ValidDeviceID), saying how to set one.
+func TestDeviceIDRule(t *testing.T) {
+	long := strings.Repeat("a", 63) + "." + strings.Repeat("a", 63) + "." + strings.Repeat("a", 63) + "." + strings.Repeat("a", 61)
+	for _, tt := range []struct {
+		name, host, id string
+		want           string // the device id, or "" for an error
+		wantErr        string
+	}{
+		{name: "host name", host: "pi.kitchen.local", want: "pi.kitchen.local"},
+		{name: "host name lower-cased", host: "Pi.Kitchen.LOCAL", want: "pi.kitchen.local"},
+		{name: "absolute host name", host: "pi.kitchen.local.", want: "pi.kitchen.local"},
+		{name: "short host name", host: "rpi4", want: "rpi4"},
+		{name: "host name that is no id", host: "my host", wantErr: `the host name "my host" is not a device id`},
+		{name: "host name too long", host: long + "a", wantErr: "set BOSUN_DEVICE_ID or --device-id"},
+		{name: "unknown host name", host: "", wantErr: "the host name is unknown"},
+		{name: "explicit id kept as given", host: "x", id: "Pi.Kitchen", want: "Pi.Kitchen"},
+		{name: "explicit id of 253 bytes", host: "x", id: long, want: long},
+		{name: "explicit id of 254 bytes", host: "x", id: long + "a", wantErr: "1 to 253 bytes"},
+		{name: "explicit id with an empty label", host: "x", id: "pi..local", wantErr: `device id "pi..local": want 1 to 253 bytes`},
+		{name: "explicit id with a wildcard", host: "x", id: "pi.*", wantErr: `device id "pi.*"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			old := hostname
+			hostname = func() (string, error) {
+				if tt.host == "" {
+					return "", errors.New("no host name")
+				}
+				return tt.host, nil
+			}
+			defer func() { hostname = old }()
+			env := map[string]string{"BOSUN_CLOUD_URL": "ws://127.0.0.1:1/v1/device", "BOSUN_DEVICE_ID": tt.id}
+			c, err := loadConfig(nil, func(k string) string { return env[k] })
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || c.DeviceID != tt.want {
+				t.Fatalf("device id %q, %v; want %q", c.DeviceID, err, tt.want)
 			}
 		})
 	}
