@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -82,6 +83,9 @@ type Stack struct {
 type Options struct {
 	// NeedEngine makes the test require BOSUN_TEST_DOCKER_HOST.
 	NeedEngine bool
+	// DeviceID is the dev device's id (BOSUN_DEV_DEVICE_ID). Empty means
+	// run-dev.sh's default, dev-1.
+	DeviceID string
 }
 
 // StartStack runs ./run-dev.sh in a fresh directory with a fresh database and
@@ -99,6 +103,9 @@ func StartStack(tb testing.TB, opts Options) *Stack {
 		Database: freshDatabase(tb, base),
 		Device:   "dev-1",
 	}
+	if opts.DeviceID != "" {
+		s.Device = opts.DeviceID
+	}
 	s.URL = "http://" + s.Listen
 	s.env = append(os.Environ(),
 		"BOSUN_DEV_DIR="+s.Dir,
@@ -107,6 +114,7 @@ func StartStack(tb testing.TB, opts Options) *Stack {
 		"BOSUN_DATABASE_URL="+s.Database,
 		"BOSUN_DEV_PODMAN=0",
 		"BOSUN_CONFIG="+filepath.Join(s.Dir, "bosun.json"),
+		"BOSUN_DEV_DEVICE_ID="+s.Device,
 	)
 	if host := os.Getenv(EnvDockerHost); host != "" {
 		s.env = append(s.env, "DOCKER_HOST="+host)
@@ -144,6 +152,21 @@ func (s *Stack) RunDev(ctx context.Context, args ...string) (string, error) {
 	cmd.Env = s.env
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// Status runs ./run-dev.sh status and returns its output and exit status.
+func (s *Stack) Status(tb testing.TB) (string, int) {
+	tb.Helper()
+	out, err := s.RunDev(context.Background(), "status")
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return out, 0
+	case errors.As(err, &ee):
+		return out, ee.ExitCode()
+	}
+	tb.Fatalf("./run-dev.sh status: %v\n%s", err, out)
+	return out, -1
 }
 
 // Bin returns the path of a binary run-dev.sh built.
