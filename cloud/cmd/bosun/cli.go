@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/bosunhq/bosun/cloud/internal/api/client"
@@ -42,6 +43,8 @@ type app struct {
 	// Filled by the common flags.
 	url, token, config string
 	json               bool
+	// fs is the flag set of the command that runs, for its help.
+	fs *flag.FlagSet
 }
 
 // usageError is a wrong command line: exit code 2 and a hint.
@@ -55,31 +58,53 @@ func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(f
 // printed) or some devices of a fan-out failed: exit 1, nothing more to say.
 var errReported = errors.New("reported")
 
+// command is one `bosun COMMAND`. Its help (`bosun COMMAND -h`, `bosun help
+// COMMAND`) is made of synopsis, summary, args and the flags its run
+// function defines.
 type command struct {
-	name    string
-	args    string
-	summary string
-	run     func(ctx context.Context, a *app, args []string) error
+	name string
+	// synopsis is what follows "bosun NAME" on a usage line: the positional
+	// arguments and the main flags; one line per form.
+	synopsis string
+	summary  string
+	// args documents each positional argument of synopsis.
+	args []arg
+	run  func(ctx context.Context, a *app, args []string) error
 }
+
+// arg is one positional argument in a command's help.
+type arg struct{ name, help string }
 
 var commands []command
 
 func init() {
 	// Assigned in init because the help command refers to the table.
+	idArg := arg{"ID", "a device's id, as `bosun devices` lists it"}
+	idsArg := arg{"ID...", "one or more device ids; each is done in turn, and each failure reported"}
 	commands = []command{
-		{"devices", "[--pending] [--status S] [--tag T] [--online|--offline] [--q TEXT] [--limit N] [--json]", "list devices", cmdDevices},
-		{"device", "ID [--json]", "show one device and its keys", cmdDevice},
-		{"accept", "ID... [--fingerprint SHA256:...] [--json]", "accept devices' pending keys (--fingerprint: the key you reviewed)", cmdAccept},
-		{"reject", "ID...", "reject devices' keys (their sessions close)", cmdTransition("reject")},
-		{"decommission", "ID...", "revoke devices' keys and close their sessions", cmdTransition("decommission")},
-		{"preauth", "ID KEYFILE", "accept a device's public key (PEM or DER file) before it connects", cmdPreauth},
-		{"tag", "ID TAG[,TAG...]", `set a device's tags ("" removes them all)`, cmdTag},
-		{"call", "ID METHOD [JSON] [--timeout 30s] [--ttl 1h] [--json]\n       bosun call --tag TAG METHOD [JSON] [--timeout 30s] [--json]", "call a method on a device, or on every device with a tag", cmdCall},
-		{"calls", "[--device ID] [--status S] [--limit N] [--json]\n       bosun calls CALL_ID [--json]", "list recent calls, or show one", cmdCalls},
-		{"audit", "[--actor A] [--action A] [--target T] [--limit N] [--json]", "show the audit log", cmdAudit},
-		{"events", "[--json]", "follow live events until Ctrl-C", cmdEvents},
-		{"tokens", "[create NAME | revoke ID] [--json]", "list, create or revoke API tokens", cmdTokens},
-		{"help", "", "show this help", nil},
+		{name: "devices", synopsis: "[--pending] [--status S] [--tag T] [--online|--offline] [--q TEXT] [--limit N] [--offset N] [--json]",
+			summary: "list devices", run: cmdDevices},
+		{name: "device", synopsis: "ID [--json]", summary: "show one device and its keys", args: []arg{idArg}, run: cmdDevice},
+		{name: "accept", synopsis: "ID... [--fingerprint SHA256:...] [--json]", summary: "accept devices' pending keys (--fingerprint: the key you reviewed)",
+			args: []arg{idsArg}, run: cmdAccept},
+		{name: "reject", synopsis: "ID... [--json]", summary: "reject devices' keys (their sessions close)", args: []arg{idsArg}, run: cmdTransition("reject")},
+		{name: "decommission", synopsis: "ID... [--json]", summary: "revoke devices' keys and close their sessions", args: []arg{idsArg}, run: cmdTransition("decommission")},
+		{name: "preauth", synopsis: "ID KEYFILE [--json]", summary: "accept a device's public key (PEM or DER file) before it connects",
+			args: []arg{{"ID", "the id the device will register with"}, {"KEYFILE", "the device's public key: a PEM (PUBLIC KEY) or DER file"}}, run: cmdPreauth},
+		{name: "tag", synopsis: "ID TAG[,TAG...] [--json]", summary: `set a device's tags ("" removes them all)`,
+			args: []arg{idArg, {"TAG[,TAG...]", `the device's tags, comma-separated, replacing the ones it has; "" removes them all`}}, run: cmdTag},
+		{name: "call", synopsis: "ID METHOD [JSON] [--timeout 30s] [--ttl 1h] [--json]\n--tag TAG METHOD [JSON] [--timeout 30s] [--json]",
+			summary: "call a method on a device, or on every device with a tag",
+			args: []arg{idArg, {"METHOD", "the method, e.g. system.info (rpc.list lists what a device serves)"},
+				{"JSON", `the params: a JSON object or array, e.g. '{"all":true}'; none by default`}}, run: cmdCall},
+		{name: "calls", synopsis: "[--device ID] [--status S] [--limit N] [--json]\nCALL_ID [--json]", summary: "list recent calls, or show one",
+			args: []arg{{"CALL_ID", "show this call in full (params, result or error), as `bosun calls` lists it"}}, run: cmdCalls},
+		{name: "audit", synopsis: "[--actor A] [--action A] [--target T] [--limit N] [--json]", summary: "show the audit log", run: cmdAudit},
+		{name: "events", synopsis: "[--json]", summary: "follow live events until Ctrl-C", run: cmdEvents},
+		{name: "tokens", synopsis: "[list | create NAME | revoke ID] [--json]", summary: "list, create or revoke API tokens",
+			args: []arg{{"list", "list the tokens (the default)"}, {"create NAME", "create a token called NAME and print its secret, once"},
+				{"revoke ID", "revoke the token with this number, as `bosun tokens` lists it"}}, run: cmdTokens},
+		{name: "help", synopsis: "[COMMAND]", summary: "show this help, or a command's", args: []arg{{"COMMAND", "show this command's help, as `bosun COMMAND -h` does"}}},
 	}
 }
 
@@ -94,8 +119,72 @@ func (a *app) usage(w io.Writer) {
 	fmt.Fprintln(w, "The cloud URL and token come from --url/--token, BOSUN_URL/BOSUN_TOKEN, or a")
 	fmt.Fprintln(w, `config file {"url":"...","token":"..."} (--config, BOSUN_CONFIG, default`)
 	fmt.Fprintln(w, "$XDG_CONFIG_HOME/bosun/config.json or ~/.config/bosun/config.json).")
-	fmt.Fprintln(w, "Run `bosun COMMAND -h` for a command's flags.")
+	fmt.Fprintln(w, "Run `bosun COMMAND -h` for a command's arguments and flags.")
 }
+
+// usageLines is the usage of cmd: one line per form of its synopsis.
+func (c *command) usageLines() string {
+	var b strings.Builder
+	for i, form := range strings.Split(c.synopsis, "\n") {
+		lead := "usage: "
+		if i > 0 {
+			lead = "       "
+		}
+		fmt.Fprintf(&b, "%sbosun %s %s\n", lead, c.name, form)
+	}
+	return b.String()
+}
+
+// help writes cmd's help: usage, summary, positional arguments, and the
+// flags of fs (nil: none), the command's own before the common ones.
+func (c *command) help(w io.Writer, fs *flag.FlagSet) {
+	io.WriteString(w, c.usageLines())
+	fmt.Fprintf(w, "\n%s%s.\n", strings.ToUpper(c.summary[:1]), c.summary[1:])
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if len(c.args) > 0 {
+		fmt.Fprintln(tw, "\narguments:")
+		for _, a := range c.args {
+			fmt.Fprintf(tw, "  %s\t%s\n", a.name, a.help)
+		}
+	}
+	if fs != nil {
+		for _, section := range []struct {
+			title  string
+			common bool
+		}{{"flags", false}, {"common flags", true}} {
+			fmt.Fprintf(tw, "\n%s:\n", section.title)
+			fs.VisitAll(func(f *flag.Flag) {
+				if commonFlags[f.Name] != section.common {
+					return
+				}
+				name, usage := placeholder(f), f.Usage
+				if !section.common && f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
+					usage += " (default " + f.DefValue + ")"
+				}
+				fmt.Fprintf(tw, "  --%s%s\t%s\n", f.Name, name, usage)
+			})
+		}
+	}
+	tw.Flush()
+}
+
+// placeholder names a flag's value in help: " N" for numbers, " NAME" for
+// strings (--tag TAG), nothing for booleans.
+func placeholder(f *flag.Flag) string {
+	if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+		return ""
+	}
+	if g, ok := f.Value.(flag.Getter); ok {
+		if _, ok := g.Get().(int); ok {
+			return " N"
+		}
+	}
+	return " " + strings.ToUpper(f.Name)
+}
+
+// commonFlags are the flags every command takes (commonFlags, then --json
+// in flags); help lists them last.
+var commonFlags = map[string]bool{"url": true, "token": true, "config": true}
 
 func (a *app) run(ctx context.Context, args []string) int {
 	top := flag.NewFlagSet("bosun", flag.ContinueOnError)
@@ -115,29 +204,37 @@ func (a *app) run(ctx context.Context, args []string) int {
 		return exitUsage
 	}
 	name, rest := top.Arg(0), top.Args()[1:]
-	if name == "help" || name == "-h" || name == "--help" {
-		a.usage(a.stdout)
-		return exitOK
-	}
-	var cmd *command
-	for i := range commands {
-		if commands[i].name == name {
-			cmd = &commands[i]
+	if name == "help" {
+		switch {
+		case len(rest) == 0:
+			a.usage(a.stdout)
+			return exitOK
+		case len(rest) == 1 && lookup(rest[0]) != nil && rest[0] != "help":
+			name, rest = rest[0], []string{"-h"}
+		case len(rest) == 1 && rest[0] == "help":
+			lookup("help").help(a.stdout, nil)
+			return exitOK
+		default:
+			fmt.Fprintf(a.stderr, "bosun help: unknown command %q (run `bosun help`)\n", strings.Join(rest, " "))
+			return exitUsage
 		}
 	}
+	cmd := lookup(name)
 	if cmd == nil {
 		fmt.Fprintf(a.stderr, "bosun: unknown command %q (run `bosun help`)\n", name)
 		return exitUsage
 	}
+	a.fs = nil
 	err := cmd.run(ctx, a, rest)
 	var ue *usageError
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
+		cmd.help(a.stdout, a.fs)
 		return exitOK
 	case errors.As(err, &ue):
-		fmt.Fprintf(a.stderr, "bosun %s: %s\nusage: bosun %s %s\n", cmd.name, ue.msg, cmd.name, cmd.args)
+		fmt.Fprintf(a.stderr, "bosun %s: %s\n%s", cmd.name, ue.msg, cmd.usageLines())
 		return exitUsage
 	case errors.Is(err, errReported):
 		return exitFailure
@@ -147,18 +244,32 @@ func (a *app) run(ctx context.Context, args []string) int {
 	}
 }
 
+// lookup finds a command by name; nil if there is none.
+func lookup(name string) *command {
+	for i := range commands {
+		if commands[i].name == name {
+			return &commands[i]
+		}
+	}
+	return nil
+}
+
 func (a *app) commonFlags(fs *flag.FlagSet) {
 	fs.StringVar(&a.url, "url", a.url, "cloud URL, e.g. http://localhost:8080 (env BOSUN_URL)")
 	fs.StringVar(&a.token, "token", a.token, "API token bsn_... (env BOSUN_TOKEN)")
 	fs.StringVar(&a.config, "config", a.config, "config file (env BOSUN_CONFIG)")
 }
 
-// flags makes a command's flag set with the common flags and --json.
+// flags makes a command's flag set with the common flags and --json. The
+// flag package prints nothing: run reports a wrong flag with the usage,
+// and -h with the command's help, made from this flag set.
 func (a *app) flags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("bosun "+name, flag.ContinueOnError)
-	fs.SetOutput(a.stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	a.commonFlags(fs)
 	fs.BoolVar(&a.json, "json", false, "print JSON for scripts")
+	a.fs = fs
 	return fs
 }
 
@@ -628,7 +739,7 @@ func cmdCall(ctx context.Context, a *app, args []string) error {
 		if !a.json {
 			exp := ""
 			if call.ExpiresAt != nil {
-				exp = ", expires " + call.ExpiresAt.Local().Format(time.DateTime)
+				exp = ", expires " + a.when(*call.ExpiresAt)
 			}
 			fmt.Fprintf(a.stdout, "device offline: call %s queued%s\n", call.ID, exp)
 		}
@@ -674,6 +785,9 @@ func (a *app) fanOut(ctx context.Context, req wire.FanOutRequest) error {
 	})
 	if err != nil {
 		return err
+	}
+	if sum.Total == 0 && req.Tag != "" {
+		return fmt.Errorf("no device has tag %q (`bosun devices --tag %s` lists them)", req.Tag, req.Tag)
 	}
 	if !a.json {
 		noun := "devices"
@@ -825,22 +939,27 @@ func cmdTokens(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
+	var op string
+	switch {
+	case len(pos) == 0, len(pos) == 1 && pos[0] == "list":
+		op = "list"
+	case len(pos) == 2 && (pos[0] == "create" || pos[0] == "revoke"):
+		op = pos[0]
+	default:
+		return usagef("want list (or nothing), create NAME, or revoke ID")
+	}
+	var id int64
+	if op == "revoke" {
+		if id, err = strconv.ParseInt(pos[1], 10, 64); err != nil {
+			return usagef("token ID %q: want a number", pos[1])
+		}
+	}
 	c, err := a.client()
 	if err != nil {
 		return err
 	}
-	switch {
-	case len(pos) == 0:
-		toks, err := c.Tokens(ctx)
-		if err != nil {
-			return err
-		}
-		if a.json {
-			return a.printJSON(toks)
-		}
-		a.tokenTable(toks)
-		return nil
-	case pos[0] == "create" && len(pos) == 2:
+	switch op {
+	case "create":
 		res, err := c.CreateToken(ctx, pos[1])
 		if err != nil {
 			return err
@@ -850,11 +969,7 @@ func cmdTokens(ctx context.Context, a *app, args []string) error {
 		}
 		fmt.Fprintf(a.stdout, "token %d %q created; its secret is shown only now:\n%s\n", res.Token.ID, res.Token.Name, res.Secret)
 		return nil
-	case pos[0] == "revoke" && len(pos) == 2:
-		id, err := strconv.ParseInt(pos[1], 10, 64)
-		if err != nil {
-			return usagef("token ID %q: want a number", pos[1])
-		}
+	case "revoke":
 		if err := c.RevokeToken(ctx, id); err != nil {
 			return err
 		}
@@ -863,5 +978,13 @@ func cmdTokens(ctx context.Context, a *app, args []string) error {
 		}
 		return nil
 	}
-	return usagef("want no argument, create NAME, or revoke ID")
+	toks, err := c.Tokens(ctx)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return a.printJSON(toks)
+	}
+	a.tokenTable(toks)
+	return nil
 }

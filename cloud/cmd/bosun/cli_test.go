@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -88,6 +89,9 @@ func (c *canned) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		default:
 			answer(200, `{"id":"c-1","device_id":"dev-1","method":"system.info","status":"succeeded","result":{"hostname":"dev-1","load":[0.1,0.2,0.3]},"actor":"op","created_at":"2025-01-02T03:04:05Z","duration_ms":12}`)
 		}
+	case p == "POST /api/v1/calls" && strings.Contains(string(body), `"tag":"nosuchtag"`):
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		io.WriteString(w, `{"type":"summary","summary":{"total":0,"succeeded":0,"failed":0,"offline":0,"timed_out":0}}`+"\n")
 	case p == "POST /api/v1/calls":
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		io.WriteString(w, `{"type":"result","call":{"id":"c-4","device_id":"dev-1","method":"m","status":"succeeded","result":{"ok":true},"actor":"op","created_at":"2025-01-02T03:04:05Z","duration_ms":4}}`+"\n")
@@ -96,6 +100,10 @@ func (c *canned) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p == "GET /api/v1/calls":
 		answer(200, `{"items":[{"id":"c-3","device_id":"dev-1","method":"offline","status":"failed","error":{"code":-32000,"message":"device offline"},"actor":"op@example.com","created_at":"2025-01-02T03:04:05Z","duration_ms":0},`+
 			`{"id":"c-1","device_id":"dev-1","method":"system.info","status":"succeeded","actor":"op@example.com","created_at":"2025-01-02T03:04:05Z","duration_ms":12}]}`)
+	case p == "GET /api/v1/calls/c-2":
+		answer(200, `{"id":"c-2","device_id":"dev-1","method":"m","status":"queued","actor":"op","created_at":"2025-01-02T03:04:05Z","expires_at":"2025-01-02T04:04:05Z","duration_ms":0}`)
+	case p == "GET /api/v1/tokens":
+		answer(200, `{"items":[{"id":4,"name":"ci","user_id":1,"created_at":"2025-01-02T03:04:05Z","revoked":false}]}`)
 	case p == "GET /api/v1/audit":
 		answer(200, `{"items":[{"id":1,"actor":"op@example.com","action":"device.accept","target":"dev-1","outcome":"ok","at":"2025-01-02T03:04:05Z"}]}`)
 	case p == "GET /api/v1/events":
@@ -166,7 +174,10 @@ func TestCommands(t *testing.T) {
 		{name: "no command", args: nil, wantCode: 2, wantErr: "usage: bosun", noRequests: true},
 		{name: "help", args: []string{"help"}, wantCode: 0, wantOut: "commands:", noRequests: true},
 		{name: "unknown command", args: []string{"frobnicate"}, wantCode: 2, wantErr: `unknown command "frobnicate"`, noRequests: true},
-		{name: "unknown flag", args: []string{"devices", "--colour"}, wantCode: 2, wantErr: "flag provided but not defined: -colour", noRequests: true},
+		{name: "unknown flag", args: []string{"devices", "--colour"}, wantCode: 2, noRequests: true,
+			wantErr: "bosun devices: flag provided but not defined: -colour\nusage: bosun devices [--pending]"},
+		{name: "help of a command", args: []string{"help", "call"}, wantOut: "usage: bosun call ID METHOD [JSON]", noRequests: true},
+		{name: "help of an unknown command", args: []string{"help", "frobnicate"}, wantCode: 2, wantErr: `bosun help: unknown command "frobnicate"`, noRequests: true},
 		{name: "pending contradicts status", args: []string{"devices", "--pending", "--status", "accepted"}, wantCode: 2, wantErr: "contradict", noRequests: true},
 		{name: "devices pending", args: []string{"devices", "--pending", "--tag", "lab"}, wantExact: true,
 			wantOut: "ID     STATUS   ONLINE  TAGS  LAST SEEN  FINGERPRINT\n" +
@@ -207,7 +218,7 @@ func TestCommands(t *testing.T) {
 		{name: "call with params and flags after", args: []string{"call", "dev-1", "containers.list", `{"all":true}`, "--timeout", "5s"},
 			wantReqs: []string{`POST /api/v1/devices/dev-1/call {"method":"containers.list","params":{"all":true},"timeout":"5s"}`}},
 		{name: "call offline", args: []string{"call", "dev-1", "offline"}, wantCode: 1, wantErr: "error -32000: device offline\n"},
-		{name: "call queued", args: []string{"call", "dev-1", "m", "--ttl", "1h"}, wantOut: "device offline: call c-2 queued, expires 2025-01-02 04:04:05\n", wantExact: true,
+		{name: "call queued", args: []string{"call", "dev-1", "m", "--ttl", "1h"}, wantOut: "device offline: call c-2 queued, expires 2025-01-02 04:04:05 (in 58m)\n", wantExact: true,
 			wantReqs: []string{`POST /api/v1/devices/dev-1/call {"method":"m","ttl":"1h"}`}},
 		{name: "call params not JSON", args: []string{"call", "dev-1", "m", "{all}"}, wantCode: 2, wantErr: "want a JSON object or array", noRequests: true},
 		{name: "call params scalar", args: []string{"call", "dev-1", "m", "5"}, wantCode: 2, wantErr: "want a JSON object or array", noRequests: true},
@@ -218,6 +229,20 @@ func TestCommands(t *testing.T) {
 			wantReqs: []string{`POST /api/v1/calls {"tag":"lab","method":"m"}`}},
 		{name: "fan-out json", args: []string{"call", "--tag", "lab", "m", "--json"}, wantCode: 1, wantOut: `{"type":"summary","summary":{"total":2,"succeeded":1,"failed":1,"offline":1,"timed_out":0}}` + "\n"},
 		{name: "fan-out ttl", args: []string{"call", "--tag", "lab", "m", "--ttl", "1h"}, wantCode: 2, wantErr: "--ttl works only for one device", noRequests: true},
+		{name: "fan-out to a tag no device has", args: []string{"call", "--tag", "nosuchtag", "m"}, wantCode: 1, wantExact: true, wantOut: "",
+			wantErr:  "bosun call: no device has tag \"nosuchtag\" (`bosun devices --tag nosuchtag` lists them)\n",
+			wantReqs: []string{`POST /api/v1/calls {"tag":"nosuchtag","method":"m"}`}},
+		{name: "fan-out to a tag no device has, json", args: []string{"call", "--tag", "nosuchtag", "m", "--json"}, wantCode: 1, wantExact: true,
+			wantOut: `{"type":"summary","summary":{"total":0,"succeeded":0,"failed":0,"offline":0,"timed_out":0}}` + "\n", wantErr: `no device has tag "nosuchtag"`},
+		{name: "queued call expires in the future", args: []string{"calls", "c-2"}, wantOut: "Expires   2025-01-02 04:04:05 (in 58m)\n",
+			wantReqs: []string{"GET /api/v1/calls/c-2"}},
+		{name: "tokens", args: []string{"tokens"}, wantExact: true, wantOut: "ID  NAME  CREATED  LAST USED  REVOKED\n4   ci    2m ago   never      no\n",
+			wantReqs: []string{"GET /api/v1/tokens"}},
+		{name: "tokens list", args: []string{"tokens", "list"}, wantExact: true, wantOut: "ID  NAME  CREATED  LAST USED  REVOKED\n4   ci    2m ago   never      no\n",
+			wantReqs: []string{"GET /api/v1/tokens"}},
+		{name: "tokens list takes no argument", args: []string{"tokens", "list", "x"}, wantCode: 2, wantErr: "want list (or nothing), create NAME, or revoke ID", noRequests: true},
+		{name: "tokens unknown", args: []string{"tokens", "frob"}, wantCode: 2, wantErr: "usage: bosun tokens [list | create NAME | revoke ID]", noRequests: true},
+		{name: "tokens revoke needs a number", args: []string{"tokens", "revoke", "ci"}, wantCode: 2, wantErr: `token ID "ci": want a number`, noRequests: true},
 		{name: "calls", args: []string{"calls", "--device", "dev-1"}, wantExact: true,
 			wantOut: "ID   DEVICE  METHOD       STATUS           DURATION  CREATED  ACTOR\n" +
 				"c-3  dev-1   offline      failed (-32000)  -         2m ago   op@example.com\n" +
@@ -242,6 +267,9 @@ func TestCommands(t *testing.T) {
 				t.Errorf("stdout:\n%s\nwant:\n%s", r.stdout, tt.wantOut)
 			} else if !strings.Contains(r.stdout, tt.wantOut) {
 				t.Errorf("stdout:\n%s\nwant it to contain:\n%s", r.stdout, tt.wantOut)
+			}
+			if strings.Contains(r.stderr, "Usage of") {
+				t.Errorf("stderr has the flag package's own usage:\n%s", r.stderr)
 			}
 			if !strings.Contains(r.stderr, tt.wantErr) {
 				t.Errorf("stderr:\n%s\nwant it to contain:\n%s", r.stderr, tt.wantErr)
@@ -384,5 +412,163 @@ func TestEventsFollowUntilCancelled(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "following events") {
 		t.Errorf("stderr %q", errb.String())
+	}
+}
+
+// TestCommandHelp: `bosun COMMAND -h` (and --help, and `bosun help
+// COMMAND`) prints, on stdout with exit 0 and without asking the cloud, the
+// command's usage, every positional argument of its synopsis with what it
+// is, and its flags; no credentials are needed.
+func TestCommandHelp(t *testing.T) {
+	c := &canned{}
+	srv := httptest.NewServer(c)
+	defer srv.Close()
+	for _, cmd := range commands {
+		t.Run(cmd.name, func(t *testing.T) {
+			args := synopsisArgs(cmd.synopsis)
+			var docs []string
+			for _, a := range cmd.args {
+				docs = append(docs, strings.Fields(a.name)...)
+			}
+			for _, w := range args {
+				if !slices.Contains(docs, w) {
+					t.Errorf("positional argument %s of %q is not documented in args (%q)", w, cmd.synopsis, docs)
+				}
+			}
+			forms := [][]string{{"help", cmd.name}}
+			if cmd.name != "help" {
+				forms = append(forms, []string{cmd.name, "-h"}, []string{cmd.name, "--help"}, []string{cmd.name, "ID", "--help"})
+			}
+			var first string
+			for _, form := range forms {
+				r := runCLI(context.Background(), map[string]string{"BOSUN_URL": srv.URL}, form...)
+				if r.code != 0 || r.stderr != "" {
+					t.Fatalf("bosun %s: exit %d, stderr %q", strings.Join(form, " "), r.code, r.stderr)
+				}
+				if first == "" {
+					first = r.stdout
+				} else if r.stdout != first {
+					t.Errorf("bosun %s printed\n%s\nbosun help %s printed\n%s", strings.Join(form, " "), r.stdout, cmd.name, first)
+				}
+			}
+			if !strings.HasPrefix(first, "usage: bosun "+cmd.name+" ") {
+				t.Errorf("help starts %q", first)
+			}
+			if len(cmd.args) > 0 {
+				_, section, ok := strings.Cut(first, "\narguments:\n")
+				if !ok {
+					t.Fatalf("no arguments section:\n%s", first)
+				}
+				for _, a := range cmd.args {
+					if !strings.Contains(section, "  "+a.name+"  ") || !strings.Contains(section, a.help) {
+						t.Errorf("arguments lack %s: %s:\n%s", a.name, a.help, first)
+					}
+				}
+			}
+			if cmd.name != "help" {
+				for _, f := range []string{"--json", "--url URL", "--token TOKEN", "--config CONFIG"} {
+					if !strings.Contains(first, "  "+f+" ") {
+						t.Errorf("help lacks flag %s:\n%s", f, first)
+					}
+				}
+			}
+		})
+	}
+	if got := c.requests(); len(got) > 0 {
+		t.Fatalf("help asked the cloud: %q", got)
+	}
+	// The flags of a command, with their value names.
+	r := runCLI(context.Background(), nil, "call", "-h")
+	for _, want := range []string{
+		"usage: bosun call ID METHOD [JSON] [--timeout 30s] [--ttl 1h] [--json]\n       bosun call --tag TAG METHOD [JSON] [--timeout 30s] [--json]\n",
+		"\n  --tag TAG          call every device with this tag",
+		"\n  --ttl TTL          if the device is offline",
+		"\n  --url URL        cloud URL",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("bosun call -h lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if r := runCLI(context.Background(), nil, "devices", "-h"); !strings.Contains(r.stdout, "  --limit N ") {
+		t.Errorf("bosun devices -h: want --limit N:\n%s", r.stdout)
+	}
+}
+
+// synopsisArgs returns the positional words of a synopsis: everything but
+// flags and their values, without brackets and "|".
+func synopsisArgs(synopsis string) []string {
+	var out []string
+	for _, form := range strings.Split(synopsis, "\n") {
+		words := strings.Fields(form)
+		for i := 0; i < len(words); i++ {
+			w := words[i]
+			if strings.HasPrefix(strings.TrimLeft(w, "["), "--") {
+				switch {
+				case strings.HasSuffix(w, "]"): // [--json]
+				case strings.HasPrefix(w, "["): // [--limit N]
+					for i < len(words) && !strings.HasSuffix(words[i], "]") {
+						i++
+					}
+				default: // --tag TAG
+					i++
+				}
+				continue
+			}
+			// Brackets of optional groups go; TAG[,TAG...] keeps its own.
+			w = strings.TrimPrefix(w, "[")
+			if strings.Count(w, "[") < strings.Count(w, "]") {
+				w = strings.TrimSuffix(w, "]")
+			}
+			if w != "|" && w != "" {
+				out = append(out, w)
+			}
+		}
+	}
+	return out
+}
+
+func TestSynopsisArgs(t *testing.T) {
+	got := synopsisArgs("ID METHOD [JSON] [--timeout 30s] [--json]\n--tag TAG METHOD [--json]\n[list | create NAME] TAG[,TAG...]")
+	want := []string{"ID", "METHOD", "JSON", "METHOD", "list", "create", "NAME", "TAG[,TAG...]"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// TestAgo: past times read "5m ago", future ones "in 59m", each unit
+// rounded down, at and beyond each bound.
+func TestAgo(t *testing.T) {
+	a := &app{now: func() time.Time { return now }}
+	for _, tt := range []struct {
+		offset time.Duration // how far in the past
+		want   string
+	}{
+		{0, "0s ago"},
+		{999 * time.Millisecond, "0s ago"},
+		{59 * time.Second, "59s ago"},
+		{time.Minute, "1m ago"},
+		{59*time.Minute + 59*time.Second, "59m ago"},
+		{time.Hour, "1h ago"},
+		{48*time.Hour - time.Second, "47h ago"},
+		{48 * time.Hour, "2d ago"},
+		{-time.Millisecond, "just now"},
+		{-999 * time.Millisecond, "just now"},
+		{-time.Second, "in 1s"},
+		{-59 * time.Second, "in 59s"},
+		{-time.Minute, "in 1m"},
+		{-(59*time.Minute + 59*time.Second), "in 59m"},
+		{-time.Hour, "in 1h"},
+		{-(48*time.Hour - time.Second), "in 47h"},
+		{-48 * time.Hour, "in 2d"},
+	} {
+		if got := a.ago(now.Add(-tt.offset)); got != tt.want {
+			t.Errorf("ago(now - %v) = %q, want %q", tt.offset, got, tt.want)
+		}
+	}
+	if got := a.ago(time.Time{}); got != "never" {
+		t.Errorf("ago(zero) = %q, want never", got)
+	}
+	if got := a.when(now.Add(59*time.Minute + 30*time.Second)); got != "2025-01-02 04:05:35 (in 59m)" {
+		t.Errorf("when(in 59m30s) = %q", got)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -112,7 +113,12 @@ func TestCLIAgainstCloud(t *testing.T) {
 	s.expect(s.run("call", "dev-2", "system.info"), 1, `^$`, `^error -32000: device offline\n$`)
 	s.expect(s.run("call", "--tag", "lab", "system.info", "--json"), 1,
 		`(?s)"type":"result".*"type":"result".*{"type":"summary","summary":{"total":2,"succeeded":1,"failed":0,"offline":1,"timed_out":0}}\n$`, `^$`)
-	s.expect(s.run("call", "dev-2", "system.info", "--ttl", "1h"), 0, `^device offline: call [0-9a-f-]+ queued, expires `, `^$`)
+	r := s.run("call", "dev-2", "system.info", "--ttl", "1h")
+	s.expect(r, 0, `^device offline: call [0-9a-f-]+ queued, expires \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(in 59m\)\n$`, `^$`)
+	queuedID := regexp.MustCompile(`call ([0-9a-f-]+) queued`).FindStringSubmatch(r.stdout)[1]
+	s.expect(s.run("calls", queuedID), 0, `(?m)^Status +queued\n(.*\n)*Expires +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(in 59m\)\n`, `^$`)
+	// A tag no device has is a failure, not an empty success.
+	s.expect(s.run("call", "--tag", "nosuchtag", "system.info"), 1, `^$`, `^bosun call: no device has tag "nosuchtag" `)
 
 	s.expect(s.run("calls", "--device", "dev-1"), 0, `(?m)^ID +DEVICE +METHOD +STATUS +DURATION +CREATED +ACTOR\n(.*\n)*[0-9a-f-]+ +dev-1 +containers.list +failed \(-32601\) +`, `^$`)
 	s.expect(s.run("audit", "--target", "dev-1"), 0, `(?m)^AT +ACTOR +ACTION +TARGET +OUTCOME\n(.*\n)*.*super@bosun.test +device.accept +dev-1 +ok`, `^$`)
@@ -136,12 +142,13 @@ func TestCLIAgainstCloud(t *testing.T) {
 	s.expect(s.run("calls", calls[0].ID), 0, `(?s)^ID +`+calls[0].ID+`\nDevice +dev-1\nMethod +system.info\nStatus +succeeded\n.*Result\n\{\n  "arch"`, `^$`)
 
 	// Tokens: create one, see it, revoke it, and it no longer works.
-	r := s.run("tokens", "create", "ci")
+	r = s.run("tokens", "create", "ci")
 	s.expect(r, 0, `^token \d+ "ci" created; its secret is shown only now:\nbsn_\S+\n$`, `^$`)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	secret := lines[len(lines)-1]
 	id := regexp.MustCompile(`^token (\d+)`).FindStringSubmatch(r.stdout)[1]
 	s.expect(s.run("tokens"), 0, `(?m)^ID +NAME +CREATED +LAST USED +REVOKED\n(.*\n)*`+id+` +ci +\d+s ago +never +no\n`, `^$`)
+	s.expect(s.run("tokens", "list"), 0, `(?m)^ID +NAME +CREATED +LAST USED +REVOKED\n(.*\n)*`+id+` +ci +\d+s ago +never +no\n`, `^$`)
 	s.expect(s.run("tokens", "revoke", id), 0, `^revoked token `+id+`\n$`, `^$`)
 	s.expect(s.run("devices", "--token", secret), 1, `^$`, `invalid or revoked API token`)
 
@@ -234,4 +241,44 @@ func TestCLIAcceptNamesTheKey(t *testing.T) {
 	s.expect(s.run("device", "tq-1"), 0, `(?s)Status +accepted.*KEY +STATUS.*\n\d+ +rejected.* +ed25519 +`+k3+`.*\n\d+ +accepted.* +ed25519 +`+k2+`.*\n\d+ +revoked +ed25519 +`, `^$`)
 	s.expect(s.run("accept", "tq-1", "--fingerprint", fingerprint(d3)), 1, `^$`,
 		`^bosun accept: tq-1: key `+k3+` of device tq-1 is rejected, not pending\n$`)
+}
+
+// TestCLIHostNameDevice: a device whose id is a host name registers, is
+// accepted and answers calls through the CLI and the API (the id in URL
+// paths, in NATS subjects encoded).
+func TestCLIHostNameDevice(t *testing.T) {
+	srv := cloudtest.NewServer(t)
+	s := newCLISession(t, srv)
+	const id = "pi.kitchen.local"
+	dev := cloudtest.MustConnect(t, srv, id, cloudtest.DeviceOptions{})
+	dev.Handle("system.info", func(ctx context.Context, _ json.RawMessage) (any, error) {
+		return map[string]any{"hostname": id}, nil
+	})
+	s.expect(s.run("devices", "--pending"), 0, `(?m)^pi\.kitchen\.local +pending +yes `, `^$`)
+	s.expect(s.run("accept", id), 0, `^accepted pi\.kitchen\.local \(SHA256:`, `^$`)
+	select {
+	case <-dev.Accepted():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no auth.accepted")
+	}
+	s.expect(s.run("call", id, "system.info"), 0, `^\{\n  "hostname": "pi\.kitchen\.local"\n\}\n$`, `^$`)
+	s.expect(s.run("device", id), 0, `(?s)^ID +pi\.kitchen\.local\nStatus +accepted\nOnline +yes`, `^$`)
+	// pi_kitchen_local is another device, unknown.
+	s.expect(s.run("call", "pi_kitchen_local", "system.info"), 1, `^$`, `not found`)
+
+	// Preauthorizing: a host name is an id, an empty label or 254 bytes are
+	// not, and a refused id leaves no device behind.
+	keyFile := filepath.Join(t.TempDir(), "k.pub")
+	if err := keys.SavePublic(keyFile, cloudtest.NewKey().Public()); err != nil {
+		t.Fatal(err)
+	}
+	s.expect(s.run("preauth", "pi.garage.local", keyFile), 0, `^preauthorized pi\.garage\.local \(SHA256:`, `^$`)
+	long := strings.Repeat("a", 63) + "." + strings.Repeat("a", 63) + "." + strings.Repeat("a", 63) + "." + strings.Repeat("a", 62)
+	for _, bad := range []string{"pi..local", "pi.local.", long} {
+		s.expect(s.run("preauth", bad, keyFile), 1, `^$`, `device id`)
+		if _, err := srv.Service().GetDevice(context.Background(), srv.Super, bad); !errors.Is(err, fleet.ErrNotFound) {
+			t.Fatalf("%q after a refused preauth: %v, want not found", bad, err)
+		}
+	}
+	s.expect(s.run("preauth", long[1:], keyFile), 0, `^preauthorized a+\.a+\.a+\.a+ \(SHA256:`, `^$`)
 }

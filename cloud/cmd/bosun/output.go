@@ -171,23 +171,35 @@ func (a *app) printEvent(ev wire.Event) {
 	io.WriteString(a.stdout, sb.String()+"\n")
 }
 
-// ago says how long ago t was, for tables.
+// ago says how far t is from now, for tables: "5m ago" in the past, "in
+// 59m" in the future (a queued call's expiry). Each unit is rounded down.
+// Less than a second ahead reads "just now": a clock a little ahead of
+// ours is no future.
 func (a *app) ago(t time.Time) string {
 	if t.IsZero() {
 		return "never"
 	}
 	d := a.now().Sub(t)
 	switch {
+	case d <= -time.Second:
+		return "in " + span(-d)
 	case d < 0:
 		return "just now"
-	case d < time.Minute:
-		return fmt.Sprintf("%ds ago", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm ago", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh ago", int(d.Hours()))
 	}
-	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
+	return span(d) + " ago"
+}
+
+// span is d in its largest whole unit: 59s, 59m, 47h, 2d.
+func span(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
 // when is a full local time and how long ago it was.
