@@ -66,7 +66,9 @@ type Config struct {
 func main() {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	cfg, err := parse(os.Args[1:], os.Getenv)
-	if errors.Is(err, flag.ErrHelp) {
+	var help *helpError
+	if errors.As(err, &help) {
+		fmt.Print(help.text)
 		return
 	}
 	if err != nil {
@@ -96,7 +98,17 @@ const usage = `usage:
 func parse(args []string, getenv func(string) string) (Config, error) {
 	var cfg Config
 	if len(args) == 0 {
-		return cfg, errors.New(usage)
+		return cfg, errors.New(usage + "\n(run bosun-cloud --help for every flag)")
+	}
+	switch {
+	case len(args) == 1 && (wantsHelp(args) || args[0] == "help"):
+		return cfg, &helpError{allHelp()}
+	case args[0] == "help":
+		args = append(args[1:], "--help")
+	}
+	if wantsHelp(args) {
+		// Help shows the built-in defaults, not the environment's.
+		getenv = func(string) string { return "" }
 	}
 	env := func(name, def string) string {
 		if v := getenv(name); v != "" {
@@ -111,7 +123,8 @@ func parse(args []string, getenv func(string) string) (Config, error) {
 	}
 	cfg.Command = cmd
 	fs := flag.NewFlagSet("bosun-cloud "+cmd, flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprintln(fs.Output(), usage) }
+	fs.SetOutput(io.Discard) // parse reports errors and help itself
+	fs.Usage = func() {}
 	db := func() {
 		fs.StringVar(&cfg.DatabaseURL, "database-url", env("BOSUN_DATABASE_URL", ""), "PostgreSQL URL (BOSUN_DATABASE_URL)")
 	}
@@ -161,7 +174,7 @@ func parse(args []string, getenv func(string) string) (Config, error) {
 		fs.StringVar(&cfg.Org, "org", "", "organisation (created when missing); default: default")
 		fs.BoolVar(&cfg.Quiet, "quiet", false, "print the password alone (for scripts)")
 		if err := fs.Parse(rest); err != nil {
-			return cfg, err
+			return cfg, flagError(cmd, fs, err)
 		}
 		if *super {
 			if cfg.Role != "" && cfg.Role != "super" {
@@ -187,7 +200,7 @@ func parse(args []string, getenv func(string) string) (Config, error) {
 		return cfg, fmt.Errorf("unknown command %q\n%s", cmd, usage)
 	}
 	if err := fs.Parse(rest); err != nil {
-		return cfg, err
+		return cfg, flagError(cmd, fs, err)
 	}
 	if fs.NArg() != 0 {
 		return cfg, fmt.Errorf("%s: unexpected arguments %s", cmd, strings.Join(fs.Args(), " "))
