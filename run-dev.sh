@@ -4,7 +4,9 @@
 #   ./run-dev.sh           build, start PostgreSQL, the cloud, a bridge and a
 #                          worker for device dev-1 (and a Podman demo container
 #                          when Podman is installed); idempotent
-#   ./run-dev.sh status    show what runs
+#   ./run-dev.sh status    show what run-dev.sh started and whether it still
+#                          runs; exit 0 when all of it runs, 1 when a part of
+#                          it is down, 3 when nothing was started
 #   ./run-dev.sh down      stop exactly what run-dev.sh started
 #
 # Everything lives under .dev/ (git-ignored): binaries in .dev/bin, logs in
@@ -123,6 +125,7 @@ up() {
   if [[ -z "${BOSUN_DATABASE_URL:-}" ]]; then
     say "starting PostgreSQL in .dev/postgres"
     pg_start "$DEV/postgres" >/dev/null
+    touch "$DEV/postgres/started-by-run-dev"
   fi
   local url
   url=$(db_url)
@@ -186,26 +189,47 @@ up() {
   export BOSUN_CONFIG="$cli"
   wait_for "device $DEVICE_ID registering" 30 sh -c "'$BIN/bosun' device '$DEVICE_ID' --json"
 
+  # Say where the device stands: on a second start it is often accepted.
+  local dev_status note accept_hint=""
+  dev_status=$(device_status) || dev_status=""
+  case "$dev_status" in
+    accepted) note="accepted" ;;
+    pending)
+      note="pending until you accept it"
+      accept_hint="  .dev/bin/bosun devices --pending
+  .dev/bin/bosun accept $DEVICE_ID
+"
+      ;;
+    rejected) note="rejected: the cloud refuses its key (.dev/bin/bosun device $DEVICE_ID)" ;;
+    "") note="status unknown (.dev/bin/bosun device $DEVICE_ID)" ;;
+    *) note=$dev_status ;;
+  esac
+
   cat <<EOF
 
 Bosun is running.
   dashboard:    $CLOUD_URL  (credentials in .dev/credentials.txt)
   logs:         .dev/logs/
-  device:       $DEVICE_ID (pending until you accept it)
+  device:       $DEVICE_ID ($note)
 
 Try:
   export BOSUN_CONFIG=\$PWD/.dev/bosun.json
-  .dev/bin/bosun devices --pending
-  .dev/bin/bosun accept $DEVICE_ID
-  .dev/bin/bosun call $DEVICE_ID system.info
+${accept_hint}  .dev/bin/bosun call $DEVICE_ID system.info
   .dev/bin/bosun call $DEVICE_ID containers.list
 
 Stop everything with ./run-dev.sh down
 EOF
 }
 
+# device_status prints the dev device's status as the cloud has it
+# (pending, accepted, rejected, ...), or nothing when it cannot tell. The
+# device's own "status" is the only one at the top level of the JSON.
+device_status() {
+  "$BIN/bosun" device "$DEVICE_ID" --json 2>/dev/null |
+    sed -n 's/^  "status": "\([a-z]*\)",\{0,1\}$/\1/p' | head -n 1
+}
+
 down() {
-  stop hello-worker
   stop worker
   stop bridge
   stop cloud
@@ -216,23 +240,53 @@ down() {
   fi
   if [[ -z "${BOSUN_DATABASE_URL:-}" && -d "$DEV/postgres" ]]; then
     pg_stop "$DEV/postgres" >/dev/null 2>&1 || true
+    rm -f "$DEV/postgres/started-by-run-dev"
     say "stopped PostgreSQL"
   fi
 }
 
+# status reports each part run-dev.sh started and did not stop since
+# (a pid file, or a started-by-run-dev marker), nothing else: a worker you
+# started yourself is yours. Exit status as an init script's (LSB): 0 when
+# every part runs, 1 when a part is down, 3 when nothing was started.
 status() {
-  local n
-  for n in cloud bridge worker hello-worker; do
+  local n pid started=0 down=0
+  for n in cloud bridge worker; do
+    [[ -f "$PIDS/$n.pid" ]] || continue
+    started=1
+    pid=$(cat "$PIDS/$n.pid")
     if running "$n"; then
-      printf '%-13s running (pid %s)\n' "$n" "$(cat "$PIDS/$n.pid")"
+      printf '%-13s running (pid %s)\n' "$n" "$pid"
     else
-      printf '%-13s stopped\n' "$n"
+      printf '%-13s DOWN (pid %s is gone; see %s)\n' "$n" "$pid" "${LOGS#"$root/"}/$n.log"
+      down=1
     fi
   done
-  if [[ -d "$DEV/postgres" ]] && pg__running "$DEV/postgres"; then
-    printf '%-13s running (%s)\n' postgres "$(pg_url "$DEV/postgres")"
-  else
-    printf '%-13s stopped\n' postgres
+  if [[ -f "$DEV/postgres/started-by-run-dev" ]]; then
+    started=1
+    if pg__running "$DEV/postgres"; then
+      printf '%-13s running (%s)\n' postgres "$(pg_url "$DEV/postgres")"
+    else
+      printf '%-13s DOWN (see %s)\n' postgres "${DEV#"$root/"}/postgres/postgres.log"
+      down=1
+    fi
+  fi
+  if [[ -f "$DEV/podman/started-by-run-dev" ]]; then
+    started=1
+    if curl -fsS --max-time 2 --unix-socket "$DEV/podman/podman.sock" http://d/v1.41/containers/json >/dev/null 2>&1; then
+      printf '%-13s running (unix://%s)\n' podman-demo "$DEV/podman/podman.sock"
+    else
+      printf '%-13s DOWN (see %s)\n' podman-demo "${LOGS#"$root/"}/podman.log"
+      down=1
+    fi
+  fi
+  if ((!started)); then
+    echo "nothing started by run-dev.sh runs (start it with ./run-dev.sh)"
+    return 3
+  fi
+  if ((down)); then
+    echo "a part is down: ./run-dev.sh starts what is missing"
+    return 1
   fi
 }
 
@@ -240,6 +294,6 @@ case "${1:-up}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  -h | --help | help) sed -n '2,13p' "$0" ;;
+  -h | --help | help) sed -n '2,15p' "$0" ;;
   *) die "unknown command '$1' (use: up, down, status)" ;;
 esac

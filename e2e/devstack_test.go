@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,16 +15,19 @@ import (
 // TestDevStack runs the platform as a new user would: ./run-dev.sh on a fresh
 // database, the dev device pending, accepted through the CLI, calls through
 // the cloud to real workers, a custom worker added, the bridge killed and
-// brought back, and ./run-dev.sh down leaving nothing behind.
+// brought back (status says it is down meanwhile, and the second
+// ./run-dev.sh that the device is accepted), and ./run-dev.sh down leaving
+// nothing behind.
 func TestDevStack(t *testing.T) {
 	s := StartStack(t, Options{})
 	ctx := context.Background()
 
-	for _, want := range []string{"credentials", "bosun accept dev-1"} {
+	for _, want := range []string{"credentials", "device:       dev-1 (pending until you accept it)\n", "bosun accept dev-1"} {
 		if !strings.Contains(s.Output, want) {
 			t.Errorf("run-dev.sh output lacks %q:\n%s", want, s.Output)
 		}
 	}
+	expectStatus(t, s, 0, []string{"cloud", "bridge", "worker"}, nil)
 
 	// The dev device registers by itself and waits, pending.
 	Eventually(t, 30*time.Second, "dev-1 pending", func() error {
@@ -117,6 +121,10 @@ func TestDevStack(t *testing.T) {
 		if !strings.Contains(out, "hello, Ada") {
 			t.Fatalf("hello.greet answered:\n%s", out)
 		}
+		// A worker run-dev.sh did not start is not its business.
+		if out, _ := expectStatus(t, s, 0, []string{"cloud", "bridge", "worker"}, nil); strings.Contains(out, "hello") {
+			t.Errorf("status reports a worker it never started:\n%s", out)
+		}
 	})
 
 	t.Run("bridge restart", func(t *testing.T) {
@@ -140,21 +148,48 @@ func TestDevStack(t *testing.T) {
 			}
 			return nil
 		})
-		// ... and run-dev.sh, run again, restarts only what is missing.
+		// ... status says so, and fails ...
+		expectStatus(t, s, 1, []string{"cloud", "worker"}, []string{"bridge"})
+		// ... and run-dev.sh, run again, restarts only what is missing and
+		// knows the device is accepted.
 		out, err := s.RunDev(ctx)
 		if err != nil {
 			t.Fatalf("second ./run-dev.sh: %v\n%s", err, out)
 		}
+		t.Logf("second ./run-dev.sh:\n%s", out)
 		if !strings.Contains(out, "cloud already running") {
 			t.Errorf("second run-dev.sh restarted the cloud:\n%s", out)
+		}
+		if !strings.Contains(out, "device:       dev-1 (accepted)\n") || strings.Contains(out, "pending") || strings.Contains(out, "bosun accept") {
+			t.Errorf("second run-dev.sh does not say dev-1 is accepted:\n%s", out)
 		}
 		if s.Pid("bridge") == old {
 			t.Fatal("bridge pid unchanged")
 		}
+		expectStatus(t, s, 0, []string{"cloud", "bridge", "worker"}, nil)
 		Eventually(t, 30*time.Second, "calls work after reconnect", func() error {
 			_, err := call("system.info")
 			return err
 		})
+	})
+
+	t.Run("worker down", func(t *testing.T) {
+		pid := s.Pid("worker")
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		Eventually(t, 10*time.Second, "worker gone", func() error {
+			if Alive(pid) {
+				return fmt.Errorf("pid %d still alive", pid)
+			}
+			return nil
+		})
+		out, _ := expectStatus(t, s, 1, []string{"cloud", "bridge"}, []string{"worker"})
+		t.Logf("./run-dev.sh status with the worker down:\n%s", out)
+		if out, err := s.RunDev(ctx); err != nil {
+			t.Fatalf("./run-dev.sh: %v\n%s", err, out)
+		}
+		expectStatus(t, s, 0, []string{"cloud", "bridge", "worker"}, nil)
 	})
 
 	// down stops every process it started.
@@ -173,11 +208,29 @@ func TestDevStack(t *testing.T) {
 			t.Errorf("%s (pid %d) still running after down", n, pid)
 		}
 	}
-	out, err = s.RunDev(ctx, "status")
-	if err != nil {
-		t.Fatal(err)
+	out, code := s.Status(t)
+	if code != 3 || strings.Contains(out, "running (") || !strings.Contains(out, "nothing started by run-dev.sh runs") {
+		t.Errorf("status after down: exit %d\n%s", code, out)
 	}
-	if strings.Contains(out, "running") {
-		t.Errorf("status after down:\n%s", out)
+}
+
+// expectStatus runs ./run-dev.sh status and checks its exit status and that
+// it reports each of up running and each of down DOWN.
+func expectStatus(t *testing.T, s *Stack, code int, up, down []string) (string, int) {
+	t.Helper()
+	out, got := s.Status(t)
+	if got != code {
+		t.Errorf("./run-dev.sh status: exit %d, want %d\n%s", got, code, out)
 	}
+	for _, n := range up {
+		if !regexp.MustCompile(`(?m)^` + n + ` +running \(pid \d+\)$`).MatchString(out) {
+			t.Errorf("./run-dev.sh status: %s not running:\n%s", n, out)
+		}
+	}
+	for _, n := range down {
+		if !regexp.MustCompile(`(?m)^` + n + ` +DOWN \(pid \d+ is gone; see .*/logs/` + n + `\.log\)$`).MatchString(out) {
+			t.Errorf("./run-dev.sh status: %s not reported down:\n%s", n, out)
+		}
+	}
+	return out, got
 }
