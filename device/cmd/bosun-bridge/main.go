@@ -95,6 +95,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		NATSListen:      cfg.NATSListen,
 		NATSURL:         cfg.NATSURL,
 		NATSToken:       cfg.NATSToken,
+		HTTPClient:      cfg.httpClient,
 		Logger:          logger,
 	})
 	if err != nil {
