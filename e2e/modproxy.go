@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/mod/modfile"
 	"golang.org/x/mod/module"
+	"golang.org/x/mod/semver"
 	"golang.org/x/mod/zip"
 )
 
@@ -83,7 +84,7 @@ func WriteModuleProxy(dir string, mods []ProxyModule) (string, error) {
 		lists[esc] = append(lists[esc], mv.Version)
 	}
 	for esc, versions := range lists {
-		slices.Sort(versions)
+		semver.Sort(versions)
 		list := strings.Join(slices.Compact(versions), "\n") + "\n"
 		if err := os.WriteFile(filepath.Join(abs, filepath.FromSlash(esc), "@v", "list"), []byte(list), 0o644); err != nil {
 			return "", err

@@ -20,54 +20,79 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// writeCA makes a self-signed CA, writes its certificate to dir/name.pem
-// and, when leaf is true, a server certificate it signed for 127.0.0.1 to
-// dir/name-server.crt and .key. It returns the CA's path.
-func writeCA(tb testing.TB, dir, name string, leaf bool) string {
+// testCA is a certificate authority made for one test; Path is its
+// certificate in PEM.
+type testCA struct {
+	Path string
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+func writePEM(tb testing.TB, path, typ string, der []byte, mode os.FileMode) {
 	tb.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// newTestCA makes a self-signed CA and writes its certificate to
+// dir/name.pem.
+func newTestCA(tb testing.TB, dir, name string) *testCA {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true,
 		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	write := func(path, typ string, der []byte, mode os.FileMode) {
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode); err != nil {
-			tb.Fatal(err)
-		}
+	cert, _ := x509.ParseCertificate(der)
+	ca := &testCA{Path: filepath.Join(dir, name+".pem"), cert: cert, key: key}
+	writePEM(tb, ca.Path, "CERTIFICATE", der, 0o644)
+	return ca
+}
+
+// issue writes a server certificate for 127.0.0.1 with the serial number,
+// signed by the CA, and its key.
+func (ca *testCA) issue(tb testing.TB, serial int64, certFile, keyFile string) {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	caPath := filepath.Join(dir, name+".pem")
-	write(caPath, "CERTIFICATE", caDER, 0o644)
-	if leaf {
-		ca, _ := x509.ParseCertificate(caDER)
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "bosun-cloud"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		kder, _ := x509.MarshalPKCS8PrivateKey(key)
-		write(filepath.Join(dir, name+"-server.crt"), "CERTIFICATE", der, 0o644)
-		write(filepath.Join(dir, name+"-server.key"), "PRIVATE KEY", kder, 0o600)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "bosun-cloud"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return caPath
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	writePEM(tb, certFile, "CERTIFICATE", der, 0o644)
+	writePEM(tb, keyFile, "PRIVATE KEY", kder, 0o600)
+}
+
+// servedSerial connects afresh and returns the serial number of the
+// certificate served at addr, verified against roots.
+func servedSerial(addr string, roots *x509.CertPool) (int64, error) {
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots})
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64(), nil
 }
 
 // cleanEnv is the test's environment without what would change whom a
@@ -84,14 +109,17 @@ func cleanEnv() []string {
 // (BOSUN_CLOUD_CA) registers, is accepted and answers a call through the
 // CLI (which trusts the CA through SSL_CERT_FILE); a bridge with the
 // system's roots and one trusting another CA say the certificate is not
-// trusted and register nothing; a CA file that is not there stops the
-// bridge before it touches its data dir.
+// trusted and register nothing; SIGHUP makes the cloud serve a renewed
+// certificate and keep it when the next renewal is broken; a CA file that
+// is not there stops the bridge before it touches its data dir.
 func TestCloudOverTLS(t *testing.T) {
 	db := freshDatabase(t, Require(t, EnvDatabaseURL, "PostgreSQL"))
 	bin := Build(t, "./cloud/cmd/bosun-cloud", "./cloud/cmd/bosun", "./device/cmd/bosun-bridge")
 	tmp := t.TempDir()
-	ca := writeCA(t, tmp, "ca", true)
-	otherCA := writeCA(t, tmp, "other-ca", false)
+	ca := newTestCA(t, tmp, "ca")
+	tlsCert, tlsKey := filepath.Join(tmp, "tls.crt"), filepath.Join(tmp, "tls.key")
+	ca.issue(t, 2, tlsCert, tlsKey)
+	otherCA := newTestCA(t, tmp, "other-ca").Path
 	ctx := context.Background()
 
 	run := func(env []string, name string, args ...string) string {
@@ -113,15 +141,11 @@ func TestCloudOverTLS(t *testing.T) {
 	public := "https://" + addr
 	cloudEnv := append(cleanEnv(), "BOSUN_DATABASE_URL="+db, "BOSUN_LISTEN="+addr, "BOSUN_REPLICA=tls-1",
 		"BOSUN_CLOUD_KEY="+filepath.Join(keysDir, "cloud_private.pem"), "BOSUN_PUBLIC_URL="+public,
-		"BOSUN_TLS_CERT="+filepath.Join(tmp, "ca-server.crt"), "BOSUN_TLS_KEY="+filepath.Join(tmp, "ca-server.key"))
+		"BOSUN_TLS_CERT="+tlsCert, "BOSUN_TLS_KEY="+tlsKey)
 	cloud := StartProcess(t, tmp, "bosun-cloud", cloudEnv, filepath.Join(bin, "bosun-cloud"), "serve")
 
-	pem, err := os.ReadFile(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
+	pool.AddCert(ca.cert)
 	https := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	Eventually(t, 60*time.Second, "the cloud answers over HTTPS", func() error {
 		if cloud.Exited() {
@@ -153,7 +177,7 @@ func TestCloudOverTLS(t *testing.T) {
 
 	run(append(cleanEnv(), "BOSUN_DATABASE_URL="+db), "bosun-cloud", "user", "add", "--super", "--quiet", "admin@bosun.test")
 	token := strings.TrimSpace(run(append(cleanEnv(), "BOSUN_DATABASE_URL="+db), "bosun-cloud", "token", "create", "--user", "admin@bosun.test"))
-	cliEnv := append(cleanEnv(), "BOSUN_URL="+public, "BOSUN_TOKEN="+token, "SSL_CERT_FILE="+ca)
+	cliEnv := append(cleanEnv(), "BOSUN_URL="+public, "BOSUN_TOKEN="+token, "SSL_CERT_FILE="+ca.Path)
 
 	bridge := func(id string, extra ...string) *Process {
 		t.Helper()
@@ -172,7 +196,7 @@ func TestCloudOverTLS(t *testing.T) {
 		})
 	}
 
-	trusted := bridge("tls-trusted", "BOSUN_CLOUD_CA="+ca)
+	trusted := bridge("tls-trusted", "BOSUN_CLOUD_CA="+ca.Path)
 	Eventually(t, 30*time.Second, "tls-trusted pending", func() error {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -204,6 +228,44 @@ func TestCloudOverTLS(t *testing.T) {
 	})
 	if strings.Contains(trusted.Output(), refusal) {
 		t.Errorf("the trusting bridge logged a refusal:\n%s", tail(trusted.Output(), 2000))
+	}
+
+	// A renewed certificate is served after SIGHUP; a broken one is refused
+	// and the renewed one stays.
+	served := func(want int64) func() error {
+		return func() error {
+			got, err := servedSerial(addr, pool)
+			if err != nil {
+				return err
+			}
+			if got != want {
+				return fmt.Errorf("serial %d, want %d", got, want)
+			}
+			return nil
+		}
+	}
+	ca.issue(t, 3, tlsCert, tlsKey)
+	if err := cloud.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 10*time.Second, "the renewed certificate after SIGHUP", served(3))
+	if err := os.WriteFile(tlsCert, []byte("not a certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := cloud.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 10*time.Second, "the broken renewal refused", func() error {
+		if !strings.Contains(cloud.Output(), "keeping the current TLS certificate") {
+			return errors.New("not logged yet")
+		}
+		return nil
+	})
+	if err := served(3)(); err != nil {
+		t.Errorf("after a broken renewal: %v", err)
+	}
+	if cloud.Exited() {
+		t.Fatalf("bosun-cloud exited after SIGHUP:\n%s", tail(cloud.Output(), 2000))
 	}
 
 	// Nothing of the refused bridges reached the database, though they

@@ -139,9 +139,8 @@ func clientAddrs(h http.Handler, trusted []netip.Prefix) http.Handler {
 		peer, err := netip.ParseAddr(host)
 		if err == nil {
 			if c := ClientAddr(peer, r.Header.Values("X-Forwarded-For"), trusted); c != peer.Unmap() {
-				r2 := *r
-				r2.RemoteAddr = net.JoinHostPort(c.String(), "0")
-				r = &r2
+				r = r.WithContext(r.Context()) // a copy: the caller's request stays as it was
+				r.RemoteAddr = net.JoinHostPort(c.String(), "0")
 			}
 		}
 		h.ServeHTTP(w, r)
