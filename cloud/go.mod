@@ -2,9 +2,12 @@ module github.com/bosunhq/bosun/cloud
 
 go 1.26.0
 
+// The other modules of this repository are required at released versions
+// (tags pkg/vX.Y.Z, see docs/releasing.md); go.work points them at the
+// working tree. No replace directives: `go install` refuses modules with them.
 require (
 	github.com/a-h/templ v0.3.977
-	github.com/bosunhq/bosun/pkg v0.0.0
+	github.com/bosunhq/bosun/pkg v0.1.0
 	github.com/chromedp/chromedp v0.23.0
 	github.com/coder/websocket v1.8.15
 	github.com/jackc/pgx/v5 v5.12.0
@@ -44,9 +47,5 @@ require (
 	golang.org/x/time v0.16.0 // indirect
 	golang.org/x/tools v0.51.0 // indirect
 )
-
-// The workspace (go.work) resolves this too; the replace keeps `go mod tidy`
-// and single-module builds working without a published pkg module.
-replace github.com/bosunhq/bosun/pkg => ../pkg
 
 tool github.com/a-h/templ/cmd/templ

@@ -2,8 +2,11 @@ module github.com/bosunhq/bosun/device
 
 go 1.26.0
 
+// The other modules of this repository are required at released versions
+// (tags pkg/vX.Y.Z, see docs/releasing.md); go.work points them at the
+// working tree. No replace directives: `go install` refuses modules with them.
 require (
-	github.com/bosunhq/bosun/pkg v0.0.0
+	github.com/bosunhq/bosun/pkg v0.1.0
 	github.com/coder/websocket v1.8.15
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
@@ -22,7 +25,3 @@ require (
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 )
-
-// The workspace (go.work) resolves this too; the replace keeps `go mod tidy`
-// and single-module builds working without a published pkg module.
-replace github.com/bosunhq/bosun/pkg => ../pkg

@@ -6,15 +6,17 @@
 #   ./scripts/test.sh -short    go test -short, and no fuzzing
 #
 # Steps: gofmt, templ (generated code up to date), go vet, services (a throwaway
-# PostgreSQL, the Podman demo container and its Docker-API socket, chromium),
+# PostgreSQL, the Podman demo container and its Docker-API socket, chromium,
+# systemd-analyze),
 # go test -race, fuzz. Every step runs even when an earlier check failed, so one
 # run shows every problem; only a service that cannot start stops the run. The
 # services are always stopped and temp dirs removed, also on failure or Ctrl-C.
 # The last line is the count of tests: "N passed, N failed, N skipped".
 #
 # Environment:
-#   CI=true                 a missing service (PostgreSQL, Podman, chromium) or
-#                           fuzz target is a failure, not a warning
+#   CI=true                 a missing service (PostgreSQL, Podman, chromium,
+#                           systemd-analyze) or fuzz target is a failure, not
+#                           a warning
 #   BOSUN_TEST_SHORT=1      same as -short
 #   BOSUN_TEST_FUZZTIME     per fuzz target; defaults to 20s
 #   BOSUN_TEST_TIMEOUT      go test -timeout; defaults to 15m
@@ -22,7 +24,8 @@
 #                           at the start of each run
 #
 # Tests receive BOSUN_TEST_DATABASE_URL, BOSUN_TEST_DOCKER_HOST,
-# BOSUN_TEST_DEMO_CONTAINER, BOSUN_TEST_CHROMIUM and BOSUN_TEST_ARTIFACTS.
+# BOSUN_TEST_DEMO_CONTAINER, BOSUN_TEST_CHROMIUM, BOSUN_TEST_SYSTEMD_ANALYZE
+# and BOSUN_TEST_ARTIFACTS.
 set -euo pipefail
 
 usage() { sed -n '3,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
@@ -282,6 +285,22 @@ step_services() {
 		unset BOSUN_TEST_CHROMIUM
 		warn_or_fail "no $chromium (apt-get install -y chromium)" "browser tests will SKIP" ||
 			fatal "chromium is missing"
+	fi
+
+	# The systemd unit tests verify device/systemd with systemd-analyze.
+	local analyze
+	analyze=$(command -v systemd-analyze || true)
+	if [[ -z "$analyze" ]]; then
+		bosun_apt_install systemd || true
+		analyze=$(command -v systemd-analyze || true)
+	fi
+	if [[ -n "$analyze" ]]; then
+		export BOSUN_TEST_SYSTEMD_ANALYZE=$analyze
+		echo "BOSUN_TEST_SYSTEMD_ANALYZE=$BOSUN_TEST_SYSTEMD_ANALYZE"
+	else
+		unset BOSUN_TEST_SYSTEMD_ANALYZE
+		warn_or_fail "no systemd-analyze (apt-get install -y systemd)" "the systemd unit tests will SKIP" ||
+			fatal "systemd-analyze is missing"
 	fi
 	CURRENT_FATAL_STEP=
 }

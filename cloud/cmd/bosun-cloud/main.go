@@ -7,11 +7,13 @@
 //	bosun-cloud keys ensure [--dir keys]     create the cloud key when missing, derive public copies
 //
 // Every flag has an environment fallback (BOSUN_DATABASE_URL, BOSUN_LISTEN,
-// BOSUN_NATS_URL, BOSUN_CLOUD_KEY, BOSUN_CLOUD_ID, BOSUN_DATA_DIR,
-// BOSUN_REPLICA, and the registration limits BOSUN_MAX_PENDING,
+// BOSUN_NATS_URL, BOSUN_CLOUD_KEY, BOSUN_CLOUD_ID, BOSUN_REPLICA,
+// BOSUN_PUBLIC_URL, BOSUN_TLS_CERT, BOSUN_TLS_KEY, BOSUN_TRUSTED_PROXIES,
+// and the registration limits BOSUN_MAX_PENDING,
 // BOSUN_MAX_PENDING_PER_ADDR, BOSUN_MAX_PENDING_DEVICES,
 // BOSUN_MAX_NEW_PENDING_PER_ADDR, BOSUN_MAX_PENDING_KEYS, BOSUN_PENDING_TTL);
-// main only parses them into a Config and calls run.
+// main only parses them into a Config and calls run. SIGHUP makes serve
+// read its TLS certificate again.
 package main
 
 import (
@@ -21,12 +23,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/bosunhq/bosun/cloud/internal/server"
 )
 
 // Config is everything a subcommand needs.
@@ -37,8 +42,13 @@ type Config struct {
 	NATSURL     string
 	CloudKey    string // path of the PEM private key
 	CloudID     string
-	DataDir     string
 	Replica     string
+	// PublicURL, TLSCert, TLSKey and TrustedProxies are server.Config's
+	// PublicURL, TLSCertFile, TLSKeyFile and TrustedProxies.
+	PublicURL      string
+	TLSCert        string
+	TLSKey         string
+	TrustedProxies []netip.Prefix
 
 	// user add
 	Email string
@@ -86,7 +96,8 @@ func main() {
 
 const usage = `usage:
   bosun-cloud serve [--database-url URL] [--listen ADDR] [--nats-url URL] [--cloud-key PATH]
-                    [--cloud-id ID] [--data-dir DIR] [--replica NAME] [--pending-ttl 72h]
+                    [--cloud-id ID] [--replica NAME] [--public-url URL] [--tls-cert PEM --tls-key PEM]
+                    [--trusted-proxies CIDR,...] [--pending-ttl 72h]
                     [--max-pending N] [--max-pending-per-addr N] [--max-pending-devices N]
                     [--max-new-pending-per-addr N] [--max-pending-keys N]
   bosun-cloud migrate [--database-url URL]
@@ -122,6 +133,7 @@ func parse(args []string, getenv func(string) string) (Config, error) {
 		cmd, rest = cmd+" "+rest[0], rest[1:]
 	}
 	cfg.Command = cmd
+	var proxies string // --trusted-proxies, parsed after the flags
 	fs := flag.NewFlagSet("bosun-cloud "+cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // parse reports errors and help itself
 	fs.Usage = func() {}
@@ -135,7 +147,10 @@ func parse(args []string, getenv func(string) string) (Config, error) {
 		fs.StringVar(&cfg.NATSURL, "nats-url", env("BOSUN_NATS_URL", ""), "external NATS URL; empty: embedded (BOSUN_NATS_URL)")
 		fs.StringVar(&cfg.CloudKey, "cloud-key", env("BOSUN_CLOUD_KEY", "keys/cloud_private.pem"), "cloud private key PEM (BOSUN_CLOUD_KEY)")
 		fs.StringVar(&cfg.CloudID, "cloud-id", env("BOSUN_CLOUD_ID", "bosun-cloud"), "cloud signer name (BOSUN_CLOUD_ID)")
-		fs.StringVar(&cfg.DataDir, "data-dir", env("BOSUN_DATA_DIR", ".dev/cloud"), "data directory (BOSUN_DATA_DIR)")
+		fs.StringVar(&cfg.PublicURL, "public-url", env("BOSUN_PUBLIC_URL", ""), "where users and devices reach the cloud, e.g. https://bosun.example.com; https makes dashboard cookies Secure, its origin is trusted (BOSUN_PUBLIC_URL)")
+		fs.StringVar(&cfg.TLSCert, "tls-cert", env("BOSUN_TLS_CERT", ""), "serve HTTPS with this PEM certificate (chain); needs --tls-key; reread on SIGHUP (BOSUN_TLS_CERT)")
+		fs.StringVar(&cfg.TLSKey, "tls-key", env("BOSUN_TLS_KEY", ""), "the PEM private key of --tls-cert (BOSUN_TLS_KEY)")
+		fs.StringVar(&proxies, "trusted-proxies", env("BOSUN_TRUSTED_PROXIES", ""), "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For names the client; empty: none (BOSUN_TRUSTED_PROXIES)")
 		for _, l := range []struct {
 			flag, env string
 			v         *int
@@ -205,6 +220,13 @@ func parse(args []string, getenv func(string) string) (Config, error) {
 	if fs.NArg() != 0 {
 		return cfg, fmt.Errorf("%s: unexpected arguments %s", cmd, strings.Join(fs.Args(), " "))
 	}
+	if proxies != "" {
+		p, err := server.ParseTrustedProxies(proxies)
+		if err != nil {
+			return cfg, fmt.Errorf("--trusted-proxies (BOSUN_TRUSTED_PROXIES): %w", err)
+		}
+		cfg.TrustedProxies = p
+	}
 	return cfg, validate(cfg)
 }
 
@@ -219,6 +241,14 @@ func validate(cfg Config) error {
 	case "serve":
 		if cfg.CloudKey == "" || cfg.Listen == "" || cfg.Replica == "" {
 			return errors.New("serve: --cloud-key, --listen and --replica must not be empty")
+		}
+		if cfg.PublicURL != "" {
+			if _, err := server.ParsePublicURL(cfg.PublicURL); err != nil {
+				return fmt.Errorf("serve: --public-url (BOSUN_PUBLIC_URL): %w", err)
+			}
+		}
+		if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+			return errors.New("serve: --tls-cert and --tls-key (BOSUN_TLS_CERT, BOSUN_TLS_KEY) go together")
 		}
 		if cfg.MaxPendingPerOrg < 0 || cfg.MaxPendingPerAddr < 0 || cfg.MaxPendingDevices < 0 ||
 			cfg.MaxNewPendingPerAddr < 0 || cfg.MaxPendingKeys < 0 || cfg.PendingTTL < 0 {

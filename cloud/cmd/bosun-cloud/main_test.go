@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -43,12 +44,28 @@ func TestParse(t *testing.T) {
 		{name: "negative limit flag", args: []string{"serve", "--max-pending-keys", "-1"}, wantErr: true},
 		{name: "negative ttl flag", args: []string{"serve", "--pending-ttl", "-1h"}, wantErr: true},
 		{name: "user add quiet", args: []string{"user", "add", "--super", "--quiet", "a@b.c"}, check: func(c Config) bool { return c.Quiet && c.Email == "a@b.c" }},
+		{name: "production settings", args: []string{"serve", "--public-url", "https://Bosun.Example.com", "--tls-cert", "c.pem", "--tls-key", "k.pem",
+			"--trusted-proxies", "127.0.0.1, 10.0.0.0/8,::1"}, check: func(c Config) bool {
+			return c.PublicURL == "https://Bosun.Example.com" && c.TLSCert == "c.pem" && c.TLSKey == "k.pem" && len(c.TrustedProxies) == 3 &&
+				c.TrustedProxies[1].String() == "10.0.0.0/8" && c.TrustedProxies[2].String() == "::1/128"
+		}},
+		{name: "no proxies by default", args: []string{"serve"}, check: func(c Config) bool { return c.TrustedProxies == nil && c.PublicURL == "" }},
+		{name: "public url with a path", args: []string{"serve", "--public-url", "https://bosun.example.com/bosun"}, wantErr: true},
+		{name: "public url not http", args: []string{"serve", "--public-url", "ftp://bosun.example.com"}, wantErr: true},
+		{name: "public url without host", args: []string{"serve", "--public-url", "https://"}, wantErr: true},
+		{name: "tls cert without key", args: []string{"serve", "--tls-cert", "c.pem"}, wantErr: true},
+		{name: "tls key without cert", args: []string{"serve", "--tls-key", "k.pem"}, wantErr: true},
+		{name: "bad trusted proxy", args: []string{"serve", "--trusted-proxies", "10.0.0.0/8,proxy.local"}, wantErr: true},
+		{name: "no data dir: nothing used it", args: []string{"serve", "--data-dir", "/var/lib/bosun"}, wantErr: true},
 		{name: "unknown", args: []string{"frobnicate"}, wantErr: true},
 		{name: "stray argument", args: []string{"migrate", "extra"}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := parse(tt.args, getenv)
+			if err != nil {
+				t.Logf("error: %v", err)
+			}
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
 			}
@@ -56,6 +73,28 @@ func TestParse(t *testing.T) {
 				t.Fatalf("config = %+v", c)
 			}
 		})
+	}
+}
+
+// TestParseProductionEnv: every production setting has its environment
+// variable, and a bad one is refused with the variable's name.
+func TestParseProductionEnv(t *testing.T) {
+	env := map[string]string{"BOSUN_DATABASE_URL": "postgres://db", "BOSUN_PUBLIC_URL": "https://bosun.example.com",
+		"BOSUN_TLS_CERT": "/etc/bosun/tls.crt", "BOSUN_TLS_KEY": "/etc/bosun/tls.key", "BOSUN_TRUSTED_PROXIES": "192.0.2.10"}
+	c, err := parse([]string{"serve"}, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PublicURL != env["BOSUN_PUBLIC_URL"] || c.TLSCert != env["BOSUN_TLS_CERT"] || c.TLSKey != env["BOSUN_TLS_KEY"] ||
+		len(c.TrustedProxies) != 1 || c.TrustedProxies[0].String() != "192.0.2.10/32" {
+		t.Fatalf("config = %+v", c)
+	}
+	for k, v := range map[string]string{"BOSUN_PUBLIC_URL": "bosun.example.com", "BOSUN_TRUSTED_PROXIES": "10.0.0.0/33"} {
+		bad := map[string]string{"BOSUN_DATABASE_URL": "postgres://db", k: v}
+		_, err := parse([]string{"serve"}, func(k string) string { return bad[k] })
+		if err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("%s=%s: err = %v, want one naming %s", k, v, err, k)
+		}
 	}
 }
 

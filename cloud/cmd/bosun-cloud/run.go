@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/bosunhq/bosun/cloud/internal/bus"
@@ -68,21 +70,34 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("loading cloud key (run scripts/ensure-cloud-keys.sh): %w", err)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return err
-	}
 	srv, err := server.Start(ctx, server.Config{DatabaseURL: cfg.DatabaseURL, Listen: cfg.Listen, NATSURL: cfg.NATSURL,
-		CloudKey: key, CloudID: cfg.CloudID, Replica: cfg.Replica, MaxPendingPerOrg: cfg.MaxPendingPerOrg,
+		CloudKey: key, CloudID: cfg.CloudID, Replica: cfg.Replica, PublicURL: cfg.PublicURL, TLSCertFile: cfg.TLSCert,
+		TLSKeyFile: cfg.TLSKey, TrustedProxies: cfg.TrustedProxies, MaxPendingPerOrg: cfg.MaxPendingPerOrg,
 		MaxPendingPerAddr: cfg.MaxPendingPerAddr, MaxPendingDevices: cfg.MaxPendingDevices,
 		MaxNewPendingPerAddr: cfg.MaxNewPendingPerAddr, MaxPendingKeys: cfg.MaxPendingKeys, PendingTTL: cfg.PendingTTL}, logger)
 	if err != nil {
 		return err
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	var serveErr error
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down")
-	case serveErr = <-srv.Done():
+	for serving := true; serving; {
+		select {
+		case <-ctx.Done():
+			logger.Info("shutting down")
+			serving = false
+		case serveErr = <-srv.Done():
+			serving = false
+		case <-hup:
+			// A renewed certificate is served from now on; a broken one is
+			// refused and the current one stays.
+			if err := srv.ReloadTLS(); err != nil {
+				logger.Error("SIGHUP: keeping the current TLS certificate", "err", err)
+			} else if cfg.TLSCert != "" {
+				logger.Info("SIGHUP: TLS certificate reloaded", "cert", cfg.TLSCert)
+			}
+		}
 	}
 	return errors.Join(serveErr, srv.Shutdown(context.Background()))
 }

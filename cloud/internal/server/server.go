@@ -12,6 +12,12 @@
 //	/            the dashboard (package web)
 //
 // More handlers mount through Config.Mount or Server.Handle.
+//
+// Production settings: Config.TLSCertFile/TLSKeyFile serve HTTPS directly;
+// Config.PublicURL names the address users reach (a reverse proxy's), from
+// which the dashboard's Secure cookies and trusted origin follow;
+// Config.TrustedProxies says whose X-Forwarded-For names the client. See
+// docs/operations.md.
 package server
 
 import (
@@ -22,6 +28,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"sync"
 	"time"
 
@@ -70,6 +78,25 @@ type Config struct {
 	Mount func(mux *http.ServeMux, svc *fleet.Service)
 	// ShutdownTimeout bounds the whole of Shutdown. Defaults to 20s.
 	ShutdownTimeout time.Duration
+
+	// PublicURL is where users and devices reach this cloud, e.g.
+	// https://bosun.example.com when a reverse proxy terminates TLS in
+	// front of it (see ParsePublicURL). An https URL makes every dashboard
+	// cookie Secure; its origin is trusted for state-changing dashboard
+	// requests, whatever Host the proxy forwards. Empty means cookies are
+	// Secure exactly when a request arrives over TLS, and only same-origin
+	// requests change state.
+	PublicURL string
+	// TLSCertFile and TLSKeyFile are a PEM certificate (chain) and its key:
+	// both set, the cloud serves HTTPS (TLS 1.2 or later) and
+	// Server.ReloadTLS reads them again. Both empty means plain HTTP, for
+	// loopback or behind a proxy.
+	TLSCertFile string
+	TLSKeyFile  string
+	// TrustedProxies are the addresses of reverse proxies whose
+	// X-Forwarded-For header names the client (see ClientAddr). nil means
+	// none: the client is the TCP peer and the header is ignored.
+	TrustedProxies []netip.Prefix
 }
 
 // Server is a running replica.
@@ -83,7 +110,8 @@ type Server struct {
 	mux   *http.ServeMux
 	http  *http.Server
 	ln    net.Listener
-	serve chan error // the result of http.Server.Serve
+	cert  *certificate // nil without TLS
+	serve chan error   // the result of http.Server.Serve
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -104,7 +132,22 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	if logger == nil {
 		logger = slog.Default()
 	}
+	// Configuration mistakes are refused before anything is touched.
+	var public *url.URL
+	if cfg.PublicURL != "" {
+		if public, err = ParsePublicURL(cfg.PublicURL); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
 	s := &Server{cfg: cfg, log: logger, serve: make(chan error, 1)}
+	switch {
+	case cfg.TLSCertFile != "" && cfg.TLSKeyFile != "":
+		if s.cert, err = loadCertificate(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	case cfg.TLSCertFile != "" || cfg.TLSKeyFile != "":
+		return nil, errors.New("server: TLSCertFile and TLSKeyFile go together")
+	}
 	defer func() {
 		if err != nil {
 			s.teardown(context.Background())
@@ -155,7 +198,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		w.Write([]byte("ready\n"))
 	})
 	s.mux.Handle("/api/v1/", api.New(s.svc, logger))
-	s.mux.Handle("/", web.New(s.svc, logger, web.Options{})) // the dashboard
+	var wopts web.Options
+	if public != nil {
+		wopts.SecureCookies = public.Scheme == "https"
+		wopts.TrustedOrigins = []string{public.Scheme + "://" + public.Host}
+	}
+	s.mux.Handle("/", web.New(s.svc, logger, wopts)) // the dashboard
 	if cfg.Mount != nil {
 		cfg.Mount(s.mux, s.svc)
 	}
@@ -163,15 +211,21 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
 	s.http = &http.Server{
-		Handler:           s.mux,
+		Handler:           clientAddrs(s.mux, cfg.TrustedProxies),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	// Event streams would hold Shutdown up: end them when it begins.
 	s.http.RegisterOnShutdown(s.svc.EndSubscriptions)
-	go func() { s.serve <- s.http.Serve(s.ln) }()
-	logger.Info("cloud replica serving", "addr", s.ln.Addr().String(), "replica", s.svc.Replica(),
+	if s.cert != nil {
+		s.http.TLSConfig = s.cert.config()
+		go func() { s.serve <- s.http.ServeTLS(s.ln, "", "") }()
+	} else {
+		go func() { s.serve <- s.http.Serve(s.ln) }()
+	}
+	logger.Info("cloud replica serving", "addr", s.ln.Addr().String(), "tls", s.cert != nil, "public_url", cfg.PublicURL,
+		"trusted_proxies", len(cfg.TrustedProxies), "replica", s.svc.Replica(),
 		"nats", map[bool]string{true: "embedded", false: "external"}[s.bus.Embedded()])
 	return s, nil
 }
@@ -182,8 +236,25 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 // Addr is the address the HTTP server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// URL is the server's base URL (http://host:port).
-func (s *Server) URL() string { return "http://" + s.Addr() }
+// URL is the server's base URL: http://host:port, or https://host:port
+// when it serves TLS.
+func (s *Server) URL() string {
+	if s.cert != nil {
+		return "https://" + s.Addr()
+	}
+	return "http://" + s.Addr()
+}
+
+// ReloadTLS reads Config.TLSCertFile and TLSKeyFile again and serves the
+// new certificate to connections from now on (bosun-cloud does this on
+// SIGHUP, e.g. after a renewal). On an error the current certificate
+// stays. Without TLS it does nothing.
+func (s *Server) ReloadTLS() error {
+	if s.cert == nil {
+		return nil
+	}
+	return s.cert.reload()
+}
 
 // Service is the replica's coordinator.
 func (s *Server) Service() *fleet.Service { return s.svc }

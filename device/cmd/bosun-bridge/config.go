@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 
@@ -20,6 +21,7 @@ type Config struct {
 	CloudURL        string            `json:"cloud_url"`
 	CloudPublicKey  string            `json:"cloud_public_key"`
 	CloudID         string            `json:"cloud_id"`
+	CloudCA         string            `json:"cloud_ca"`
 	KeyAlg          string            `json:"key_alg"`
 	NATSListen      string            `json:"nats_listen"`
 	NATSURL         string            `json:"nats_url"`
@@ -28,7 +30,8 @@ type Config struct {
 	Attributes      map[string]string `json:"attributes"`
 	LogLevel        string            `json:"log_level"`
 
-	level slog.Level
+	level      slog.Level
+	httpClient *http.Client // trusts CloudCA; nil: the system's roots
 }
 
 // setting ties a field to its flag and environment variable.
@@ -42,6 +45,7 @@ var settings = []setting{
 	{"data-dir", "BOSUN_DATA_DIR", "/var/lib/bosun", "data directory: key, nats.url, nats.token, state.json, outbox/, logs/", func(c *Config) *string { return &c.DataDir }},
 	{"cloud-url", "BOSUN_CLOUD_URL", "", "cloud device endpoint, e.g. ws://127.0.0.1:8080/v1/device", func(c *Config) *string { return &c.CloudURL }},
 	{"cloud-public-key", "BOSUN_CLOUD_PUBLIC_KEY", "keys/device/cloud_public.pem", "the cloud's public key (PEM) to pin", func(c *Config) *string { return &c.CloudPublicKey }},
+	{"cloud-ca", "BOSUN_CLOUD_CA", "", "PEM file of the CA certificate(s) to trust for a wss:// cloud, instead of the system's roots", func(c *Config) *string { return &c.CloudCA }},
 	{"cloud-id", "BOSUN_CLOUD_ID", "", "the cloud's signer name to require (default: any, verified by the pinned key)", func(c *Config) *string { return &c.CloudID }},
 	{"key-alg", "BOSUN_KEY_ALG", "ed25519", "algorithm of a newly generated device key: ed25519 or rsa", func(c *Config) *string { return &c.KeyAlg }},
 	{"nats-listen", "BOSUN_NATS_LISTEN", "127.0.0.1:4222", "embedded NATS address (port 0: random)", func(c *Config) *string { return &c.NATSListen }},
@@ -151,6 +155,15 @@ func (c *Config) validate(needCloud bool) error {
 	}
 	if c.CloudURL == "" && needCloud {
 		errs = append(errs, errors.New("cloud URL: set BOSUN_CLOUD_URL or --cloud-url"))
+	}
+	if c.CloudCA != "" && needCloud {
+		if c.CloudURL != "" && !strings.HasPrefix(strings.ToLower(c.CloudURL), "wss://") {
+			errs = append(errs, fmt.Errorf("cloud CA %s: the cloud URL %s has no TLS; use wss:// or drop BOSUN_CLOUD_CA", c.CloudCA, c.CloudURL))
+		} else if client, err := cloudHTTPClient(c.CloudCA); err != nil {
+			errs = append(errs, err)
+		} else {
+			c.httpClient = client
+		}
 	}
 	switch c.KeyAlg {
 	case "ed25519", "rsa", "rsa-pss-sha256":

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/bosunhq/bosun/device/internal/bridge"
@@ -63,7 +64,21 @@ func main() {
 	closeLog()
 }
 
+// releaseVersion is the module version `go install …/bosun-bridge@vX.Y.Z`
+// records in the binary; empty for a build of a working tree, which reports
+// bridge.Version.
+func releaseVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok || bi.Main.Version == "" || bi.Main.Version == "(devel)" {
+		return ""
+	}
+	return bi.Main.Version
+}
+
 func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	if v := releaseVersion(); v != "" {
+		bridge.Version = v
+	}
 	cloudKey, err := keys.LoadPublic(cfg.CloudPublicKey)
 	if err != nil {
 		return fmt.Errorf("loading the cloud's public key (BOSUN_CLOUD_PUBLIC_KEY): %w", err)
@@ -80,6 +95,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		NATSListen:      cfg.NATSListen,
 		NATSURL:         cfg.NATSURL,
 		NATSToken:       cfg.NATSToken,
+		HTTPClient:      cfg.httpClient,
 		Logger:          logger,
 	})
 	if err != nil {

@@ -269,6 +269,12 @@ func (b *Bridge) Run(ctx context.Context) error {
 			delay = b.opts.Backoff.Delay(attempt)
 			attempt++
 		}
+		if errors.Is(res.err, ErrCloudCertUntrusted) {
+			// A configuration problem no retry fixes by itself: say so loudly.
+			b.log.Error("cannot connect: the cloud's TLS certificate is not trusted; trust the CA that signed it "+
+				"(bosun-bridge --cloud-ca, BOSUN_CLOUD_CA) or give the cloud a certificate this system trusts",
+				"cloud_url", b.opts.CloudURL, "err", res.err)
+		}
 		b.log.Info("reconnecting after backoff", "delay_ms", delay.Milliseconds(), "attempt", attempt,
 			"rejected", res.rejected, "err", res.err)
 		t := time.NewTimer(delay)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -100,6 +101,18 @@ func loadCloudKey(tb testing.TB) crypto.Signer {
 
 func newTestCloud(tb testing.TB) *testCloud {
 	tb.Helper()
+	return startTestCloud(tb, false)
+}
+
+// newTestCloudTLS is newTestCloud serving wss:// with a certificate of
+// httptest's own CA (c.srv.Certificate()), which nothing trusts by default.
+func newTestCloudTLS(tb testing.TB) *testCloud {
+	tb.Helper()
+	return startTestCloud(tb, true)
+}
+
+func startTestCloud(tb testing.TB, useTLS bool) *testCloud {
+	tb.Helper()
 	key := loadCloudKey(tb)
 	sealer, err := envelope.NewSealer(testCloudID, key)
 	if err != nil {
@@ -118,7 +131,13 @@ func newTestCloud(tb testing.TB) *testCloud {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+rpcproto.DeviceEndpointPath, c.serveDevice)
-	c.srv = httptest.NewServer(mux)
+	c.srv = httptest.NewUnstartedServer(mux)
+	if useTLS {
+		c.srv.Config.ErrorLog = log.New(c.logs, "test-cloud http: ", 0) // refused handshakes
+		c.srv.StartTLS()
+	} else {
+		c.srv.Start()
+	}
 	tb.Cleanup(func() {
 		c.cancel()
 		c.srv.CloseClientConnections()
@@ -136,7 +155,7 @@ func newTestCloud(tb testing.TB) *testCloud {
 
 // URL is the device endpoint.
 func (c *testCloud) URL() string {
-	return "ws" + c.srv.URL[len("http"):] + rpcproto.DeviceEndpointPath
+	return "ws" + c.srv.URL[len("http"):] + rpcproto.DeviceEndpointPath // https → wss
 }
 
 func (c *testCloud) logger() *slog.Logger {

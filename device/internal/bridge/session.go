@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,11 @@ import (
 
 // errProtocol marks a handshake the cloud got wrong (or an impostor).
 var errProtocol = errors.New("protocol violation")
+
+// ErrCloudCertUntrusted marks a connection that failed because the cloud's
+// TLS certificate does not verify against the roots the bridge trusts
+// (Options.HTTPClient's; the system's by default). Nothing was sent.
+var ErrCloudCertUntrusted = errors.New("the cloud's TLS certificate is not trusted")
 
 // session is one websocket connection to the cloud, from the verified
 // auth.challenge on: a session engine (pkg/session) plus the bridge's state
@@ -65,6 +71,10 @@ func (b *Bridge) connectOnce(ctx context.Context) (res connResult) {
 		Subprotocols: []string{rpcproto.WebsocketSubprotocol},
 	})
 	if err != nil {
+		var cve *tls.CertificateVerificationError
+		if errors.As(err, &cve) {
+			err = fmt.Errorf("%w: %w", ErrCloudCertUntrusted, err)
+		}
 		return connResult{err: fmt.Errorf("dialling %s: %w", b.opts.CloudURL, err)}
 	}
 	defer conn.CloseNow()
