@@ -114,7 +114,7 @@ func commandHelp(cmd string, fs *flag.FlagSet) string {
 // valueName names a flag's value for help: the back-quoted word of its
 // usage if any (as flag.UnquoteUsage), N for numbers, DURATION for
 // durations, nothing for booleans, else the last word of its name
-// (--database-url URL, --data-dir DIR).
+// (--database-url URL, --listen ADDR).
 func valueName(f *flag.Flag) (name, usage string) {
 	if strings.Contains(f.Usage, "`") {
 		n, u := flag.UnquoteUsage(f)

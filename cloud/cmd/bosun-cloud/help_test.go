@@ -50,7 +50,7 @@ func TestHelp(t *testing.T) {
 	serve := helpText(t, []string{"serve", "--help"}, nil)
 	for _, want := range [][2]string{
 		{"database-url URL", "BOSUN_DATABASE_URL"}, {"listen ADDR", "BOSUN_LISTEN"}, {"nats-url URL", "BOSUN_NATS_URL"},
-		{"cloud-key PATH", "BOSUN_CLOUD_KEY"}, {"cloud-id ID", "BOSUN_CLOUD_ID"}, {"data-dir DIR", "BOSUN_DATA_DIR"},
+		{"cloud-key PATH", "BOSUN_CLOUD_KEY"}, {"cloud-id ID", "BOSUN_CLOUD_ID"},
 		{"replica NAME", "BOSUN_REPLICA"}, {"pending-ttl DURATION", "BOSUN_PENDING_TTL"}, {"max-pending N", "BOSUN_MAX_PENDING"},
 		{"max-pending-per-addr N", "BOSUN_MAX_PENDING_PER_ADDR"}, {"max-pending-devices N", "BOSUN_MAX_PENDING_DEVICES"},
 		{"max-new-pending-per-addr N", "BOSUN_MAX_NEW_PENDING_PER_ADDR"}, {"max-pending-keys N", "BOSUN_MAX_PENDING_KEYS"},
