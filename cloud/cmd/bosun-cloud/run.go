@@ -83,6 +83,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	case <-ctx.Done():
 		logger.Info("shutting down")
 	case serveErr = <-srv.Done():
+	case serveErr = <-srv.Service().Lost():
 	}
 	return errors.Join(serveErr, srv.Shutdown(context.Background()))
 }

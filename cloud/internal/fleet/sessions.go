@@ -68,6 +68,20 @@ func (s *Service) ClaimQueued(ctx context.Context, deviceID string) (Call, bool,
 	return c, err == nil, err
 }
 
+// SessionRef names a live session a replica holds: the device and the
+// session's version.
+type SessionRef = store.SessionRef
+
+// SetHeldSessions gives the service a way to list the sessions this replica
+// holds (the hub's), so that a replica declared dead by the others while it
+// was merely slow can claim its live sessions again when its heartbeat
+// comes back. nil means none.
+func (s *Service) SetHeldSessions(fn func() []SessionRef) {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	s.held = fn
+}
+
 // Requeue returns a claimed persistent call that was never written to the
 // device to the queue.
 func (s *Service) Requeue(ctx context.Context, callID string) error {

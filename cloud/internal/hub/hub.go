@@ -147,6 +147,7 @@ func New(opts Options) (*Hub, error) {
 	}
 	h.baseCtx, h.cancel = context.WithCancel(context.Background())
 	h.methods = opts.Service.DeviceMethods(opts.Methods)
+	opts.Service.SetHeldSessions(h.held)
 	for subj, fn := range map[string]nats.MsgHandler{fleet.SubjectEvictAll: h.onEvict, fleet.SubjectKeyAll: h.onKey} {
 		sub, err := h.nc.Subscribe(subj, fn)
 		if err != nil {
@@ -323,6 +324,17 @@ func (h *Hub) register(s *deviceSession) bool {
 		old.close(rpcproto.CloseEvicted, "a newer session took over")
 	}
 	return true
+}
+
+// held lists the sessions this replica holds, for fleet's reassert.
+func (h *Hub) held() []fleet.SessionRef {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]fleet.SessionRef, 0, len(h.sessions))
+	for _, s := range h.sessions {
+		out = append(out, fleet.SessionRef{DeviceID: s.deviceID, Version: s.version})
+	}
+	return out
 }
 
 func (h *Hub) unregister(s *deviceSession) {
