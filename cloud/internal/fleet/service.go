@@ -339,7 +339,7 @@ func (s *Service) sweepLoop(ctx context.Context) {
 // Sweep runs one round of the sweeper; every statement is idempotent, so
 // all replicas sweep and a restart never leaves a call stuck.
 func (s *Service) Sweep(ctx context.Context) error {
-	expired, err := s.st.ExpireQueued(ctx, rpcErr(rpcproto.CodeExpired))
+	expired, err := s.st.ExpireQueued(ctx, rpcErr(rpcproto.CodeExpired), rpcproto.CodeExpired, expiredUnserved)
 	if err != nil {
 		return fmt.Errorf("expiring calls: %w", err)
 	}

@@ -58,10 +58,13 @@ func (s *Service) KeyStatus(ctx context.Context, keySetID int64) (string, error)
 	return s.st.KeyStatus(ctx, keySetID)
 }
 
-// ClaimQueued takes the device's oldest unexpired queued call for sending;
-// false when there is none.
-func (s *Service) ClaimQueued(ctx context.Context, deviceID string) (Call, bool, error) {
-	c, err := s.st.ClaimQueued(ctx, deviceID)
+// ClaimQueued takes the device's oldest unexpired queued call that q
+// allows (see Served) for sending; false when there is none.
+func (s *Service) ClaimQueued(ctx context.Context, deviceID string, q *Served) (Call, bool, error) {
+	if !q.Ready() {
+		return Call{}, false, nil
+	}
+	c, err := s.st.ClaimQueued(ctx, deviceID, q.filter())
 	if errors.Is(err, store.ErrNotFound) {
 		return c, false, nil
 	}

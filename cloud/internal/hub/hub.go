@@ -89,6 +89,11 @@ type Options struct {
 	// Methods are extra device → cloud methods (e.g. ota.status), served
 	// to accepted devices only; fleet.DeviceFromContext names the caller.
 	Methods map[string]jsonrpc.HandlerFunc
+	// ReportWait is how long after acceptance the holder waits for the
+	// device's first state.report before it sends queued calls of any
+	// method (a device that never reports still gets them; see
+	// fleet.Served). Defaults to 10s.
+	ReportWait time.Duration
 }
 
 // Hub is the device websocket endpoint. It implements http.Handler.
@@ -134,6 +139,7 @@ func New(opts Options) (*Hub, error) {
 	def(&opts.PingInterval, 20*time.Second)
 	def(&opts.PingTimeout, 10*time.Second)
 	def(&opts.Skew, envelope.DefaultSkew)
+	def(&opts.ReportWait, 10*time.Second)
 	if opts.MaxMessageSize <= 0 {
 		opts.MaxMessageSize = envelope.DefaultMaxSize
 	}
