@@ -40,14 +40,23 @@ import (
 // Synchronous calls (no ttl) do not go through Served: they are sent at
 // once, as ever. All methods are safe for concurrent use.
 type Served struct {
+	wake func() // wakes the session's drainer; never nil
+
 	mu       sync.Mutex      // guards the following
 	ready    bool            // a report came, or the wait for one ended
 	methods  map[string]bool // of the latest report; nil: any method
 	unserved map[string]bool // answered -32601 since the latest report
 }
 
-// NewServed returns the state of a session that has not reported yet.
-func NewServed() *Served { return &Served{unserved: map[string]bool{}} }
+// NewServed returns the state of a session that has not reported yet;
+// wake (nil: none) wakes the session's drainer when a call goes back to
+// the queue that may be sent at once.
+func NewServed(wake func()) *Served {
+	if wake == nil {
+		wake = func() {}
+	}
+	return &Served{wake: wake, unserved: map[string]bool{}}
+}
 
 // Report records a state.report that lists methods (nil or empty: it lists
 // none, so any method may be sent).
@@ -261,6 +270,11 @@ func (s *Service) notServed(ctx context.Context, c Call, q *Served, re *jsonrpc.
 		// The ttl passed (or the call already finished: then this
 		// changes nothing).
 		return s.finish(ctx, c.ID, store.CallExpired, nil, expiredError(c.Method, re))
+	}
+	if q.Allows(c.Method) {
+		// A report came between the answer and the requeue: it is
+		// this call's retry.
+		q.wake()
 	}
 	out, err := s.st.GetCall(ctx, c.ID)
 	if err != nil {

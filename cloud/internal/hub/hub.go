@@ -26,7 +26,8 @@
 // (Deliver) and the device → cloud method table (DeviceMethods). Besides
 // the engine's goroutines each session owns a watcher (last_seen and a
 // backstop check of the key's status), a drainer that sends queued
-// persistent calls in order, and one goroutine per call in flight; it waits
+// persistent calls in order once the device's state.report lists their
+// methods (fleet.Served), and one goroutine per call in flight; it waits
 // for all of them before it ends.
 //
 // Lock order: Hub.mu before deviceSession.mu; neither is held across I/O.

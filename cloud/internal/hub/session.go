@@ -32,7 +32,7 @@ type deviceSession struct {
 
 	ctx    context.Context // ends when the session ends
 	cancel context.CancelFunc
-	kick   chan struct{}  // wakes the drainer; capacity 1
+	kick   chan struct{} // wakes the drainer; capacity 1
 	served *fleet.Served // which queued calls may be sent (state.report)
 
 	accepted atomic.Bool
