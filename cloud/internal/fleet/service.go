@@ -179,7 +179,7 @@ func (s *Service) Ready(ctx context.Context) error {
 func (s *Service) Start(ctx context.Context) error {
 	lock, err := s.st.LockReplica(ctx, s.opts.Replica)
 	if errors.Is(err, store.ErrReplicaTaken) {
-		return fmt.Errorf("%w: replica name %q is held by another live bosun-cloud process on this database; give this one another name (--replica, BOSUN_REPLICA)",
+		return fmt.Errorf("%w: %q is held by another live bosun-cloud process on this database; give this one another name (--replica, BOSUN_REPLICA)",
 			ErrReplicaTaken, s.opts.Replica)
 	}
 	if err != nil {
@@ -263,7 +263,7 @@ func (s *Service) heartbeatLoop(ctx context.Context) {
 		cancel()
 		switch {
 		case errors.Is(err, store.ErrReplicaTaken):
-			err = fmt.Errorf("%w: replica name %q was taken by another process while this one had no database connection", ErrReplicaTaken, s.opts.Replica)
+			err = fmt.Errorf("%w: %q was taken by another process while this one had no database connection", ErrReplicaTaken, s.opts.Replica)
 			s.log.Error("replica name lost: this process must stop", "replica", s.opts.Replica, "err", err)
 			s.lost <- err
 			return
