@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -179,7 +180,7 @@ func parse(args []string, getenv func(string) string) (Config, error) {
 			cfg.PendingTTL = d
 		}
 		fs.DurationVar(&cfg.PendingTTL, "pending-ttl", cfg.PendingTTL, "undecided devices and pending keys not seen for this long are deleted; 0: the default, 72h (BOSUN_PENDING_TTL)")
-		fs.StringVar(&cfg.Replica, "replica", env("BOSUN_REPLICA", fmt.Sprintf("%s-%d", host, os.Getpid())), "replica name (BOSUN_REPLICA)")
+		fs.StringVar(&cfg.Replica, "replica", env("BOSUN_REPLICA", ""), "this replica's name, held while it runs; default HOST:PORT of --listen, stable across restarts (BOSUN_REPLICA)")
 	case "migrate":
 		db()
 	case "user add":
@@ -227,7 +228,26 @@ func parse(args []string, getenv func(string) string) (Config, error) {
 		}
 		cfg.TrustedProxies = p
 	}
+	if cmd == "serve" && cfg.Replica == "" {
+		cfg.Replica = defaultReplica(host, cfg.Listen, os.Getpid())
+	}
 	return cfg, validate(cfg)
+}
+
+// defaultReplica names a replica that was given no name: the host name and
+// the port it listens on (pi-cloud:8080), the same after every restart, so
+// a restart takes over its previous run's row and sessions instead of
+// adding a row. With port 0 (a random port) the port says nothing, and the
+// name is host-pid.
+func defaultReplica(host, listen string, pid int) string {
+	if host == "" {
+		host = "localhost"
+	}
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil || port == "" || port == "0" {
+		return fmt.Sprintf("%s-%d", host, pid)
+	}
+	return host + ":" + port
 }
 
 func validate(cfg Config) error {

@@ -173,3 +173,50 @@ func TestParseRegistrationLimitsFromEnv(t *testing.T) {
 		})
 	}
 }
+
+// TestDefaultReplica: a replica without a name is named after the host and
+// the port it listens on, so a restart keeps its name (and its replicas
+// row); a random port (0) says nothing, and then the pid decides.
+func TestDefaultReplica(t *testing.T) {
+	for _, tt := range []struct {
+		name, listen, want string
+	}{
+		{"host and port", "127.0.0.1:8080", "pi:8080"},
+		{"any address", ":9000", "pi:9000"},
+		{"ipv6", "[::1]:8443", "pi:8443"},
+		{"random port", "127.0.0.1:0", "pi-4711"},
+		{"no port", "127.0.0.1", "pi-4711"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := defaultReplica("pi", tt.listen, 4711); got != tt.want {
+				t.Fatalf("defaultReplica(pi, %q) = %q, want %q", tt.listen, got, tt.want)
+			}
+		})
+	}
+	host, _ := os.Hostname()
+	env := map[string]string{"BOSUN_DATABASE_URL": "postgres://db", "BOSUN_LISTEN": "127.0.0.1:9999"}
+	getenv := func(k string) string { return env[k] }
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  string
+		want string
+	}{
+		{"from --listen's environment", []string{"serve"}, "", host + ":9999"},
+		{"from --listen", []string{"serve", "--listen", "127.0.0.1:7070"}, "", host + ":7070"},
+		{"BOSUN_REPLICA", []string{"serve"}, "eu-1", "eu-1"},
+		{"--replica beats BOSUN_REPLICA", []string{"serve", "--replica", "eu-2"}, "eu-1", "eu-2"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env["BOSUN_REPLICA"] = tt.env
+			c, err := parse(tt.args, getenv)
+			if err != nil || c.Replica != tt.want {
+				t.Fatalf("replica = %q, %v; want %q", c.Replica, err, tt.want)
+			}
+			again, _ := parse(tt.args, getenv)
+			if again.Replica != c.Replica {
+				t.Fatalf("the default changed between two parses: %q, %q", c.Replica, again.Replica)
+			}
+		})
+	}
+}

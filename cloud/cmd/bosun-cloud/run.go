@@ -89,6 +89,8 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			serving = false
 		case serveErr = <-srv.Done():
 			serving = false
+		case serveErr = <-srv.Service().Lost():
+			serving = false
 		case <-hup:
 			// A renewed certificate is served from now on; a broken one is
 			// refused and the current one stays.

@@ -689,7 +689,7 @@ func cmdCall(ctx context.Context, a *app, args []string) error {
 	fs := a.flags("call")
 	tag := fs.String("tag", "", "call every device with this tag (results stream as they arrive)")
 	timeout := fs.String("timeout", "", "how long to wait for each device, e.g. 10s (default 30s, max 5m)")
-	ttl := fs.String("ttl", "", "if the device is offline, queue the call this long, e.g. 1h")
+	ttl := fs.String("ttl", "", "queue the call this long for the device to be online and serve the method, e.g. 1h")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -741,7 +741,13 @@ func cmdCall(ctx context.Context, a *app, args []string) error {
 			if call.ExpiresAt != nil {
 				exp = ", expires " + a.when(*call.ExpiresAt)
 			}
-			fmt.Fprintf(a.stdout, "device offline: call %s queued%s\n", call.ID, exp)
+			// Queued with a last error: the device is online but does
+			// not serve the method yet (docs/api.md, "Calling one device").
+			why := "device offline"
+			if call.Error != nil {
+				why = fmt.Sprintf("device does not serve %s yet (%d %s)", call.Method, call.Error.Code, call.Error.Message)
+			}
+			fmt.Fprintf(a.stdout, "%s: call %s queued%s\n", why, call.ID, exp)
 		}
 	case queued:
 		if !a.json {

@@ -82,6 +82,8 @@ func (c *canned) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		notFound(`device \"dev-9\"`)
 	case p == "POST /api/v1/devices/dev-1/call":
 		switch {
+		case strings.Contains(string(body), `"unlisted"`):
+			answer(202, `{"id":"c-6","device_id":"dev-1","method":"unlisted","status":"queued","error":{"code":-32601,"message":"Method not found","data":{"method":"unlisted"}},"actor":"op","created_at":"2025-01-02T03:04:05Z","expires_at":"2025-01-02T04:04:05Z","duration_ms":0}`)
 		case strings.Contains(string(body), `"ttl"`):
 			answer(202, `{"id":"c-2","device_id":"dev-1","method":"m","status":"queued","actor":"op","created_at":"2025-01-02T03:04:05Z","expires_at":"2025-01-02T04:04:05Z","duration_ms":0}`)
 		case strings.Contains(string(body), `"offline"`):
@@ -220,6 +222,9 @@ func TestCommands(t *testing.T) {
 		{name: "call offline", args: []string{"call", "dev-1", "offline"}, wantCode: 1, wantErr: "error -32000: device offline\n"},
 		{name: "call queued", args: []string{"call", "dev-1", "m", "--ttl", "1h"}, wantOut: "device offline: call c-2 queued, expires 2025-01-02 04:04:05 (in 58m)\n", wantExact: true,
 			wantReqs: []string{`POST /api/v1/devices/dev-1/call {"method":"m","ttl":"1h"}`}},
+		{name: "call queued for a method not served yet", args: []string{"call", "dev-1", "unlisted", "--ttl", "1h"}, wantExact: true,
+			wantOut:  "device does not serve unlisted yet (-32601 Method not found): call c-6 queued, expires 2025-01-02 04:04:05\n",
+			wantReqs: []string{`POST /api/v1/devices/dev-1/call {"method":"unlisted","ttl":"1h"}`}},
 		{name: "call params not JSON", args: []string{"call", "dev-1", "m", "{all}"}, wantCode: 2, wantErr: "want a JSON object or array", noRequests: true},
 		{name: "call params scalar", args: []string{"call", "dev-1", "m", "5"}, wantCode: 2, wantErr: "want a JSON object or array", noRequests: true},
 		{name: "call bad timeout", args: []string{"call", "dev-1", "m", "--timeout", "5"}, wantCode: 2, wantErr: `--timeout "5"`, noRequests: true},

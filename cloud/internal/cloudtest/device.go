@@ -228,6 +228,17 @@ func (d *Device) Report(ctx context.Context, p rpcproto.StateReportParams) (rpcp
 	return r, err
 }
 
+// ReportMethods sends a state.report that lists methods: the device says
+// which methods it serves, and so which queued calls the cloud may send.
+func (d *Device) ReportMethods(ctx context.Context, methods ...string) error {
+	p := rpcproto.StateReportParams{Hostname: d.ID}
+	for _, m := range methods {
+		p.Methods = append(p.Methods, rpcproto.MethodInfo{Name: m, Description: m})
+	}
+	_, err := d.Report(ctx, p)
+	return err
+}
+
 // Accepted receives the params of every auth.accepted notification.
 func (d *Device) Accepted() <-chan rpcproto.AuthAcceptedParams { return d.accepted }
 

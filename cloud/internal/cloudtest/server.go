@@ -85,7 +85,10 @@ type Server struct {
 }
 
 // NewServer starts a replica; it is shut down when the test ends (or by
-// Stop). The sweeper runs every 200ms so expiry tests stay fast.
+// Stop). The sweeper runs every 200ms so expiry tests stay fast, and the
+// holder waits 1s (not 10s) for a device's first state.report before it
+// sends queued calls of any method (hub.Options.ReportWait; WithHub
+// overrides it), so tests whose devices never report stay fast too.
 func NewServer(tb testing.TB, opts ...Option) *Server {
 	tb.Helper()
 	c := config{replica: "r1"}
@@ -104,7 +107,13 @@ func NewServer(tb testing.TB, opts ...Option) *Server {
 	}
 	cfg := server.Config{
 		DatabaseURL: c.dbURL, Listen: "127.0.0.1:0", NATSURL: c.natsURL, CloudKey: c.key,
-		CloudID: "bosun-cloud", Replica: c.replica, SweepInterval: 200 * time.Millisecond, Hub: c.hub,
+		CloudID: "bosun-cloud", Replica: c.replica, SweepInterval: 200 * time.Millisecond,
+		Hub: func(o *hub.Options) {
+			o.ReportWait = time.Second
+			if c.hub != nil {
+				c.hub(o)
+			}
+		},
 		ShutdownTimeout: 10 * time.Second,
 	}
 	if c.server != nil {

@@ -23,10 +23,11 @@ type CallRequest struct {
 	// Timeout is how long to wait for the device's answer once the call is
 	// sent. 0 means 30s; at most 5m.
 	Timeout time.Duration
-	// TTL > 0 makes the call persistent: when the device is offline it is
-	// stored queued and delivered, in order, when the device reconnects
-	// (also after a cloud restart), unless TTL passes first (expired).
-	// 0 means synchronous: an offline device fails the call with -32000.
+	// TTL > 0 makes the call persistent: it is stored queued and
+	// delivered, in order, once the device is online and lists the method
+	// (also after a cloud restart; see Served), unless TTL passes first
+	// (expired). 0 means synchronous: an offline device fails the call
+	// with -32000.
 	TTL time.Duration
 }
 
@@ -159,7 +160,8 @@ func (s *Service) call(ctx context.Context, a Actor, d Device, req CallRequest) 
 
 // callQueued stores a persistent call and asks the holder of the device's
 // session, if any, to send it; it waits for the outcome while the device is
-// online and returns the queued call at once when it is not.
+// online and may be sent the call, and returns the queued call at once when
+// it is offline or does not list the method yet.
 func (s *Service) callQueued(ctx context.Context, d Device, n store.NewCall) (Call, error) {
 	sub, err := s.nc.SubscribeSync(SubjectCallDone(n.ID))
 	if err != nil {
@@ -171,12 +173,18 @@ func (s *Service) callQueued(ctx context.Context, d Device, n store.NewCall) (Ca
 		return c, err
 	}
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	_, err = s.nc.RequestWithContext(dctx, SubjectDrain(d.OrgID, d.ID), nil)
+	reply, err := s.nc.RequestWithContext(dctx, SubjectDrain(d.OrgID, d.ID), mustJSON(DrainRequest{CallID: c.ID, Method: c.Method}))
 	cancel()
 	if err != nil {
 		// Offline (no responders) or the holder is not answering: the
 		// call waits in the queue either way.
 		return c, nil
+	}
+	var dr DrainReply
+	if len(reply.Data) > 0 && json.Unmarshal(reply.Data, &dr) == nil && dr.Unlisted {
+		// Waiting for the device to serve the method: the holder
+		// recorded why.
+		return s.st.GetCall(context.WithoutCancel(ctx), c.ID)
 	}
 	wctx, cancel := context.WithTimeout(ctx, n.Timeout+replyGrace)
 	defer cancel()

@@ -103,7 +103,10 @@ func TestPersistentCallsDeliveredInOrder(t *testing.T) {
 		}
 	}
 	var rec recorder
-	cloudtest.MustConnect(t, s, "dev-q", cloudtest.DeviceOptions{Key: key, Dispatcher: rec.dispatcher(), Sequential: true})
+	d = cloudtest.MustConnect(t, s, "dev-q", cloudtest.DeviceOptions{Key: key, Dispatcher: rec.dispatcher(), Sequential: true})
+	if err := d.ReportMethods(ctxT(t), "test.record"); err != nil {
+		t.Fatal(err)
+	}
 	checkDelivered(t, s, calls, &rec)
 }
 
@@ -121,7 +124,10 @@ func TestPersistentCallsSurviveRestart(t *testing.T) {
 
 	s2 := cloudtest.NewServer(t, cloudtest.WithDatabase(s.DatabaseURL), cloudtest.WithKey(s.Key))
 	var rec recorder
-	cloudtest.MustConnect(t, s2, "dev-rs", cloudtest.DeviceOptions{Key: key, Dispatcher: rec.dispatcher(), Sequential: true})
+	d = cloudtest.MustConnect(t, s2, "dev-rs", cloudtest.DeviceOptions{Key: key, Dispatcher: rec.dispatcher(), Sequential: true})
+	if err := d.ReportMethods(ctxT(t), "test.record"); err != nil {
+		t.Fatal(err)
+	}
 	checkDelivered(t, s2, calls, &rec)
 }
 
@@ -149,6 +155,9 @@ func TestPersistentCallToOnlineDeviceWaits(t *testing.T) {
 	d := cloudtest.MustConnect(t, s, "dev-on", cloudtest.DeviceOptions{Dispatcher: rec.dispatcher()})
 	s.Service().Accept(ctxT(t), s.Super, "dev-on")
 	<-d.Accepted()
+	if err := d.ReportMethods(ctxT(t), "test.record"); err != nil {
+		t.Fatal(err)
+	}
 	c, err := s.Service().Call(ctxT(t), s.Super, fleet.CallRequest{DeviceID: "dev-on", Method: "test.record",
 		Params: json.RawMessage(`{"n":"7"}`), TTL: time.Minute})
 	if err != nil || c.Status != "succeeded" || string(c.Result) != `"7"` {

@@ -21,6 +21,10 @@ type DeviceInfo struct {
 	// Accepted reports, at the time of asking, whether the session's key
 	// is accepted.
 	Accepted func() bool
+	// Reported, when not nil, is told the methods of each state.report
+	// once it is stored (nil: the report lists none). The holder's Served
+	// learns them through it.
+	Reported func(methods []string)
 }
 
 type deviceKey struct{}
@@ -81,12 +85,31 @@ func (s *Service) DeviceMethods(extra map[string]jsonrpc.HandlerFunc) *jsonrpc.D
 			if err := s.st.SetInventory(ctx, dev.ID, b); err != nil {
 				return rpcproto.StateReportResult{}, err
 			}
+			s.reported(ctx, dev, p.Methods)
 			return rpcproto.StateReportResult{Stored: true}, nil
 		})))
 	for m, fn := range extra {
 		d.Register(m, guard(m, fn))
 	}
 	return d
+}
+
+// reported hands the methods of a stored state.report to the session's
+// holder and marks the device's queued calls whose method the report does
+// not list with why they wait (see Served).
+func (s *Service) reported(ctx context.Context, dev DeviceInfo, listed []rpcproto.MethodInfo) {
+	var methods []string
+	for _, m := range listed {
+		methods = append(methods, m.Name)
+	}
+	if len(methods) > 0 {
+		if _, err := s.st.MarkUnlisted(ctx, dev.ID, methods, jsonrpc.CodeMethodNotFound, "Method not found", unlistedDetail); err != nil {
+			s.log.Error("marking unlisted queued calls", "device_id", dev.ID, "err", err)
+		}
+	}
+	if dev.Reported != nil {
+		dev.Reported(methods)
+	}
 }
 
 // Key set statuses, as KeyStatus returns them.

@@ -37,6 +37,10 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrUnauthenticated: the credentials are missing, wrong or revoked.
 	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrReplicaTaken: another live process holds this replica's name
+	// (Start), or took it while this one had lost its database connection
+	// (Lost).
+	ErrReplicaTaken = errors.New("replica name taken")
 )
 
 // Role is what an Actor may do within its organisation.

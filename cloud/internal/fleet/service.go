@@ -26,7 +26,8 @@ type Options struct {
 	// CloudID is the cloud's signer name in envelopes. Defaults to "bosun-cloud".
 	CloudID string
 	// Replica names this replica in devices.replica and the replicas
-	// table. Defaults to "replica".
+	// table. Start takes the name for as long as the service runs: a second
+	// live process with the same name cannot start. Defaults to "replica".
 	Replica string
 	// Logger receives the service's logs. nil means slog.Default().
 	Logger *slog.Logger
@@ -52,10 +53,13 @@ type Options struct {
 	// an accepted key keeps its row). Defaults to 72h.
 	PendingTTL time.Duration
 	// SweepInterval is how often the sweeper expires queued calls, times
-	// out overdue ones, heart-beats, and marks offline the devices of
-	// replicas that stopped heart-beating (after 3 intervals, at least 15s).
-	// Defaults to 5s.
+	// out overdue ones and prunes stale registrations and replicas.
+	// Defaults to 5s. (The heartbeat and the janitor that ends the sessions
+	// of dead replicas run every second, see Start.)
 	SweepInterval time.Duration
+	// ReplicaRetention is how long the row of a replica not heard from is
+	// kept; the sweeper deletes it after that. Defaults to 24h.
+	ReplicaRetention time.Duration
 	// DefaultOrg is the organisation of devices that name no enrollment
 	// token. Defaults to "default" (created by the first migration).
 	DefaultOrg string
@@ -74,7 +78,13 @@ type Service struct {
 	subStop context.CancelFunc // ends every Subscribe channel
 	subCtx  context.Context
 
-	wg        sync.WaitGroup // owns the sweeper and the Subscribe goroutines
+	lock *store.ReplicaLock // this replica's name, held from Start to Close
+	lost chan error         // receives once when the name is lost
+
+	heldMu sync.Mutex // guards held
+	held   func() []SessionRef
+
+	wg        sync.WaitGroup // owns the sweeper, the heartbeat and the Subscribe goroutines
 	closeOnce sync.Once
 }
 
@@ -113,6 +123,9 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if opts.SweepInterval <= 0 {
 		opts.SweepInterval = 5 * time.Second
 	}
+	if opts.ReplicaRetention <= 0 {
+		opts.ReplicaRetention = 24 * time.Hour
+	}
 	if opts.DefaultOrg == "" {
 		opts.DefaultOrg = "default"
 	}
@@ -120,7 +133,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading default organisation %q: %w", opts.DefaultOrg, err)
 	}
-	s := &Service{st: opts.Store, nc: opts.NATS, log: opts.Logger, opts: opts, defOrg: org.ID}
+	s := &Service{st: opts.Store, nc: opts.NATS, log: opts.Logger, opts: opts, defOrg: org.ID, lost: make(chan error, 1)}
 	s.stopCtx, s.stop = context.WithCancel(context.Background())
 	s.subCtx, s.subStop = context.WithCancel(s.stopCtx)
 	return s, nil
@@ -153,34 +166,71 @@ func (s *Service) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Start marks offline the devices a previous run of this replica left
-// online, records a heartbeat, and starts the sweeper.
+// Start takes this replica's name, marks offline the devices a previous
+// run of the same name left online, ends the sessions of replicas that
+// stopped heart-beating, and starts the heartbeat (every second, with the
+// janitor) and the sweeper. A name held by another live process is
+// ErrReplicaTaken.
+//
+// Why a replica holds its name: the previous run of a name is dead once
+// the name is free (its lock went with its database connection), so a
+// restart may end that run's sessions at once; and two live processes
+// sharing a name would end each other's.
 func (s *Service) Start(ctx context.Context) error {
-	refs, err := s.st.ResetReplica(ctx, s.opts.Replica)
+	lock, err := s.st.LockReplica(ctx, s.opts.Replica)
+	if errors.Is(err, store.ErrReplicaTaken) {
+		return fmt.Errorf("%w: %q is held by another live bosun-cloud process on this database; give this one another name (--replica, BOSUN_REPLICA)",
+			ErrReplicaTaken, s.opts.Replica)
+	}
 	if err != nil {
-		return fmt.Errorf("resetting replica %s: %w", s.opts.Replica, err)
+		return fmt.Errorf("taking replica name %s: %w", s.opts.Replica, err)
 	}
-	for _, r := range refs {
-		s.publish(Event{Type: EventDeviceDisconnected, OrgID: r.OrgID, DeviceID: r.ID})
+	refs, err := lock.Start(ctx)
+	if err != nil {
+		lock.Close()
+		return err
 	}
-	if err := s.st.Heartbeat(ctx, s.opts.Replica); err != nil {
-		return fmt.Errorf("heartbeat: %w", err)
+	s.lock = lock
+	s.offline(refs, "its replica restarted")
+	orphans, err := s.st.EndOrphanSessions(ctx)
+	if err != nil {
+		s.log.Warn("janitor", "err", err)
 	}
+	s.offline(orphans, "its replica is unknown")
+	s.janitor(ctx)
+	s.goOwned(s.heartbeatLoop)
 	s.goOwned(s.sweepLoop)
 	return nil
 }
+
+// Lost receives an error, once, if this replica lost its name to another
+// process (its database connection broke and another process took the
+// name before it could take it back): the process must stop serving.
+func (s *Service) Lost() <-chan error { return s.lost }
 
 // EndSubscriptions closes every Subscribe channel, so that long-lived
 // streams (server-sent events) end and an HTTP server can shut down while
 // the rest of the service keeps working. Later Subscribe calls fail.
 func (s *Service) EndSubscriptions() { s.subStop() }
 
-// Close stops the sweeper and every Subscribe channel and waits for them.
-// Safe to call twice.
+// Close stops the sweeper, the heartbeat and every Subscribe channel and
+// waits for them, marks offline any device still recorded on this replica,
+// and releases the replica's name. Safe to call twice.
 func (s *Service) Close() {
 	s.closeOnce.Do(func() {
 		s.stop()
 		s.wg.Wait()
+		if s.lock == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		refs, err := s.st.ResetReplica(ctx, s.opts.Replica)
+		if err != nil {
+			s.log.Warn("marking this replica's devices offline", "err", err)
+		}
+		s.offline(refs, "its replica stopped")
+		s.lock.Close()
 	})
 }
 
@@ -191,6 +241,84 @@ func (s *Service) goOwned(fn func(ctx context.Context)) {
 		defer s.wg.Done()
 		fn(s.stopCtx)
 	}()
+}
+
+// heartbeatInterval is how often a replica heart-beats and runs the
+// janitor: a quarter of store.ReplicaTimeout, so that three heartbeats in
+// a row may be late before the others count this replica dead.
+const heartbeatInterval = store.ReplicaTimeout / 4
+
+// heartbeatLoop heart-beats and runs the janitor every heartbeatInterval.
+func (s *Service) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(heartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		hctx, cancel := context.WithTimeout(ctx, store.ReplicaTimeout/2)
+		revived, err := s.lock.Heartbeat(hctx)
+		cancel()
+		switch {
+		case errors.Is(err, store.ErrReplicaTaken):
+			err = fmt.Errorf("%w: %q was taken by another process while this one had no database connection", ErrReplicaTaken, s.opts.Replica)
+			s.log.Error("replica name lost: this process must stop", "replica", s.opts.Replica, "err", err)
+			s.lost <- err
+			return
+		case err != nil:
+			if ctx.Err() == nil {
+				s.log.Warn("heartbeat", "replica", s.opts.Replica, "err", err)
+			}
+		case revived:
+			s.reassert(ctx)
+		}
+		s.janitor(ctx)
+	}
+}
+
+// janitor ends the sessions of replicas whose heartbeat is stale and
+// tells the dashboard (device.disconnected). Every replica runs it; the
+// store makes sure each device is reported once.
+func (s *Service) janitor(ctx context.Context) {
+	refs, err := s.st.EndStaleSessions(ctx)
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("janitor", "err", err)
+	}
+	s.offline(refs, "its replica stopped heart-beating")
+}
+
+// reassert claims again the live sessions of this replica after its
+// heartbeat was late enough for the others to end them.
+func (s *Service) reassert(ctx context.Context) {
+	s.heldMu.Lock()
+	held := s.held
+	s.heldMu.Unlock()
+	if held == nil {
+		return
+	}
+	refs, err := s.st.ReassertSessions(ctx, s.opts.Replica, held())
+	if err != nil {
+		s.log.Warn("reasserting sessions", "err", err)
+		return
+	}
+	if len(refs) > 0 {
+		s.log.Warn("heartbeat was late: sessions ended by another replica claimed again", "replica", s.opts.Replica, "devices", len(refs))
+	}
+	for _, r := range refs {
+		s.publish(Event{Type: EventDeviceConnected, OrgID: r.OrgID, DeviceID: r.ID,
+			Data: mustJSON(map[string]any{"replica": s.opts.Replica})})
+	}
+}
+
+// offline publishes device.disconnected for devices whose sessions the
+// replica bookkeeping ended.
+func (s *Service) offline(refs []store.DeviceRef, why string) {
+	for _, r := range refs {
+		s.log.Info("device offline: "+why, "device_id", r.ID)
+		s.publish(Event{Type: EventDeviceDisconnected, OrgID: r.OrgID, DeviceID: r.ID})
+	}
 }
 
 func (s *Service) sweepLoop(ctx context.Context) {
@@ -211,10 +339,7 @@ func (s *Service) sweepLoop(ctx context.Context) {
 // Sweep runs one round of the sweeper; every statement is idempotent, so
 // all replicas sweep and a restart never leaves a call stuck.
 func (s *Service) Sweep(ctx context.Context) error {
-	if err := s.st.Heartbeat(ctx, s.opts.Replica); err != nil {
-		return fmt.Errorf("heartbeat: %w", err)
-	}
-	expired, err := s.st.ExpireQueued(ctx, rpcErr(rpcproto.CodeExpired))
+	expired, err := s.st.ExpireQueued(ctx, rpcErr(rpcproto.CodeExpired), rpcproto.CodeExpired, expiredUnserved)
 	if err != nil {
 		return fmt.Errorf("expiring calls: %w", err)
 	}
@@ -225,21 +350,17 @@ func (s *Service) Sweep(ctx context.Context) error {
 	for _, c := range append(expired, timedOut...) {
 		s.callFinished(c)
 	}
-	stale := 3 * s.opts.SweepInterval
-	if stale < 15*time.Second {
-		stale = 15 * time.Second
-	}
-	refs, err := s.st.OfflineStale(ctx, stale)
-	if err != nil {
-		return fmt.Errorf("offlining devices of stale replicas: %w", err)
-	}
-	for _, r := range refs {
-		s.log.Info("device offline: replica stopped heart-beating", "device_id", r.ID)
-		s.publish(Event{Type: EventDeviceDisconnected, OrgID: r.OrgID, DeviceID: r.ID})
-	}
 	if err := s.prunePending(ctx); err != nil {
 		return fmt.Errorf("pruning pending registrations: %w", err)
 	}
+	names, refs, err := s.st.PruneReplicas(ctx, s.opts.ReplicaRetention, s.opts.Replica)
+	if err != nil {
+		return err
+	}
+	if len(names) > 0 {
+		s.log.Info("pruned replicas not heard from", "replicas", names, "retention", s.opts.ReplicaRetention.String())
+	}
+	s.offline(refs, "its replica was pruned")
 	return nil
 }
 

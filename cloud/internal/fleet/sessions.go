@@ -58,14 +58,31 @@ func (s *Service) KeyStatus(ctx context.Context, keySetID int64) (string, error)
 	return s.st.KeyStatus(ctx, keySetID)
 }
 
-// ClaimQueued takes the device's oldest unexpired queued call for sending;
-// false when there is none.
-func (s *Service) ClaimQueued(ctx context.Context, deviceID string) (Call, bool, error) {
-	c, err := s.st.ClaimQueued(ctx, deviceID)
+// ClaimQueued takes the device's oldest unexpired queued call that q
+// allows (see Served) for sending; false when there is none.
+func (s *Service) ClaimQueued(ctx context.Context, deviceID string, q *Served) (Call, bool, error) {
+	if !q.Ready() {
+		return Call{}, false, nil
+	}
+	c, err := s.st.ClaimQueued(ctx, deviceID, q.filter())
 	if errors.Is(err, store.ErrNotFound) {
 		return c, false, nil
 	}
 	return c, err == nil, err
+}
+
+// SessionRef names a live session a replica holds: the device and the
+// session's version.
+type SessionRef = store.SessionRef
+
+// SetHeldSessions gives the service a way to list the sessions this replica
+// holds (the hub's), so that a replica declared dead by the others while it
+// was merely slow can claim its live sessions again when its heartbeat
+// comes back. nil means none.
+func (s *Service) SetHeldSessions(fn func() []SessionRef) {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	s.held = fn
 }
 
 // Requeue returns a claimed persistent call that was never written to the

@@ -11,10 +11,10 @@ import (
 // subject tokens.
 //
 //	bosun.dev.<org>.<device>.call   request: RouteRequest, reply: Call (JSON); queue group "holder"
-//	bosun.dev.<org>.<device>.drain  request: empty, reply: empty; the holder sends queued calls
+//	bosun.dev.<org>.<device>.drain  request: DrainRequest (or empty), reply: DrainReply (or empty); the holder sends queued calls
 //	bosun.dev.<org>.<device>.evict  EvictMsg: holders of older sessions close them (4009)
 //	bosun.dev.<org>.<device>.key    KeyMsg: a key was accepted, or must lose its session (4003)
-//	bosun.call.<id>.done            the finished Call (JSON), for whoever waits on it
+//	bosun.call.<id>.done            the finished Call (JSON), or a persistent one queued again, for whoever waits on it
 //	bosun.events.<org>              Event (JSON)
 const (
 	// SubjectEvictAll matches the evict subject of every device.
@@ -155,6 +155,20 @@ type RouteRequest struct {
 	Method    string          `json:"method"`
 	Params    json.RawMessage `json:"params,omitempty"`
 	TimeoutMS int64           `json:"timeout_ms"`
+}
+
+// DrainRequest asks the holder of a session to send the device's queued
+// calls; CallID and Method name the call just queued, if any.
+type DrainRequest struct {
+	CallID string `json:"call_id,omitempty"`
+	Method string `json:"method,omitempty"`
+}
+
+// DrainReply answers a DrainRequest. Unlisted: the holder will not send the
+// named call now, because the device does not list its method (or
+// answered -32601 for it): the call waits, and says why in its error.
+type DrainReply struct {
+	Unlisted bool `json:"unlisted,omitempty"`
 }
 
 // EvictMsg announces that session Version of a device started on Replica:

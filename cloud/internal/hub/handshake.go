@@ -50,6 +50,7 @@ func (h *Hub) serve(c *websocket.Conn, remote string) {
 	}
 	ds := &deviceSession{hub: h, remote: remote, deviceID: reg.Params.DeviceID, fingerprint: reg.Fingerprint,
 		kick: make(chan struct{}, 1)}
+	ds.served = fleet.NewServed(ds.kickDrain)
 	ds.ctx, ds.cancel = context.WithCancel(h.baseCtx)
 	defer ds.cancel()
 	ds.peer, err = session.New(session.Options{

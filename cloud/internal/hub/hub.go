@@ -26,7 +26,8 @@
 // (Deliver) and the device → cloud method table (DeviceMethods). Besides
 // the engine's goroutines each session owns a watcher (last_seen and a
 // backstop check of the key's status), a drainer that sends queued
-// persistent calls in order, and one goroutine per call in flight; it waits
+// persistent calls in order once the device's state.report lists their
+// methods (fleet.Served), and one goroutine per call in flight; it waits
 // for all of them before it ends.
 //
 // Lock order: Hub.mu before deviceSession.mu; neither is held across I/O.
@@ -88,6 +89,11 @@ type Options struct {
 	// Methods are extra device → cloud methods (e.g. ota.status), served
 	// to accepted devices only; fleet.DeviceFromContext names the caller.
 	Methods map[string]jsonrpc.HandlerFunc
+	// ReportWait is how long after acceptance the holder waits for the
+	// device's first state.report before it sends queued calls of any
+	// method (a device that never reports still gets them; see
+	// fleet.Served). Defaults to 10s.
+	ReportWait time.Duration
 }
 
 // Hub is the device websocket endpoint. It implements http.Handler.
@@ -133,6 +139,7 @@ func New(opts Options) (*Hub, error) {
 	def(&opts.PingInterval, 20*time.Second)
 	def(&opts.PingTimeout, 10*time.Second)
 	def(&opts.Skew, envelope.DefaultSkew)
+	def(&opts.ReportWait, 10*time.Second)
 	if opts.MaxMessageSize <= 0 {
 		opts.MaxMessageSize = envelope.DefaultMaxSize
 	}
@@ -146,6 +153,7 @@ func New(opts Options) (*Hub, error) {
 	}
 	h.baseCtx, h.cancel = context.WithCancel(context.Background())
 	h.methods = opts.Service.DeviceMethods(opts.Methods)
+	opts.Service.SetHeldSessions(h.held)
 	for subj, fn := range map[string]nats.MsgHandler{fleet.SubjectEvictAll: h.onEvict, fleet.SubjectKeyAll: h.onKey} {
 		sub, err := h.nc.Subscribe(subj, fn)
 		if err != nil {
@@ -323,6 +331,17 @@ func (h *Hub) register(s *deviceSession) bool {
 		old.close(rpcproto.CloseEvicted, "a newer session took over")
 	}
 	return true
+}
+
+// held lists the sessions this replica holds, for fleet's reassert.
+func (h *Hub) held() []fleet.SessionRef {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]fleet.SessionRef, 0, len(h.sessions))
+	for _, s := range h.sessions {
+		out = append(out, fleet.SessionRef{DeviceID: s.deviceID, Version: s.version})
+	}
+	return out
 }
 
 func (h *Hub) unregister(s *deviceSession) {

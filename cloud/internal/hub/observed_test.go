@@ -280,7 +280,10 @@ func TestQueuedCallDeliveredOnReturn(t *testing.T) {
 	}
 	disp := jsonrpc.NewDispatcher()
 	disp.Register("test.echo", func(ctx context.Context, p json.RawMessage) (any, error) { return p, nil })
-	cloudtest.MustConnect(t, s, "dev-q", cloudtest.DeviceOptions{Key: d.Key, Dispatcher: disp})
+	d = cloudtest.MustConnect(t, s, "dev-q", cloudtest.DeviceOptions{Key: d.Key, Dispatcher: disp})
+	if err := d.ReportMethods(ctx, "test.echo"); err != nil { // its workers are ready
+		t.Fatal(err)
+	}
 	cloudtest.Eventually(t, 10*time.Second, func() bool {
 		got, _ := s.Service().GetCall(ctx, s.Super, c.ID)
 		return got.Status == "succeeded"

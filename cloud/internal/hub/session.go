@@ -33,6 +33,7 @@ type deviceSession struct {
 	ctx    context.Context // ends when the session ends
 	cancel context.CancelFunc
 	kick   chan struct{} // wakes the drainer; capacity 1
+	served *fleet.Served // which queued calls may be sent (state.report)
 
 	accepted atomic.Bool
 
@@ -64,7 +65,15 @@ func (ds *deviceSession) close(code websocket.StatusCode, reason string) {
 }
 
 func (ds *deviceSession) info() fleet.DeviceInfo {
-	return fleet.DeviceInfo{ID: ds.deviceID, OrgID: ds.orgID, Fingerprint: ds.fingerprint, Accepted: ds.accepted.Load}
+	return fleet.DeviceInfo{ID: ds.deviceID, OrgID: ds.orgID, Fingerprint: ds.fingerprint, Accepted: ds.accepted.Load,
+		Reported: ds.reported}
+}
+
+// reported learns the methods of a state.report: queued calls of those
+// methods may now flow.
+func (ds *deviceSession) reported(methods []string) {
+	ds.served.Report(methods)
+	ds.kickDrain()
 }
 
 // handle serves one device → cloud request through fleet's method table.
@@ -128,10 +137,22 @@ func (ds *deviceSession) kickDrain() {
 	}
 }
 
-// drainLoop sends the device's queued persistent calls, in order: the next
-// is claimed only once the previous one's write completed.
+// drainLoop sends the device's queued persistent calls, in order, as
+// fleet.Served allows: none until the device's first state.report (or
+// until ReportWait passed without one), then those whose method it lists.
+// The next call is claimed only once the previous one's write completed.
 func (ds *deviceSession) drainLoop() {
-	svc := ds.hub.svc
+	h := ds.hub
+	svc := h.svc
+	var (
+		wait  *time.Timer // the wait for a first report, from acceptance
+		waitC <-chan time.Time
+	)
+	defer func() {
+		if wait != nil {
+			wait.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-ds.ctx.Done():
@@ -139,12 +160,28 @@ func (ds *deviceSession) drainLoop() {
 		case <-ds.peer.Done():
 			return
 		case <-ds.kick:
+		case <-waitC:
+			waitC = nil
+			if ds.served.GiveUpWaiting() {
+				h.log.Info("no state.report: sending queued calls of any method", "device_id", ds.deviceID,
+					"waited_ms", h.opts.ReportWait.Milliseconds())
+			}
 		}
-		for ds.ctx.Err() == nil && ds.accepted.Load() {
-			c, ok, err := svc.ClaimQueued(ds.ctx, ds.deviceID)
+		if !ds.accepted.Load() {
+			continue
+		}
+		if !ds.served.Ready() {
+			if wait == nil {
+				wait = time.NewTimer(h.opts.ReportWait)
+				waitC = wait.C
+			}
+			continue
+		}
+		for ds.ctx.Err() == nil {
+			c, ok, err := svc.ClaimQueued(ds.ctx, ds.deviceID, ds.served)
 			if err != nil {
 				if ds.ctx.Err() == nil {
-					ds.hub.log.Error("claiming queued call", "device_id", ds.deviceID, "err", err)
+					h.log.Error("claiming queued call", "device_id", ds.deviceID, "err", err)
 				}
 				break
 			}
@@ -152,7 +189,7 @@ func (ds *deviceSession) drainLoop() {
 				break
 			}
 			written := make(chan bool, 1)
-			if !ds.goOwned(func() { svc.Deliver(ds.ctx, c, true, peerOf{ds.peer}, written) }) {
+			if !ds.goOwned(func() { svc.Deliver(ds.ctx, c, ds.served, peerOf{ds.peer}, written) }) {
 				svc.Requeue(ds.ctx, c.ID)
 				return
 			}
@@ -163,9 +200,20 @@ func (ds *deviceSession) drainLoop() {
 	}
 }
 
-// onDrain answers a drain request and wakes the drainer.
+// onDrain answers a drain request and wakes the drainer. A request naming
+// a call the device may not be sent yet (its method is not listed) is
+// answered Unlisted, so the caller need not wait for an outcome.
 func (ds *deviceSession) onDrain(m *nats.Msg) {
-	m.Respond(nil)
+	var dr fleet.DrainRequest
+	if len(m.Data) > 0 {
+		json.Unmarshal(m.Data, &dr)
+	}
+	var reply fleet.DrainReply
+	if dr.CallID != "" && ds.accepted.Load() && ds.served.Ready() && !ds.served.Allows(dr.Method) {
+		ds.hub.svc.NoteUnlisted(ds.ctx, dr.CallID, dr.Method)
+		reply.Unlisted = true
+	}
+	m.Respond(mustMarshal(reply))
 	ds.kickDrain()
 }
 
@@ -181,7 +229,7 @@ func (ds *deviceSession) onCall(m *nats.Msg) {
 		if !ds.accepted.Load() {
 			c = svc.RefuseCall(ds.ctx, rr.CallID, rpcproto.CodeNotAccepted)
 		} else {
-			c = svc.Deliver(ds.ctx, fleet.CallFromRoute(rr), false, peerOf{ds.peer}, nil)
+			c = svc.Deliver(ds.ctx, fleet.CallFromRoute(rr), nil, peerOf{ds.peer}, nil)
 		}
 		m.Respond(mustMarshal(c))
 	})

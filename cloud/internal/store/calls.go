@@ -154,14 +154,32 @@ func (s *Store) ListCalls(ctx context.Context, f CallFilter) ([]Call, error) {
 		ORDER BY seq DESC LIMIT $4`, f.OrgID, f.DeviceID, f.Status, f.Limit)
 }
 
-// ClaimQueued moves the oldest unexpired queued call of the device to sent,
-// starting its deadline, and returns it; ErrNotFound when none is left.
-func (s *Store) ClaimQueued(ctx context.Context, deviceID string) (Call, error) {
+// ClaimFilter says which of a device's queued calls the holder may send
+// now.
+type ClaimFilter struct {
+	// Methods are the methods the device lists. nil means any method (the
+	// device has not said which it serves).
+	Methods []string
+	// Skip are methods not to send now (they were answered "method not
+	// found" since the device last reported).
+	Skip []string
+}
+
+// ClaimQueued moves the oldest unexpired queued call of the device that f
+// allows to sent, starting its deadline, and returns it; ErrNotFound when
+// none is left. Calls f does not allow stay queued, in their place: they do
+// not hold up the calls behind them.
+func (s *Store) ClaimQueued(ctx context.Context, deviceID string, f ClaimFilter) (Call, error) {
+	skip := f.Skip
+	if skip == nil {
+		skip = []string{}
+	}
 	c, err := scanCall(s.pool.QueryRow(ctx, `UPDATE calls SET status = 'sent', sent_at = now(),
 		deadline = now() + make_interval(secs => timeout_ms / 1000.0)
 		WHERE id = (SELECT id FROM calls WHERE device_id = $1 AND status = 'queued' AND expires_at > now()
+			AND ($2::text[] IS NULL OR method = ANY($2)) AND method <> ALL($3::text[])
 			ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
-		RETURNING `+callColumns, deviceID))
+		RETURNING `+callColumns, deviceID, f.Methods, skip))
 	return c, notFound(err)
 }
 
@@ -172,6 +190,46 @@ func (s *Store) Requeue(ctx context.Context, id string) error {
 	_, err := s.pool.Exec(ctx, `UPDATE calls SET status = 'queued', sent_at = NULL, deadline = NULL
 		WHERE id = $1 AND status = 'sent' AND expires_at IS NOT NULL`, id)
 	return err
+}
+
+// RequeueAnswered puts a persistent call the device answered with e (a
+// method it does not serve yet) back in the queue, e kept as its last
+// error, unless its ttl has passed or it has finished: then it returns
+// false and changes nothing.
+func (s *Store) RequeueAnswered(ctx context.Context, id string, e *jsonrpc.Error) (bool, error) {
+	errj, _ := json.Marshal(e)
+	tag, err := s.pool.Exec(ctx, `UPDATE calls SET status = 'queued', sent_at = NULL, deadline = NULL, delivered_at = NULL,
+		error = $2 WHERE id = $1 AND status IN ('sent', 'delivered') AND expires_at > now()`, id, errj)
+	if err != nil {
+		return false, fmt.Errorf("requeueing call %s: %w", id, err)
+	}
+	return tag.RowsAffected() > 0, nil
+}
+
+// SetLastError records e as the last error of a queued call that has none
+// yet (why it waits).
+func (s *Store) SetLastError(ctx context.Context, id string, e *jsonrpc.Error) error {
+	errj, _ := json.Marshal(e)
+	_, err := s.pool.Exec(ctx, `UPDATE calls SET error = $2 WHERE id = $1 AND status = 'queued' AND error IS NULL`, id, errj)
+	return err
+}
+
+// MarkUnlisted records, as the last error of each unexpired queued call of
+// the device whose method is not among methods, a "method not found" with
+// code, message and detail (data: {"method", "detail"}), unless the call
+// already has a last error. It returns how many calls it marked.
+func (s *Store) MarkUnlisted(ctx context.Context, deviceID string, methods []string, code int, message, detail string) (int64, error) {
+	if methods == nil {
+		methods = []string{}
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE calls SET error = jsonb_build_object('code', $3::int, 'message', $4::text,
+			'data', jsonb_build_object('method', method, 'detail', $5::text))
+		WHERE device_id = $1 AND status = 'queued' AND expires_at > now() AND error IS NULL AND method <> ALL($2::text[])`,
+		deviceID, methods, code, message, detail)
+	if err != nil {
+		return 0, fmt.Errorf("marking unlisted calls of %s: %w", deviceID, err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // MarkDelivered records that the websocket write of the call completed.
@@ -205,10 +263,15 @@ func (s *Store) FinishCall(ctx context.Context, id, status string, result json.R
 }
 
 // ExpireQueued marks expired every queued call whose expires_at passed.
-func (s *Store) ExpireQueued(ctx context.Context, rpcErr *jsonrpc.Error) ([]Call, error) {
-	errj, _ := json.Marshal(rpcErr)
-	return s.collectCalls(ctx, `UPDATE calls SET status = 'expired', error = $1, finished_at = now()
-		WHERE status = 'queued' AND expires_at <= now() RETURNING `+callColumns, errj)
+// A call with no last error gets plain; one the device never served (its
+// last error says why) gets code with the message format(unserved, method)
+// (unserved has one %s) and data {"method", "last_error"}.
+func (s *Store) ExpireQueued(ctx context.Context, plain *jsonrpc.Error, code int, unserved string) ([]Call, error) {
+	errj, _ := json.Marshal(plain)
+	return s.collectCalls(ctx, `UPDATE calls SET status = 'expired', finished_at = now(),
+		error = CASE WHEN error IS NULL THEN $1::jsonb ELSE jsonb_build_object('code', $2::int, 'message', format($3::text, method),
+			'data', jsonb_build_object('method', method, 'last_error', error)) END
+		WHERE status = 'queued' AND expires_at <= now() RETURNING `+callColumns, errj, code, unserved)
 }
 
 // TimeoutOverdue marks timed out every sent or delivered call whose deadline

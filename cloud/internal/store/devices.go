@@ -29,7 +29,7 @@ type Device struct {
 	Fingerprint    string
 	Alg            string
 	KeyChanged     bool
-	Online         bool
+	Online         bool // a session that has not ended, on a live replica (see liveOnline)
 	Replica        string
 	SessionVersion int64
 	FirstSeen      time.Time
@@ -58,8 +58,9 @@ type Counts struct {
 	Online, Offline, Pending, Rejected, Total int
 }
 
-const deviceColumns = `d.org_id, d.id, d.status, coalesce(k.fingerprint, ''), coalesce(k.alg, ''),
-	coalesce(k.key_changed, false), d.online, d.replica, d.session_version, d.first_seen, d.last_seen,
+// deviceColumns reads Online as liveOnline: a session on a live replica.
+var deviceColumns = `d.org_id, d.id, d.status, coalesce(k.fingerprint, ''), coalesce(k.alg, ''),
+	coalesce(k.key_changed, false), ` + liveOnline + `, d.replica, d.session_version, d.first_seen, d.last_seen,
 	d.tags, d.attributes, d.inventory,
 	EXISTS (SELECT 1 FROM device_keys a WHERE a.device_id = d.id AND a.status = 'accepted')`
 
@@ -116,7 +117,7 @@ func (s *Store) ListDevices(ctx context.Context, f DeviceFilter) ([]Device, int,
 		add("d.status = ?", f.Status)
 	}
 	if f.Online != nil {
-		add("d.online = ?", *f.Online)
+		add(liveOnline+" = ?", *f.Online)
 	}
 	if f.Tag != "" {
 		add("? = ANY(d.tags)", f.Tag)
@@ -189,12 +190,12 @@ func (s *Store) DeviceIDsByTag(ctx context.Context, orgID int64, tag string) ([]
 func (s *Store) Counts(ctx context.Context, orgID int64) (Counts, error) {
 	var c Counts
 	err := s.pool.QueryRow(ctx, `SELECT
-		count(*) FILTER (WHERE online),
-		count(*) FILTER (WHERE NOT online),
-		count(*) FILTER (WHERE status = 'pending'),
-		count(*) FILTER (WHERE status = 'rejected'),
+		count(*) FILTER (WHERE `+liveOnline+`),
+		count(*) FILTER (WHERE NOT `+liveOnline+`),
+		count(*) FILTER (WHERE d.status = 'pending'),
+		count(*) FILTER (WHERE d.status = 'rejected'),
 		count(*)
-		FROM devices WHERE $1::bigint = 0 OR org_id = $1`, orgID).Scan(&c.Online, &c.Offline, &c.Pending, &c.Rejected, &c.Total)
+		FROM devices d WHERE $1::bigint = 0 OR d.org_id = $1`, orgID).Scan(&c.Online, &c.Offline, &c.Pending, &c.Rejected, &c.Total)
 	return c, err
 }
 

@@ -360,7 +360,7 @@ type PendingKey struct {
 	Attributes  map[string]string
 	FirstSeen   time.Time // when this key was first presented
 	LastSeen    time.Time
-	Online      bool
+	Online      bool // as Device.Online
 	// Pending is how many pending key sets the device has (this one
 	// included): more than one means the operator must choose.
 	Pending int
@@ -370,7 +370,7 @@ type PendingKey struct {
 // newest first, and how many there are in all.
 func (s *Store) PendingKeys(ctx context.Context, orgID int64, limit int) ([]PendingKey, int, error) {
 	rows, err := s.pool.Query(ctx, `SELECT k.id, k.device_id, d.org_id, k.fingerprint, k.alg, k.key_changed,
-			k.attributes, k.first_seen, k.last_seen, d.online,
+			k.attributes, k.first_seen, k.last_seen, `+liveOnline+`,
 			count(*) OVER (PARTITION BY k.device_id), count(*) OVER ()
 		FROM device_keys k JOIN devices d ON d.id = k.device_id
 		WHERE k.status = 'pending' AND ($1::bigint = 0 OR d.org_id = $1)

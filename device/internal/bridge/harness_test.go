@@ -69,6 +69,8 @@ func startBridge(tb testing.TB, cloud *testCloud, dir string, mods ...func(*brid
 		Backoff:       bridge.Backoff{Base: 10 * time.Millisecond, Cap: 50 * time.Millisecond},
 		WorkerTimeout: 5 * time.Second,
 		StateDebounce: 20 * time.Millisecond,
+		SettleQuiet:   50 * time.Millisecond,
+		SettleMax:     time.Second,
 		OutboxRetry:   20 * time.Millisecond,
 		Logger:        slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})),
 	}

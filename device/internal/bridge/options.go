@@ -80,6 +80,18 @@ type Options struct {
 	// StateDebounce delays a new state.report after the set of workers
 	// changes. Defaults to 2s.
 	StateDebounce time.Duration
+	// SettleQuiet is how long the first state.report of a session waits
+	// after the last worker announcement: on acceptance the bridge asks
+	// every worker to announce (bosun.workers.discover) and reports once
+	// none has announced for this long, so that the report lists the
+	// methods of the workers that run. The cloud sends queued calls only
+	// after that report, and only those of methods it lists. Defaults to
+	// 500ms.
+	SettleQuiet time.Duration
+	// SettleMax bounds that wait from acceptance to the first report, so
+	// that workers announcing without pause cannot hold it back. Defaults
+	// to 3s.
+	SettleMax time.Duration
 	// OutboxRetry is the first delay before the outbox retries a report the
 	// cloud refused with a transient error; it doubles up to 5m. Defaults
 	// to 5s.
@@ -139,6 +151,8 @@ func (o *Options) setDefaults() error {
 	def(&o.WriteTimeout, 10*time.Second)
 	def(&o.HealthyAfter, 30*time.Second)
 	def(&o.StateDebounce, 2*time.Second)
+	def(&o.SettleQuiet, 500*time.Millisecond)
+	def(&o.SettleMax, 3*time.Second)
 	def(&o.OutboxRetry, 5*time.Second)
 	def(&o.Skew, envelope.DefaultSkew)
 	if o.RejectedBackoff.Base == 0 && o.RejectedBackoff.Cap == 0 && o.RejectedBackoff.Min == 0 {

@@ -15,11 +15,13 @@ type registry struct {
 	mu      sync.Mutex // guards workers
 	workers map[string][]rpcproto.MethodInfo
 
-	changed chan struct{} // buffered 1: "the set of workers or methods changed"
+	changed   chan struct{} // buffered 1: "the set of workers or methods changed"
+	announced chan struct{} // buffered 1: "a worker announced" (changed or not)
 }
 
 func newRegistry() *registry {
-	return &registry{workers: map[string][]rpcproto.MethodInfo{}, changed: make(chan struct{}, 1)}
+	return &registry{workers: map[string][]rpcproto.MethodInfo{}, changed: make(chan struct{}, 1),
+		announced: make(chan struct{}, 1)}
 }
 
 // announce records a WorkerAnnounce; one with no methods withdraws the
@@ -41,6 +43,10 @@ func (r *registry) announce(data []byte) (rpcproto.WorkerAnnounce, bool) {
 	}
 	same := had == (len(a.Methods) > 0) && slices.Equal(old, a.Methods)
 	r.mu.Unlock()
+	select {
+	case r.announced <- struct{}{}:
+	default:
+	}
 	if !same {
 		select {
 		case r.changed <- struct{}{}:

@@ -244,9 +244,15 @@ func (s *session) register(parent context.Context) (string, error) {
 	return rr.Status, nil
 }
 
-// reportLoop sends state.report now and again whenever the set of workers
-// changes (debounced).
+// reportLoop sends state.report once the workers have settled (settle),
+// and again whenever the set of workers changes (debounced).
 func (s *session) reportLoop(ctx context.Context) {
+	s.settle(ctx)
+	// What changed while settling is in this first report.
+	select {
+	case <-s.b.reg.changed:
+	default:
+	}
 	s.report(ctx)
 	var (
 		t  *time.Timer
@@ -275,6 +281,39 @@ func (s *session) reportLoop(ctx context.Context) {
 	}
 }
 
+// settle asks every worker to announce itself and waits until none has
+// announced for SettleQuiet, at most SettleMax in all: the first report of
+// a session is the device saying which methods it serves, and the cloud
+// holds the device's queued calls until then.
+func (s *session) settle(ctx context.Context) {
+	b := s.b
+	start := time.Now()
+	select { // an announcement from before this session is not news
+	case <-b.reg.announced:
+	default:
+	}
+	if err := b.bus.nc.Publish(rpcproto.SubjectDiscover, nil); err != nil {
+		s.log.Warn("asking workers to announce", "err", err)
+	}
+	quiet := time.NewTimer(b.opts.SettleQuiet)
+	defer quiet.Stop()
+	limit := time.NewTimer(b.opts.SettleMax)
+	defer limit.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.reg.announced:
+			quiet.Reset(b.opts.SettleQuiet)
+			continue
+		case <-quiet.C:
+		case <-limit.C:
+		}
+		s.log.Info("workers settled", "waited_ms", time.Since(start).Milliseconds(), "workers", len(b.reg.workerNames()))
+		return
+	}
+}
+
 // report sends state.report and stores what was reported in state.json.
 func (s *session) report(ctx context.Context) {
 	b := s.b
@@ -293,7 +332,7 @@ func (s *session) report(ctx context.Context) {
 	}); err != nil {
 		s.log.Error("writing state.json", "err", err)
 	}
-	s.log.Info("state reported", "workers", len(params.Workers), "stored", res.Stored)
+	s.log.Info("state reported", "workers", len(params.Workers), "methods", len(params.Methods), "stored", res.Stored)
 }
 
 // outboxLoop delivers the outbox in order while the session lives. An entry
