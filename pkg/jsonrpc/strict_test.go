@@ -338,7 +338,7 @@ func TestTypeFieldsMatchEncodingJSON(t *testing.T) {
 		{"strictParams", strictParams{StrictBase: StrictBase{ID: "i", Note: "n"}, Hostname: "h", Secret: "s", Dash: "d", Plain: 1, Count: 1,
 			Inner: &strictInner{}, List: []strictInner{}, Labels: map[string]string{}, ByName: map[string]strictInner{}, Raw: json.RawMessage(`1`), Any: 1}},
 		{"shadowParams", shadowParams{StrictBase: StrictBase{ID: "i", Note: "n"}, shadowA: shadowA{Name: "a", Kept: "k"}, shadowB: &shadowB{Name: "b"}, ID: 1}},
-		{"StateReportParams", rpcproto.StateReportParams{Hostname: "h", OS: "o", Arch: "a", Versions: map[string]string{"a": "b"}, Workers: []string{"w"}, Attributes: map[string]string{"a": "b"}}},
+		{"StateReportParams", rpcproto.StateReportParams{Hostname: "h", OS: "o", Arch: "a", Versions: map[string]string{"a": "b"}, Workers: []string{"w"}, Methods: []rpcproto.MethodInfo{{Name: "m"}}, Attributes: map[string]string{"a": "b"}}},
 		{"RegisterParams", rpcproto.RegisterParams{DeviceID: "d", PublicKey: "k", Attributes: map[string]string{"a": "b"}, EnrollmentToken: "t"}},
 		{"ContainersLogsParams", rpcproto.ContainersLogsParams{Container: "c", Tail: 1, Since: "s", Timestamps: true}},
 		{"LogsTailParams", rpcproto.LogsTailParams{File: "f", Lines: 1, Since: "s"}},

@@ -223,7 +223,7 @@ func TestCommands(t *testing.T) {
 		{name: "call queued", args: []string{"call", "dev-1", "m", "--ttl", "1h"}, wantOut: "device offline: call c-2 queued, expires 2025-01-02 04:04:05 (in 58m)\n", wantExact: true,
 			wantReqs: []string{`POST /api/v1/devices/dev-1/call {"method":"m","ttl":"1h"}`}},
 		{name: "call queued for a method not served yet", args: []string{"call", "dev-1", "unlisted", "--ttl", "1h"}, wantExact: true,
-			wantOut:  "device does not serve unlisted yet (-32601 Method not found): call c-6 queued, expires 2025-01-02 04:04:05\n",
+			wantOut:  "device does not serve unlisted yet (-32601 Method not found): call c-6 queued, expires 2025-01-02 04:04:05 (in 58m)\n",
 			wantReqs: []string{`POST /api/v1/devices/dev-1/call {"method":"unlisted","ttl":"1h"}`}},
 		{name: "call params not JSON", args: []string{"call", "dev-1", "m", "{all}"}, wantCode: 2, wantErr: "want a JSON object or array", noRequests: true},
 		{name: "call params scalar", args: []string{"call", "dev-1", "m", "5"}, wantCode: 2, wantErr: "want a JSON object or array", noRequests: true},
@@ -487,7 +487,7 @@ func TestCommandHelp(t *testing.T) {
 	for _, want := range []string{
 		"usage: bosun call ID METHOD [JSON] [--timeout 30s] [--ttl 1h] [--json]\n       bosun call --tag TAG METHOD [JSON] [--timeout 30s] [--json]\n",
 		"\n  --tag TAG          call every device with this tag",
-		"\n  --ttl TTL          if the device is offline",
+		"\n  --ttl TTL          queue the call this long",
 		"\n  --url URL        cloud URL",
 	} {
 		if !strings.Contains(r.stdout, want) {
