@@ -80,6 +80,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		NATSListen:      cfg.NATSListen,
 		NATSURL:         cfg.NATSURL,
 		NATSToken:       cfg.NATSToken,
+		RejectedRetry:   cfg.rejectedRetry,
 		Logger:          logger,
 	})
 	if err != nil {
