@@ -281,15 +281,17 @@ func (s *Service) AuditLog(ctx context.Context, a Actor, f AuditFilter) ([]Audit
 		Target: f.Target, Limit: clampLimit(f.Limit)})
 }
 
-// mapStoreErr turns store errors into the package's own.
+// mapStoreErr turns store errors into the package's own, with a fixed
+// public message: the store's text (a constraint name, say) stays in the
+// chain, for the log. Callers that know better name the object themselves.
 func mapStoreErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("%w: %w", ErrNotFound, err)
-	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNoPendingKey):
-		return fmt.Errorf("%w: %w", ErrConflict, err)
+		return &PublicError{Kind: ErrNotFound, Msg: "not found", Err: err}
+	case errors.Is(err, store.ErrConflict):
+		return &PublicError{Kind: ErrConflict, Msg: "this conflicts with an existing record", Err: err}
 	}
 	return err
 }

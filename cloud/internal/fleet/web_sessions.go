@@ -200,7 +200,7 @@ func (s *Service) SwitchOrg(ctx context.Context, ws WebSession, org int64) error
 	}
 	if org != 0 {
 		if _, err := s.st.OrgByID(ctx, org); err != nil {
-			return fmt.Errorf("%w: organisation %d", ErrInvalid, org)
+			return invalidf("there is no organisation %d", org)
 		}
 	}
 	return mapStoreErr(s.st.SetWebSessionOrg(ctx, ws.hash, org))

@@ -15,6 +15,33 @@ type Model struct {
 	Page  app.Page
 	Keys  []fleet.PendingKey
 	Total int
+	// Rejected are the newest Limit rejected key sets of RejectedTotal.
+	Rejected      []fleet.RejectedKey
+	RejectedTotal int
+}
+
+// rejectedWhen says when a key set was rejected, for people.
+func rejectedWhen(k fleet.RejectedKey) string {
+	if k.RejectedAt == nil {
+		return "before decisions were recorded"
+	}
+	return app.Ago(*k.RejectedAt)
+}
+
+// rejectedStamp is rejectedWhen exactly, for the title.
+func rejectedStamp(k fleet.RejectedKey) string {
+	if k.RejectedAt == nil {
+		return ""
+	}
+	return app.Stamp(*k.RejectedAt)
+}
+
+// rejectedBy names who rejected a key set.
+func rejectedBy(k fleet.RejectedKey) string {
+	if k.RejectedBy == "" {
+		return "unknown"
+	}
+	return k.RejectedBy
 }
 
 // attrKeys returns the attribute names of a key set in order.
