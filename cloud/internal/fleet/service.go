@@ -76,6 +76,8 @@ type Service struct {
 
 	wg        sync.WaitGroup // owns the sweeper and the Subscribe goroutines
 	closeOnce sync.Once
+
+	throttled *auditOnce // which throttled logins were audited lately
 }
 
 // New checks the options and loads the default organisation.
@@ -120,7 +122,8 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading default organisation %q: %w", opts.DefaultOrg, err)
 	}
-	s := &Service{st: opts.Store, nc: opts.NATS, log: opts.Logger, opts: opts, defOrg: org.ID}
+	s := &Service{st: opts.Store, nc: opts.NATS, log: opts.Logger, opts: opts, defOrg: org.ID,
+		throttled: newAuditOnce(throttledAuditEvery, 4096)}
 	s.stopCtx, s.stop = context.WithCancel(context.Background())
 	s.subCtx, s.subStop = context.WithCancel(s.stopCtx)
 	return s, nil
@@ -239,6 +242,9 @@ func (s *Service) Sweep(ctx context.Context) error {
 	}
 	if err := s.prunePending(ctx); err != nil {
 		return fmt.Errorf("pruning pending registrations: %w", err)
+	}
+	if err := s.SweepWebSessions(ctx); err != nil {
+		return fmt.Errorf("sweeping web sessions: %w", err)
 	}
 	return nil
 }
