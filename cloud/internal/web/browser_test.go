@@ -281,7 +281,17 @@ func TestBrowserAcceptsARejectedKey(t *testing.T) {
 		}
 	}
 	shot(t, ctx, dir, "pending-rejected")
+	run(t, ctx, "phone-sized",
+		chromedp.EmulateViewport(390, 844),
+		chromedp.Reload(),
+		chromedp.WaitVisible(chromedp.CSS(row)),
+	)
+	if w := value(t, ctx, "page width", chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 390 {
+		t.Errorf("the pending page is %d px wide at 390 px", w)
+	}
+	shot(t, ctx, dir, "pending-rejected-phone")
 	run(t, ctx, "accept it back",
+		chromedp.EmulateViewport(1280, 900),
 		chromedp.Click(chromedp.CSS(row+` button[data-accept-rejected="`+fp+`"]`)),
 		chromedp.WaitVisible(chromedp.ID("no-rejected")),
 	)

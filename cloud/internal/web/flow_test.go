@@ -258,7 +258,7 @@ func TestPendingListsRejectedKeys(t *testing.T) {
 	}
 	action := "/pending?" + url.Values{"fingerprint": {fp}, "from": {"rejected"}}.Encode()
 	r := b.get("/pending")
-	mustContain(t, r, "Rejected keys", `data-rejected="dev-2"`, "<code>"+fp+"</code>", "op2@example.com", "just now",
+	mustContain(t, r, "Rejected keys", `data-rejected="dev-2"`, `data-rejected-fingerprint="`+fp+`"`, "op2@example.com", "just now",
 		`formaction="`+html.EscapeString(action)+`"`)
 	if v := viewer.get("/pending"); !strings.Contains(v.Body, `data-rejected="dev-2"`) || strings.Contains(v.Body, "data-accept-rejected") {
 		t.Fatalf("viewer's page: the rejected key must be listed without a button:\n%s", v.Body)
