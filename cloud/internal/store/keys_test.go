@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/bosunhq/bosun/cloud/internal/store"
 )
@@ -184,5 +185,36 @@ func TestAcceptRejectedKey(t *testing.T) {
 	}
 	if len(rs) != 1 || rs[0].Fingerprint != k4.fp {
 		t.Fatalf("rejected keys %+v, want K4 (rejected by accepting K5)", rs)
+	}
+}
+
+// TestDeleteOldLoginFailures: a sweep deletes at most batch failures older
+// than keep, oldest first, and keeps recent ones.
+func TestDeleteOldLoginFailures(t *testing.T) {
+	st, ctx := migrated(t)
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := st.Pool().Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(`INSERT INTO web_login_failures (email, remote_ip, at) VALUES
+		('a@x', '192.0.2.1', now() - interval '30 hours'), ('b@x', '192.0.2.1', now() - interval '29 hours'),
+		('c@x', '192.0.2.1', now() - interval '25 hours'), ('d@x', '192.0.2.1', now() - interval '1 hour')`)
+	left := func() string {
+		t.Helper()
+		var s string
+		if err := st.Pool().QueryRow(ctx, `SELECT string_agg(email, ',' ORDER BY id) FROM web_login_failures`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for _, want := range []string{"c@x,d@x", "d@x", "d@x"} {
+		if err := st.DeleteExpiredWebSessions(ctx, 24*time.Hour, 2); err != nil {
+			t.Fatal(err)
+		}
+		if got := left(); got != want {
+			t.Fatalf("left %q, want %q", got, want)
+		}
 	}
 }
