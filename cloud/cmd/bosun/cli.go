@@ -499,15 +499,15 @@ func cmdDevice(ctx context.Context, a *app, args []string) error {
 	return nil
 }
 
-// cmdAccept accepts each ID's pending key: the one --fingerprint names
-// (one ID only), or the device's only one. A device with several pending
+// cmdAccept accepts each ID's pending (or rejected) key: the one
+// --fingerprint names (one ID only), or the device's only candidate. A device with several pending
 // keys and no --fingerprint is a failure that lists them, each with the
 // command that accepts it. Like cmdTransition: a line per success (the
 // fingerprint the cloud accepted), every failure reported, exit 1 if any
 // failed.
 func cmdAccept(ctx context.Context, a *app, args []string) error {
 	fs := a.flags("accept")
-	fp := fs.String("fingerprint", "", "accept the pending key with this fingerprint (SHA256:..., as `bosun device ID` lists it); one ID only")
+	fp := fs.String("fingerprint", "", "accept the pending or rejected key with this fingerprint (SHA256:..., as `bosun device ID` lists it); one ID only")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err

@@ -200,7 +200,8 @@ func TestCLIEvents(t *testing.T) {
 // TestCLIAcceptNamesTheKey: a device with two pending keys is not accepted
 // by `bosun accept ID`, which lists both with the command for each; with
 // --fingerprint the named key is accepted, and printed, and the other is
-// rejected.
+// rejected; the rejected one can be accepted by name later, a revoked one
+// never.
 func TestCLIAcceptNamesTheKey(t *testing.T) {
 	srv := cloudtest.NewServer(t)
 	s := newCLISession(t, srv)
@@ -239,8 +240,11 @@ func TestCLIAcceptNamesTheKey(t *testing.T) {
 	}
 	s.expect(s.run("accept", "tq-1", "--fingerprint", fingerprint(d2)), 0, `^accepted tq-1 \(`+k2+`\)\n$`, `^$`)
 	s.expect(s.run("device", "tq-1"), 0, `(?s)Status +accepted.*KEY +STATUS.*\n\d+ +rejected.* +ed25519 +`+k3+`.*\n\d+ +accepted.* +ed25519 +`+k2+`.*\n\d+ +revoked +ed25519 +`, `^$`)
-	s.expect(s.run("accept", "tq-1", "--fingerprint", fingerprint(d3)), 1, `^$`,
-		`^bosun accept: tq-1: key `+k3+` of device tq-1 is rejected, not pending\n$`)
+	// A rejection is reversible, by name: K3 is accepted and K2 revoked.
+	// A revocation is not.
+	s.expect(s.run("accept", "tq-1", "--fingerprint", fingerprint(d3)), 0, `^accepted tq-1 \(`+k3+`\)\n$`, `^$`)
+	s.expect(s.run("accept", "tq-1", "--fingerprint", fingerprint(d2)), 1, `^$`,
+		`^bosun accept: tq-1: key `+k2+` of device tq-1 is revoked, and a revoked key is never accepted again: the device must register with a new key\n$`)
 }
 
 // TestCLIHostNameDevice: a device whose id is a host name registers, is

@@ -38,10 +38,10 @@ func invalid(format string, args ...any) *HTTPError {
 }
 
 // toHTTPError maps any error a handler returned to the answer the client
-// gets. fleet's sentinels become their API codes. An error with a public
-// message (fleet.PublicMessage) shows that message; otherwise ErrInvalid
-// and ErrConflict carry a human message by contract, so their text is
-// shown. Everything else is internal, and its text stays in the log.
+// gets. fleet's sentinels become their API codes. The message is the
+// error's public message (fleet.PublicMessage) when it has one, else a
+// fixed text for its code: the text of an error's chain (a store error, a
+// constraint name, a pgx error) never reaches the client, only the log.
 func toHTTPError(err error) *HTTPError {
 	var he *HTTPError
 	if errors.As(err, &he) {
@@ -71,9 +71,9 @@ func toHTTPError(err error) *HTTPError {
 	case errors.Is(err, fleet.ErrNotFound):
 		return &HTTPError{Code: wire.CodeNotFound, Msg: "not found", Err: err}
 	case errors.Is(err, fleet.ErrInvalid):
-		return &HTTPError{Code: wire.CodeInvalidRequest, Msg: err.Error(), Err: err}
+		return &HTTPError{Code: wire.CodeInvalidRequest, Msg: "invalid input", Err: err}
 	case errors.Is(err, fleet.ErrConflict):
-		return &HTTPError{Code: wire.CodeConflict, Msg: err.Error(), Err: err}
+		return &HTTPError{Code: wire.CodeConflict, Msg: "the device's or object's state does not allow this", Err: err}
 	}
 	return &HTTPError{Code: wire.CodeInternal, Msg: "internal error", Err: err}
 }

@@ -693,8 +693,8 @@ func TestAcceptNamesTheReviewedKey(t *testing.T) {
 		name, body, code, msg string
 		status                int
 	}{
-		{"rejected key", `{"fingerprint":"` + k3 + `"}`, wire.CodeConflict, "key " + k3 + " of device tq-1 is rejected, not pending", 409},
-		{"nothing pending", `{}`, wire.CodeConflict, "device tq-1 has no pending key to accept", 409},
+		{"revoked key", `{"fingerprint":"` + k1 + `"}`, wire.CodeConflict, "key " + k1 + " of device tq-1 is revoked, and a revoked key is never accepted again", 409},
+		{"nothing pending", `{}`, wire.CodeConflict, "device tq-1 has no pending key to accept: its key " + k2 + " is accepted", 409},
 		{"malformed fingerprint", `{"fingerprint":"` + k2[:20] + `"}`, wire.CodeInvalidRequest, "fingerprint: want", 400},
 		{"unknown field", `{"fingerprint":"` + k2 + `","force":true}`, wire.CodeInvalidRequest, `unknown field "force"`, 400},
 	} {
@@ -709,5 +709,78 @@ func TestAcceptNamesTheReviewedKey(t *testing.T) {
 				t.Fatal("state changed")
 			}
 		})
+	}
+}
+
+// TestRejectedDeviceAcceptedBack: a device rejected over the API is cut
+// off (4003) and refused when it comes back; accepting its key by
+// fingerprint brings it back, and its next connection is accepted. A wrong
+// fingerprint is refused with a public message and changes nothing.
+func TestRejectedDeviceAcceptedBack(t *testing.T) {
+	srv := cloudtest.NewServer(t)
+	tok, base := srv.Token(t), srv.URL()
+	ctx := context.Background()
+	d := cloudtest.MustConnect(t, srv, "dev-2", cloudtest.DeviceOptions{})
+	der, _ := keys.PublicDER(d.Key.Public())
+	fp := keys.FingerprintDER(der)
+	status, b := call(t, base, tok, "POST", "/devices/dev-2/accept", "")
+	want(t, status, b, 200)
+	<-d.Accepted()
+
+	status, b = doc(t, base, tok, "POST", "/devices/dev-2/reject", "")
+	want(t, status, b, 200)
+	if dv := decode[wire.Device](t, b); dv.Status != "rejected" {
+		t.Fatalf("after reject: %+v", dv)
+	}
+	if code := d.WaitClosed(t, 5*time.Second); code != 4003 {
+		t.Fatalf("the rejected session closed with %d, want 4003", code)
+	}
+	cloudtest.Eventually(t, 10*time.Second, func() bool {
+		dv, err := srv.Service().GetDevice(ctx, srv.Super, "dev-2")
+		return err == nil && !dv.Online
+	}, "dev-2 offline")
+	// Coming back with the rejected key: refused, 4003.
+	again := cloudtest.MustConnect(t, srv, "dev-2", cloudtest.DeviceOptions{Key: d.Key})
+	if again.Registration.Status != "rejected" {
+		t.Fatalf("a rejected key registered as %+v", again.Registration)
+	}
+	if code := again.WaitClosed(t, 5*time.Second); code != 4003 {
+		t.Fatalf("closed with %d, want 4003", code)
+	}
+
+	// The key set lists as rejected; a wrong fingerprint changes nothing.
+	status, b = call(t, base, tok, "GET", "/devices/dev-2/keys", "")
+	want(t, status, b, 200)
+	if ks := decode[wire.KeySetList](t, b).Items; len(ks) != 1 || ks[0].Status != "rejected" {
+		t.Fatalf("keys %+v", ks)
+	}
+	other := keys.FingerprintDER(func() []byte { d, _ := keys.PublicDER(cloudtest.NewKey().Public()); return d }())
+	before := snapshot(t, srv, "dev-2")
+	status, b = doc(t, base, tok, "POST", "/devices/dev-2/accept", `{"fingerprint":"`+other+`"}`)
+	want(t, status, b, 409)
+	if e := decode[wire.ErrorBody](t, b).Error; e.Code != wire.CodeConflict || e.Message != "device dev-2 has no key "+other {
+		t.Fatalf("wrong fingerprint: %+v", e)
+	}
+	if after := snapshot(t, srv, "dev-2"); !equalState(before, after) {
+		t.Fatal("a refused accept changed the device")
+	}
+
+	// Accept it back by its fingerprint.
+	status, b = doc(t, base, tok, "POST", "/devices/dev-2/accept", `{"fingerprint":"`+fp+`"}`)
+	want(t, status, b, 200)
+	if a := decode[wire.AcceptResponse](t, b); a.AcceptedFingerprint != fp || a.Status != "accepted" {
+		t.Fatalf("accept back: %+v", a)
+	}
+	back := cloudtest.MustConnect(t, srv, "dev-2", cloudtest.DeviceOptions{Key: d.Key})
+	if back.Registration.Status != "accepted" {
+		t.Fatalf("after the accept the device registered as %+v", back.Registration)
+	}
+	rows, err := srv.Service().AuditLog(ctx, srv.Super, fleet.AuditFilter{Action: "device.accept", Target: "dev-2", Limit: 1})
+	var detail struct{ Fingerprint, Was string }
+	if len(rows) == 1 {
+		json.Unmarshal(rows[0].Detail, &detail)
+	}
+	if err != nil || len(rows) != 1 || detail.Was != "rejected" || detail.Fingerprint != fp {
+		t.Fatalf("audit %+v (%+v), %v", rows, detail, err)
 	}
 }

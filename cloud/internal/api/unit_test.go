@@ -10,7 +10,9 @@ import (
 
 	"github.com/bosunhq/bosun/cloud/internal/api/wire"
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
+	"github.com/bosunhq/bosun/cloud/internal/store"
 	"github.com/bosunhq/bosun/pkg/keys"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // The pure helpers (error mapping, key parsing, strict decoding) are tested
@@ -33,45 +35,57 @@ func TestErrorTable(t *testing.T) {
 	}
 }
 
+// TestToHTTPError: an error with a public message shows exactly that; any
+// other shows a fixed text for its code, never its chain (a store error,
+// a constraint name, a pgx error, a sentinel wrapped around either).
 func TestToHTTPError(t *testing.T) {
 	secret := errors.New("pq: relation devices on 10.0.0.7 is locked")
+	constraint := &pgconn.PgError{Code: "23505", ConstraintName: "users_email_key", Message: "duplicate key value violates unique constraint \"users_email_key\""}
 	tests := []struct {
 		name       string
 		err        error
 		wantCode   string
 		wantStatus int
 		wantMsg    string
+		internal   string // text of the chain that must not show
 	}{
-		{"unauthenticated", fmt.Errorf("token: %w", fleet.ErrUnauthenticated), wire.CodeUnauthenticated, 401, "invalid or revoked API token"},
-		{"forbidden", fmt.Errorf("accept: %w", fleet.ErrForbidden), wire.CodeForbidden, 403, "your role may not do this"},
-		{"not found", fmt.Errorf("device x: %w", fleet.ErrNotFound), wire.CodeNotFound, 404, "not found"},
-		{"invalid shows its message", fmt.Errorf("%w: tag too long", fleet.ErrInvalid), wire.CodeInvalidRequest, 400, "invalid input: tag too long"},
-		{"conflict shows its message", fmt.Errorf("%w: no pending key", fleet.ErrConflict), wire.CodeConflict, 409, "conflict: no pending key"},
+		{"unauthenticated", fmt.Errorf("token: %w", fleet.ErrUnauthenticated), wire.CodeUnauthenticated, 401, "invalid or revoked API token", "token:"},
+		{"forbidden", fmt.Errorf("accept: %w", fleet.ErrForbidden), wire.CodeForbidden, 403, "your role may not do this", "accept:"},
+		{"not found", fmt.Errorf("device x: %w", fleet.ErrNotFound), wire.CodeNotFound, 404, "not found", "device x"},
+		{"invalid without a public message", fmt.Errorf("%w: %w", fleet.ErrInvalid, secret), wire.CodeInvalidRequest, 400, "invalid input", "10.0.0.7"},
+		{"conflict around a store error", fmt.Errorf("%w: %w", fleet.ErrConflict, fmt.Errorf("accepting device dev-2: %w", store.ErrNoPendingKey)),
+			wire.CodeConflict, 409, "the device's or object's state does not allow this", "store: no pending key set"},
+		{"conflict around a constraint", fmt.Errorf("%w: %w", fleet.ErrConflict, fmt.Errorf("%w: %s", store.ErrConflict, constraint.ConstraintName)),
+			wire.CodeConflict, 409, "the device's or object's state does not allow this", "users_email_key"},
 		{"public message, not the cause's text", &fleet.PublicError{Kind: fleet.ErrNoPendingKey, Msg: "device x has no pending key to accept",
-			Err: errors.New("store: no pending key set")}, wire.CodeConflict, 409, "device x has no pending key to accept"},
-		{"public invalid", &fleet.PublicError{Kind: fleet.ErrInvalid, Msg: "fingerprint: bad"}, wire.CodeInvalidRequest, 400, "fingerprint: bad"},
+			Err: errors.New("store: no pending key set")}, wire.CodeConflict, 409, "device x has no pending key to accept", "store:"},
+		{"public conflict around a pgx error", &fleet.PublicError{Kind: fleet.ErrConflict, Msg: "a user with email a@b exists already", Err: constraint},
+			wire.CodeConflict, 409, "a user with email a@b exists already", "users_email_key"},
+		{"public invalid", &fleet.PublicError{Kind: fleet.ErrInvalid, Msg: "fingerprint: bad"}, wire.CodeInvalidRequest, 400, "fingerprint: bad", ""},
 		{"ambiguous key", &fleet.AmbiguousKeyError{DeviceID: "x", Fingerprints: []string{"SHA256:a", "SHA256:b"}}, wire.CodeAmbiguousKey, 409,
-			"device x has 2 pending keys (SHA256:a, SHA256:b): name the fingerprint of the one to accept"},
-		{"too large", &http.MaxBytesError{Limit: 10}, wire.CodeTooLarge, 413, "request body larger than 10 bytes"},
-		{"http error as is", &HTTPError{Code: wire.CodeInvalidRequest, Msg: "x"}, wire.CodeInvalidRequest, 400, "x"},
-		{"anything else is internal and hides its text", fmt.Errorf("loading: %w", secret), wire.CodeInternal, 500, "internal error"},
+			"device x has 2 pending keys (SHA256:a, SHA256:b): name the fingerprint of the one to accept", ""},
+		{"too large", &http.MaxBytesError{Limit: 10}, wire.CodeTooLarge, 413, "request body larger than 10 bytes", ""},
+		{"http error as is", &HTTPError{Code: wire.CodeInvalidRequest, Msg: "x"}, wire.CodeInvalidRequest, 400, "x", ""},
+		{"a pgx error is internal", fmt.Errorf("loading: %w", constraint), wire.CodeInternal, 500, "internal error", "users_email_key"},
+		{"anything else is internal and hides its text", fmt.Errorf("loading: %w", secret), wire.CodeInternal, 500, "internal error", "10.0.0.7"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			he := toHTTPError(tt.err)
-			if tt.name == "invalid shows its message" || tt.name == "conflict shows its message" {
-				// The exact text is fleet's; only require that it is shown.
-				if !strings.Contains(he.Msg, strings.SplitN(tt.wantMsg, ": ", 2)[1]) {
-					t.Errorf("Msg = %q, want it to contain the wrapped message", he.Msg)
-				}
-			} else if he.Msg != tt.wantMsg {
+			if he.Msg != tt.wantMsg {
 				t.Errorf("Msg = %q, want %q", he.Msg, tt.wantMsg)
+			}
+			if tt.internal != "" && strings.Contains(he.Msg, tt.internal) {
+				t.Errorf("Msg %q shows internal text %q", he.Msg, tt.internal)
 			}
 			if he.Code != tt.wantCode || he.Status() != tt.wantStatus {
 				t.Errorf("got %s/%d, want %s/%d", he.Code, he.Status(), tt.wantCode, tt.wantStatus)
 			}
 			if !errors.Is(he, tt.err) && tt.name != "http error as is" {
 				t.Errorf("the cause is lost: %v", he)
+			}
+			if tt.internal != "" && !strings.Contains(he.Error(), tt.internal) {
+				t.Errorf("the chain (for the log) lost %q: %v", tt.internal, he)
 			}
 			if tt.wantCode == wire.CodeAmbiguousKey && len(he.Fingerprints) != 2 {
 				t.Errorf("ambiguous_key without its candidates: %+v", he)

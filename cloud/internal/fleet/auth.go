@@ -105,16 +105,21 @@ func (s *Service) AddUser(ctx context.Context, a Actor, email string, role Role,
 func (s *Service) addUser(ctx context.Context, a Actor, email string, role Role, orgID int64) (string, store.User, error) {
 	email = strings.TrimSpace(strings.ToLower(email))
 	if !role.Valid() {
-		return "", store.User{}, fmt.Errorf("%w: role must be super, admin, operator or viewer", ErrInvalid)
+		return "", store.User{}, invalidf("role must be super, admin, operator or viewer")
 	}
 	if len(email) < 3 || len(email) > 254 || !strings.Contains(email, "@") || strings.ContainsAny(email, " \t\r\n") {
-		return "", store.User{}, fmt.Errorf("%w: %q is not an email address", ErrInvalid, email)
+		return "", store.User{}, invalidf("%q is not an email address", email)
 	}
 	password := randomSecret(18)
 	u, err := s.st.CreateUser(ctx, store.User{OrgID: orgID, Email: email, Role: string(role), PasswordHash: HashPassword(password)})
 	if err != nil {
-		s.audit(ctx, orgID, a, "user.create", email, "error", map[string]string{"role": string(role), "error": err.Error()})
-		return "", u, mapStoreErr(err)
+		err = mapStoreErr(err)
+		if errors.Is(err, ErrConflict) {
+			err = &PublicError{Kind: ErrConflict, Msg: fmt.Sprintf("a user with email %s exists already", email), Err: err}
+		}
+		s.audit(ctx, orgID, a, "user.create", email, "error",
+			map[string]string{"role": string(role), "error": s.auditError("user.create", email, err)})
+		return "", u, err
 	}
 	s.audit(ctx, orgID, a, "user.create", email, "ok", map[string]string{"role": string(role)})
 	return password, u, nil
@@ -177,13 +182,15 @@ func (s *Service) CreateTokenForUser(ctx context.Context, email, name string) (s
 func (s *Service) createToken(ctx context.Context, a Actor, orgID, userID int64, email, name string) (string, Token, error) {
 	name = strings.TrimSpace(name)
 	if len(name) > 100 {
-		return "", Token{}, fmt.Errorf("%w: a token name has at most 100 characters", ErrInvalid)
+		return "", Token{}, invalidf("a token name has at most 100 characters")
 	}
 	secret := TokenPrefix + randomSecret(32)
 	t, err := s.st.InsertToken(ctx, orgID, userID, name, tokenHash(secret))
 	if err != nil {
-		s.audit(ctx, orgID, a, "token.create", email, "error", map[string]string{"name": name, "error": err.Error()})
-		return "", t, mapStoreErr(err)
+		err = mapStoreErr(err)
+		s.audit(ctx, orgID, a, "token.create", email, "error",
+			map[string]string{"name": name, "error": s.auditError("token.create", email, err)})
+		return "", t, err
 	}
 	s.audit(ctx, orgID, a, "token.create", email, "ok", map[string]any{"name": name, "token_id": t.ID})
 	return secret, t, nil

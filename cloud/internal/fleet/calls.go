@@ -63,30 +63,30 @@ func mustJSON(v any) []byte {
 
 func validateCall(req *CallRequest) error {
 	if req.Method == "" || len(req.Method) > 128 {
-		return fmt.Errorf("%w: method must have 1 to 128 characters", ErrInvalid)
+		return invalidf("method must have 1 to 128 characters")
 	}
 	if !rpcproto.ValidMethod(req.Method) {
 		// Refused here, before anything is stored or sent: the device
 		// could never serve it (a method is also a NATS subject there).
-		return fmt.Errorf("%w: method %.64q: a method is dot-separated words of ASCII letters, digits, '_' and '-' (e.g. system.info)", ErrInvalid, req.Method)
+		return invalidf("method %.64q: a method is dot-separated words of ASCII letters, digits, '_' and '-' (e.g. system.info)", req.Method)
 	}
 	if strings.HasPrefix(req.Method, "auth.") || req.Method == rpcproto.MethodRegister {
-		return fmt.Errorf("%w: method %s is reserved", ErrInvalid, req.Method)
+		return invalidf("method %s is reserved", req.Method)
 	}
 	if len(req.Params) > 0 {
 		p := strings.TrimSpace(string(req.Params))
 		if !json.Valid(req.Params) || (p[0] != '{' && p[0] != '[') {
-			return fmt.Errorf("%w: params must be a JSON object or array", ErrInvalid)
+			return invalidf("params must be a JSON object or array")
 		}
 	}
 	switch {
 	case req.Timeout < 0 || req.Timeout > MaxCallTimeout:
-		return fmt.Errorf("%w: timeout must be between 0 and %s", ErrInvalid, MaxCallTimeout)
+		return invalidf("timeout must be between 0 and %s", MaxCallTimeout)
 	case req.Timeout == 0:
 		req.Timeout = DefaultCallTimeout
 	}
 	if req.TTL < 0 || req.TTL > MaxCallTTL {
-		return fmt.Errorf("%w: ttl must be between 0 and %s", ErrInvalid, MaxCallTTL)
+		return invalidf("ttl must be between 0 and %s", MaxCallTTL)
 	}
 	return nil
 }
@@ -107,7 +107,7 @@ func (s *Service) Call(ctx context.Context, a Actor, req CallRequest) (Call, err
 	}
 	c, err := s.call(ctx, a, d, req)
 	if err != nil {
-		s.audit(ctx, d.OrgID, a, "call", d.ID, "error", map[string]string{"method": req.Method, "error": err.Error()})
+		s.audit(ctx, d.OrgID, a, "call", d.ID, "error", map[string]string{"method": req.Method, "error": s.auditError("call", d.ID, err)})
 		return c, err
 	}
 	s.audit(ctx, d.OrgID, a, "call", d.ID, c.Status, map[string]string{"method": req.Method, "call_id": c.ID})
@@ -230,7 +230,7 @@ func (s *Service) callFinished(c Call) {
 func (s *Service) FanOut(ctx context.Context, a Actor, req FanOutRequest, each func(Call)) (FanOutSummary, error) {
 	var sum FanOutSummary
 	if (len(req.DeviceIDs) == 0) == (req.Tag == "") {
-		return sum, fmt.Errorf("%w: name either device ids or a tag", ErrInvalid)
+		return sum, invalidf("name either device ids or a tag")
 	}
 	probe := CallRequest{Method: req.Method, Params: req.Params, Timeout: req.Timeout}
 	if err := validateCall(&probe); err != nil {

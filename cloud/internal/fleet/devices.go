@@ -34,7 +34,7 @@ func (s *Service) ListDevices(ctx context.Context, a Actor, f DeviceFilter) ([]D
 		return nil, 0, ErrForbidden
 	}
 	if f.Offset < 0 {
-		return nil, 0, fmt.Errorf("%w: negative offset", ErrInvalid)
+		return nil, 0, invalidf("negative offset")
 	}
 	devs, n, err := s.st.ListDevices(ctx, store.DeviceFilter{OrgID: a.scope(), Status: f.Status, Online: f.Online,
 		Tag: f.Tag, Text: f.Text, Limit: clampLimit(f.Limit), Offset: f.Offset})
@@ -92,13 +92,13 @@ func (s *Service) SetTags(ctx context.Context, a Actor, deviceID string, tags []
 		return err
 	}
 	if len(tags) > 32 {
-		return fmt.Errorf("%w: at most 32 tags", ErrInvalid)
+		return invalidf("at most 32 tags")
 	}
 	seen := map[string]bool{}
 	clean := make([]string, 0, len(tags))
 	for _, t := range tags {
 		if len(t) == 0 || len(t) > 64 {
-			return fmt.Errorf("%w: a tag has 1 to 64 characters", ErrInvalid)
+			return invalidf("a tag has 1 to 64 characters")
 		}
 		if !seen[t] {
 			seen[t] = true

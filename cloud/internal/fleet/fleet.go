@@ -23,14 +23,15 @@ import (
 	"github.com/bosunhq/bosun/cloud/internal/store"
 )
 
-// Errors returned by Service. Wrapped errors keep them errors.Is-able;
-// ErrInvalid is wrapped with a message safe to show to the caller.
+// Errors returned by Service. Wrapped errors keep them errors.Is-able; a
+// refusal meant for people (bad input, a conflicting state) is a
+// *PublicError of its kind, whose message is safe to show (see public.go).
 var (
 	// ErrNotFound: the object does not exist, or is not visible to the actor.
 	ErrNotFound = errors.New("not found")
 	// ErrForbidden: the actor's role does not allow the action.
 	ErrForbidden = errors.New("forbidden")
-	// ErrInvalid: the input is invalid; the wrapping message says why.
+	// ErrInvalid: the input is invalid; the public message says why.
 	ErrInvalid = errors.New("invalid input")
 	// ErrConflict: the action conflicts with the current state (e.g. no
 	// pending key to accept, email already taken).

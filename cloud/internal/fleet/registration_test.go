@@ -629,25 +629,31 @@ func TestAcceptNamesTheReviewedKey(t *testing.T) {
 		t.Fatalf("audit %+v", rows)
 	}
 
-	// K3 is now rejected for good.
+	// K3 is now rejected: refused until an operator accepts it by name.
 	e.refused(t, registration("tq-1", k3), attacker, fleet.ReasonKeyRejected, rpcproto.CloseRejected)
 	if adm, _ := e.admit(t, registration("tq-1", k2), addr); adm.Reason != fleet.ReasonAccepted {
 		t.Fatalf("K2 after accept: %+v", adm)
 	}
 
-	// Naming a key that is not pending, or no key, or a malformed one.
+	// Naming a key that may not be accepted, or no key, or a malformed one.
 	for _, tc := range []struct {
 		name, fp, msg string
 		want          error
+		pendingOnly   bool
 	}{
-		{"rejected key", k3.fp, "key " + k3.fp + " of device tq-1 is rejected, not pending", fleet.ErrKeyNotPending},
-		{"accepted key", k2.fp, "key " + k2.fp + " of device tq-1 is accepted, not pending", fleet.ErrKeyNotPending},
-		{"unknown key", newDevKey(t).fp, "device tq-1 has no key SHA256:", fleet.ErrKeyNotPending},
-		{"malformed", "SHA256:nope", "fingerprint: want", fleet.ErrInvalid},
+		{"rejected key, pending only", k3.fp, "key " + k3.fp + " of device tq-1 is rejected, not pending", fleet.ErrKeyNotPending, true},
+		{"accepted key", k2.fp, "key " + k2.fp + " of device tq-1 is accepted already", fleet.ErrKeyNotPending, false},
+		{"revoked key", k1.fp, "key " + k1.fp + " of device tq-1 is revoked, and a revoked key is never accepted again", fleet.ErrKeyNotPending, false},
+		{"unknown key", newDevKey(t).fp, "device tq-1 has no key SHA256:", fleet.ErrKeyNotPending, false},
+		{"malformed", "SHA256:nope", "fingerprint: want", fleet.ErrInvalid, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := e.dbState(t)
-			_, err := e.svc.AcceptKey(ctx, e.op, "tq-1", tc.fp)
+			accept := e.svc.AcceptKey
+			if tc.pendingOnly {
+				accept = e.svc.AcceptPendingKey
+			}
+			_, err := accept(ctx, e.op, "tq-1", tc.fp)
 			msg, _ := fleet.PublicMessage(err)
 			if !errors.Is(err, tc.want) || !strings.HasPrefix(msg, tc.msg) {
 				t.Fatalf("err = %v (public %q), want %v %q", err, msg, tc.want, tc.msg)
@@ -657,9 +663,10 @@ func TestAcceptNamesTheReviewedKey(t *testing.T) {
 			}
 		})
 	}
-	// Nothing pending at all.
+	// Nothing pending at all: the rejected K3 does not replace the
+	// accepted K2 unless named.
 	_, err = e.svc.AcceptKey(ctx, e.op, "tq-1", "")
-	if msg, _ := fleet.PublicMessage(err); !errors.Is(err, fleet.ErrNoPendingKey) || msg != "device tq-1 has no pending key to accept" {
+	if msg, _ := fleet.PublicMessage(err); !errors.Is(err, fleet.ErrNoPendingKey) || msg != "device tq-1 has no pending key to accept: its key "+k2.fp+" is accepted" {
 		t.Fatalf("nothing pending: %v", err)
 	}
 }

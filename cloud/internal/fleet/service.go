@@ -86,6 +86,8 @@ type Service struct {
 
 	wg        sync.WaitGroup // owns the sweeper, the heartbeat and the Subscribe goroutines
 	closeOnce sync.Once
+
+	throttled *auditOnce // which throttled logins were audited lately
 }
 
 // New checks the options and loads the default organisation.
@@ -133,7 +135,8 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading default organisation %q: %w", opts.DefaultOrg, err)
 	}
-	s := &Service{st: opts.Store, nc: opts.NATS, log: opts.Logger, opts: opts, defOrg: org.ID, lost: make(chan error, 1)}
+	s := &Service{st: opts.Store, nc: opts.NATS, log: opts.Logger, opts: opts, defOrg: org.ID, lost: make(chan error, 1),
+		throttled: newAuditOnce(throttledAuditEvery, 4096)}
 	s.stopCtx, s.stop = context.WithCancel(context.Background())
 	s.subCtx, s.subStop = context.WithCancel(s.stopCtx)
 	return s, nil
@@ -361,6 +364,9 @@ func (s *Service) Sweep(ctx context.Context) error {
 		s.log.Info("pruned replicas not heard from", "replicas", names, "retention", s.opts.ReplicaRetention.String())
 	}
 	s.offline(refs, "its replica was pruned")
+	if err := s.SweepWebSessions(ctx); err != nil {
+		return fmt.Errorf("sweeping web sessions: %w", err)
+	}
 	return nil
 }
 
@@ -402,15 +408,17 @@ func (s *Service) AuditLog(ctx context.Context, a Actor, f AuditFilter) ([]Audit
 		Target: f.Target, Limit: clampLimit(f.Limit)})
 }
 
-// mapStoreErr turns store errors into the package's own.
+// mapStoreErr turns store errors into the package's own, with a fixed
+// public message: the store's text (a constraint name, say) stays in the
+// chain, for the log. Callers that know better name the object themselves.
 func mapStoreErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("%w: %w", ErrNotFound, err)
-	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNoPendingKey):
-		return fmt.Errorf("%w: %w", ErrConflict, err)
+		return &PublicError{Kind: ErrNotFound, Msg: "not found", Err: err}
+	case errors.Is(err, store.ErrConflict):
+		return &PublicError{Kind: ErrConflict, Msg: "this conflicts with an existing record", Err: err}
 	}
 	return err
 }

@@ -57,7 +57,7 @@ func (s *Service) ListDevicesIn(ctx context.Context, a Actor, org int64, f Devic
 		return nil, 0, err
 	}
 	if f.Offset < 0 {
-		return nil, 0, fmt.Errorf("%w: negative offset", ErrInvalid)
+		return nil, 0, invalidf("negative offset")
 	}
 	devs, n, err := s.st.ListDevices(ctx, store.DeviceFilter{OrgID: scope, Status: f.Status, Online: f.Online,
 		Tag: f.Tag, Text: f.Text, Limit: clampLimit(f.Limit), Offset: f.Offset})
@@ -119,7 +119,7 @@ func (s *Service) managedUser(ctx context.Context, a Actor, id int64) (User, err
 		return User{}, fmt.Errorf("%w: role %s may not manage user %d", ErrForbidden, a.Role, id)
 	}
 	if u.ID == a.UserID {
-		return User{}, fmt.Errorf("%w: you cannot change your own role or disable yourself", ErrInvalid)
+		return User{}, invalidf("you cannot change your own role or disable yourself")
 	}
 	return u, nil
 }
@@ -127,7 +127,7 @@ func (s *Service) managedUser(ctx context.Context, a Actor, id int64) (User, err
 // SetUserRole changes a user's role; the user's web sessions end.
 func (s *Service) SetUserRole(ctx context.Context, a Actor, id int64, role Role) error {
 	if !role.Valid() {
-		return fmt.Errorf("%w: role must be super, admin, operator or viewer", ErrInvalid)
+		return invalidf("role must be super, admin, operator or viewer")
 	}
 	u, err := s.managedUser(ctx, a, id)
 	if err != nil {
@@ -169,7 +169,7 @@ func (s *Service) ChangePassword(ctx context.Context, a Actor, current, next, re
 		return "", WebSession{}, fmt.Errorf("%w: only a logged-in user changes its password", ErrForbidden)
 	}
 	if len(next) < MinPasswordLength || len(next) > 1024 {
-		return "", WebSession{}, fmt.Errorf("%w: a password has %d to 1024 characters", ErrInvalid, MinPasswordLength)
+		return "", WebSession{}, invalidf("a password has %d to 1024 characters", MinPasswordLength)
 	}
 	u, err := s.st.UserByID(ctx, a.UserID)
 	if err != nil {
@@ -177,7 +177,7 @@ func (s *Service) ChangePassword(ctx context.Context, a Actor, current, next, re
 	}
 	if u.Disabled || !CheckPassword(u.PasswordHash, current) {
 		s.audit(ctx, u.OrgID, a, "user.password", u.Email, "denied", nil)
-		return "", WebSession{}, fmt.Errorf("%w: the current password is wrong", ErrInvalid)
+		return "", WebSession{}, invalidf("the current password is wrong")
 	}
 	if err := s.st.SetPasswordHash(ctx, u.ID, HashPassword(next)); err != nil {
 		return "", WebSession{}, mapStoreErr(err)

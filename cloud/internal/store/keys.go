@@ -88,14 +88,36 @@ type KeyChange struct {
 	Closed   []string // fingerprints whose live sessions must close
 	Revoked  []string // by Accept: the key sets accepted before, now revoked (also in Closed)
 	Rejected []string // by Accept: the other pending key sets, now rejected (also in Closed)
+	Was      string   // by Accept: the accepted key set's status before, pending or rejected
 }
 
-// ErrNoPendingKey is returned by Accept when the device has no pending
-// key set to accept.
+// ErrNoPendingKey is returned (as *NothingToAcceptError) by Accept without
+// a fingerprint when the device has no key set it could accept.
 var ErrNoPendingKey = errors.New("store: no pending key set")
 
+// NothingToAcceptError is the ErrNoPendingKey of one device: Accepted is
+// the fingerprint of its accepted key set, "" when it has none.
+type NothingToAcceptError struct {
+	Accepted string
+}
+
+func (e *NothingToAcceptError) Error() string {
+	if e.Accepted != "" {
+		return fmt.Sprintf("%v (%s is accepted)", ErrNoPendingKey, e.Accepted)
+	}
+	return ErrNoPendingKey.Error()
+}
+
+// Is makes errors.Is(err, ErrNoPendingKey) hold.
+func (e *NothingToAcceptError) Is(target error) bool { return target == ErrNoPendingKey }
+
+// ErrDecommissioned is returned by Accept for a decommissioned device: it
+// comes back by registering with a new key, or a preauthorised one.
+var ErrDecommissioned = errors.New("store: device decommissioned")
+
 // ErrKeyNotPending is returned (as *KeyNotPendingError) by Accept when the
-// named key set is not a pending key set of the device.
+// named key set is not one Accept may accept: not pending, or, unless the
+// input is PendingOnly, not rejected either.
 var ErrKeyNotPending = errors.New("store: key set not pending")
 
 // KeyNotPendingError says what the key set Accept was asked for is
@@ -117,13 +139,14 @@ func (e *KeyNotPendingError) Error() string {
 func (e *KeyNotPendingError) Is(target error) bool { return target == ErrKeyNotPending }
 
 // ErrAmbiguousKey is returned (as *AmbiguousKeyError) by Accept without a
-// fingerprint when the device has more than one pending key set.
+// fingerprint when the device has more than one candidate key set.
 var ErrAmbiguousKey = errors.New("store: more than one pending key set")
 
-// AmbiguousKeyError lists the pending key sets Accept could not choose
-// between, newest first.
+// AmbiguousKeyError lists the key sets Accept could not choose between,
+// newest first, with the status of each (pending or rejected).
 type AmbiguousKeyError struct {
 	Fingerprints []string
+	Statuses     []string
 }
 
 func (e *AmbiguousKeyError) Error() string {
@@ -133,41 +156,83 @@ func (e *AmbiguousKeyError) Error() string {
 // Is makes errors.Is(err, ErrAmbiguousKey) hold.
 func (e *AmbiguousKeyError) Is(target error) bool { return target == ErrAmbiguousKey }
 
-// Accept accepts one pending key set of a device: the one with fingerprint,
-// or, when fingerprint is "", the device's only pending key set. Any key set
-// accepted before is revoked and every other pending key set of the device
-// is rejected (KeyChange.Rejected): an acceptance is the operator's review
-// of the device's keys, and a key it did not pick is not left waiting for a
-// later, unreviewed accept. Errors: ErrNotFound (no device),
-// ErrNoPendingKey (nothing pending), ErrKeyNotPending (the named key set is
-// not pending; the message says its status), *AmbiguousKeyError (no
-// fingerprint and several pending key sets).
-func (s *Store) Accept(ctx context.Context, deviceID, fingerprint string) (KeyChange, error) {
+// AcceptInput is what Accept accepts.
+type AcceptInput struct {
+	DeviceID string
+	// Fingerprint names the key set; "" means the device's only
+	// candidate (see Accept).
+	Fingerprint string
+	// PendingOnly limits Accept to pending key sets: a form that showed a
+	// pending key, which someone rejected since, must not bring it back.
+	PendingOnly bool
+	// Actor is recorded as rejected_by on the key sets Accept rejects.
+	Actor string
+}
+
+// Accept accepts one key set of a device that is pending or rejected (a
+// rejection is reversible; a revocation is not): the one with
+// in.Fingerprint, or, when it is "", the device's only candidate. The
+// candidates are its pending key sets and, while no key set of it is
+// accepted, its rejected ones; with PendingOnly, its pending key sets
+// only. Any key set accepted before is revoked and every other pending key
+// set of the device is rejected (KeyChange.Rejected): an acceptance is the
+// operator's review of the device's keys, and a key it did not pick is not
+// left waiting for a later, unreviewed accept. Errors: ErrNotFound (no
+// device), ErrDecommissioned, *NothingToAcceptError (no candidate), *KeyNotPendingError (the
+// named key set may not be accepted; the error says its status),
+// *AmbiguousKeyError (no fingerprint and several candidates).
+func (s *Store) Accept(ctx context.Context, in AcceptInput) (KeyChange, error) {
 	var kc KeyChange
+	deviceID, fingerprint := in.DeviceID, in.Fingerprint
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		kc = KeyChange{}
-		if err := tx.QueryRow(ctx, `SELECT org_id FROM devices WHERE id = $1 FOR UPDATE`, deviceID).Scan(&kc.OrgID); err != nil {
+		var decommissioned bool
+		if err := tx.QueryRow(ctx, `SELECT org_id, decommissioned FROM devices WHERE id = $1 FOR UPDATE`, deviceID).
+			Scan(&kc.OrgID, &decommissioned); err != nil {
 			return notFound(err)
 		}
-		rows, err := tx.Query(ctx, `SELECT id, fingerprint, alg FROM device_keys WHERE device_id = $1 AND status = 'pending'
-			ORDER BY id DESC`, deviceID)
+		if decommissioned {
+			// Every key it had is revoked or rejected, and it has no
+			// pending one (a new key ends the decommissioning).
+			return ErrDecommissioned
+		}
+		rows, err := tx.Query(ctx, `SELECT id, fingerprint, alg, status FROM device_keys
+			WHERE device_id = $1 AND status IN ('pending', 'rejected', 'accepted') ORDER BY id DESC`, deviceID)
 		if err != nil {
 			return err
 		}
-		pending, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (KeySet, error) {
+		keys, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (KeySet, error) {
 			var k KeySet
-			err := row.Scan(&k.ID, &k.Fingerprint, &k.Alg)
+			err := row.Scan(&k.ID, &k.Fingerprint, &k.Alg, &k.Status)
 			return k, err
 		})
 		if err != nil {
 			return err
 		}
+		accepted := ""
+		for _, k := range keys {
+			if k.Status == KeyAccepted {
+				accepted = k.Fingerprint
+			}
+		}
+		var cands []*KeySet
+		for i := range keys {
+			switch k := &keys[i]; {
+			case k.Status == KeyPending:
+				cands = append(cands, k)
+			case k.Status == KeyRejected && !in.PendingOnly && (fingerprint != "" || accepted == ""):
+				// Without a fingerprint a rejected key is only a
+				// candidate while nothing is accepted: bringing it back
+				// must not silently replace a working key.
+				cands = append(cands, k)
+			}
+		}
 		var k *KeySet
 		switch {
 		case fingerprint != "":
-			for i := range pending {
-				if pending[i].Fingerprint == fingerprint {
-					k = &pending[i]
+			for _, c := range cands {
+				if c.Fingerprint == fingerprint {
+					k = c
 				}
 			}
 			if k == nil {
@@ -179,16 +244,17 @@ func (s *Store) Accept(ctx context.Context, deviceID, fingerprint string) (KeyCh
 				}
 				return e
 			}
-		case len(pending) == 0:
-			return ErrNoPendingKey
-		case len(pending) > 1:
+		case len(cands) == 0:
+			return &NothingToAcceptError{Accepted: accepted}
+		case len(cands) > 1:
 			e := &AmbiguousKeyError{}
-			for _, p := range pending {
-				e.Fingerprints = append(e.Fingerprints, p.Fingerprint)
+			for _, c := range cands {
+				e.Fingerprints = append(e.Fingerprints, c.Fingerprint)
+				e.Statuses = append(e.Statuses, c.Status)
 			}
 			return e
 		default:
-			k = &pending[0]
+			k = cands[0]
 		}
 		rows, err = tx.Query(ctx, `UPDATE device_keys SET status = 'revoked' WHERE device_id = $1 AND status = 'accepted' AND id <> $2
 			RETURNING fingerprint`, deviceID, k.ID)
@@ -198,8 +264,8 @@ func (s *Store) Accept(ctx context.Context, deviceID, fingerprint string) (KeyCh
 		if kc.Revoked, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 			return err
 		}
-		rows, err = tx.Query(ctx, `UPDATE device_keys SET status = 'rejected' WHERE device_id = $1 AND status = 'pending' AND id <> $2
-			RETURNING fingerprint`, deviceID, k.ID)
+		rows, err = tx.Query(ctx, `UPDATE device_keys SET status = 'rejected', rejected_at = now(), rejected_by = $3
+			WHERE device_id = $1 AND status = 'pending' AND id <> $2 RETURNING fingerprint`, deviceID, k.ID, in.Actor)
 		if err != nil {
 			return err
 		}
@@ -210,6 +276,7 @@ func (s *Store) Accept(ctx context.Context, deviceID, fingerprint string) (KeyCh
 		if _, err := tx.Exec(ctx, `UPDATE device_keys SET status = 'accepted' WHERE id = $1`, k.ID); err != nil {
 			return err
 		}
+		kc.Was = k.Status
 		k.DeviceID, k.Status = deviceID, KeyAccepted
 		kc.Accepted = k
 		return refreshStatus(ctx, tx, deviceID)
@@ -221,16 +288,17 @@ func (s *Store) Accept(ctx context.Context, deviceID, fingerprint string) (KeyCh
 }
 
 // Reject rejects the device's pending key sets; when it has none, it rejects
-// its accepted and preauthorised ones instead (taking access away).
-func (s *Store) Reject(ctx context.Context, deviceID string) (KeyChange, error) {
+// its accepted and preauthorised ones instead (taking access away). actor
+// is recorded as rejected_by.
+func (s *Store) Reject(ctx context.Context, deviceID, actor string) (KeyChange, error) {
 	var kc KeyChange
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		kc = KeyChange{}
 		if err := tx.QueryRow(ctx, `SELECT org_id FROM devices WHERE id = $1 FOR UPDATE`, deviceID).Scan(&kc.OrgID); err != nil {
 			return notFound(err)
 		}
-		rows, err := tx.Query(ctx, `UPDATE device_keys SET status = 'rejected' WHERE device_id = $1 AND status = 'pending'
-			RETURNING fingerprint`, deviceID)
+		rows, err := tx.Query(ctx, `UPDATE device_keys SET status = 'rejected', rejected_at = now(), rejected_by = $2
+			WHERE device_id = $1 AND status = 'pending' RETURNING fingerprint`, deviceID, actor)
 		if err != nil {
 			return err
 		}
@@ -238,8 +306,8 @@ func (s *Store) Reject(ctx context.Context, deviceID string) (KeyChange, error) 
 			return err
 		}
 		if len(kc.Closed) == 0 {
-			rows, err := tx.Query(ctx, `UPDATE device_keys SET status = 'rejected' WHERE device_id = $1
-				AND status IN ('accepted', 'preauthorized') RETURNING fingerprint`, deviceID)
+			rows, err := tx.Query(ctx, `UPDATE device_keys SET status = 'rejected', rejected_at = now(), rejected_by = $2
+				WHERE device_id = $1 AND status IN ('accepted', 'preauthorized') RETURNING fingerprint`, deviceID, actor)
 			if err != nil {
 				return err
 			}
@@ -390,6 +458,53 @@ func (s *Store) PendingKeys(ctx context.Context, orgID int64, limit int) ([]Pend
 		}
 		_ = json.Unmarshal(attrs, &p.Attributes)
 		out = append(out, p)
+	}
+	return out, total, rows.Err()
+}
+
+// RejectedKey is one rejected key set and its device, for the dashboard's
+// list of rejected keys (an operator may accept one again).
+type RejectedKey struct {
+	KeySetID    int64
+	DeviceID    string
+	OrgID       int64
+	Fingerprint string
+	Alg         string
+	Attributes  map[string]string
+	FirstSeen   time.Time  // when this key was first presented
+	RejectedAt  *time.Time // nil: rejected before decisions were recorded
+	RejectedBy  string     // the actor's name; "" when not recorded
+	// DeviceAccepted reports that the device has an accepted key set:
+	// accepting this one revokes it.
+	DeviceAccepted bool
+}
+
+// RejectedKeys lists the rejected key sets of the live (not decommissioned)
+// devices of org (0: all), newest decision first, and how many there are
+// in all.
+func (s *Store) RejectedKeys(ctx context.Context, orgID int64, limit int) ([]RejectedKey, int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT k.id, k.device_id, d.org_id, k.fingerprint, k.alg, k.attributes, k.first_seen,
+			k.rejected_at, k.rejected_by,
+			EXISTS (SELECT 1 FROM device_keys a WHERE a.device_id = k.device_id AND a.status = 'accepted'),
+			count(*) OVER ()
+		FROM device_keys k JOIN devices d ON d.id = k.device_id
+		WHERE k.status = 'rejected' AND NOT d.decommissioned AND ($1::bigint = 0 OR d.org_id = $1)
+		ORDER BY k.rejected_at DESC NULLS LAST, k.id DESC LIMIT $2`, orgID, limit)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	var out []RejectedKey
+	total := 0
+	for rows.Next() {
+		var r RejectedKey
+		var attrs []byte
+		if err := rows.Scan(&r.KeySetID, &r.DeviceID, &r.OrgID, &r.Fingerprint, &r.Alg, &attrs, &r.FirstSeen,
+			&r.RejectedAt, &r.RejectedBy, &r.DeviceAccepted, &total); err != nil {
+			return nil, 0, err
+		}
+		_ = json.Unmarshal(attrs, &r.Attributes)
+		out = append(out, r)
 	}
 	return out, total, rows.Err()
 }

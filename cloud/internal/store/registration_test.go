@@ -118,7 +118,7 @@ func TestPrunePending(t *testing.T) {
 	// goes, the device stays and is accepted again.
 	k1, k2 := newTestKey(t), newTestKey(t)
 	register(t, st, ctx, "acc-stale", k1)
-	if _, err := st.Accept(ctx, "acc-stale", k1.fp); err != nil {
+	if _, err := st.Accept(ctx, store.AcceptInput{DeviceID: "acc-stale", Fingerprint: k1.fp}); err != nil {
 		t.Fatal(err)
 	}
 	register(t, st, ctx, "acc-stale", k2)
@@ -128,7 +128,7 @@ func TestPrunePending(t *testing.T) {
 	// The same with a pending key seen now: everything stays.
 	k1, k2 = newTestKey(t), newTestKey(t)
 	register(t, st, ctx, "acc-fresh", k1)
-	if _, err := st.Accept(ctx, "acc-fresh", k1.fp); err != nil {
+	if _, err := st.Accept(ctx, store.AcceptInput{DeviceID: "acc-fresh", Fingerprint: k1.fp}); err != nil {
 		t.Fatal(err)
 	}
 	register(t, st, ctx, "acc-fresh", k2)
@@ -137,7 +137,7 @@ func TestPrunePending(t *testing.T) {
 	// Rejected by an operator, not seen for 100h: a decision, kept.
 	k = newTestKey(t)
 	register(t, st, ctx, "rejected", k)
-	if _, err := st.Reject(ctx, "rejected"); err != nil {
+	if _, err := st.Reject(ctx, "rejected", "op@test"); err != nil {
 		t.Fatal(err)
 	}
 	old("rejected")

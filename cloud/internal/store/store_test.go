@@ -69,7 +69,7 @@ func TestNotFound(t *testing.T) {
 		"call":   func() error { _, err := st.GetCall(ctx, "00000000-0000-4000-8000-000000000000"); return err }(),
 		"bad id": func() error { _, err := st.GetCall(ctx, "not-a-uuid"); return err }(),
 		"user":   func() error { _, err := st.UserByEmail(ctx, "x@y"); return err }(),
-		"accept": func() error { _, err := st.Accept(ctx, "nope", ""); return err }(),
+		"accept": func() error { _, err := st.Accept(ctx, store.AcceptInput{DeviceID: "nope"}); return err }(),
 	} {
 		if !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("%s: err = %v, want ErrNotFound", name, err)

@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // WebSession is one dashboard login, joined with its user as the user is
@@ -102,34 +105,99 @@ func (s *Store) DeleteUserWebSessions(ctx context.Context, userID int64) (int, e
 	return int(tag.RowsAffected()), nil
 }
 
-// DeleteExpiredWebSessions removes sessions past their expiry and login
-// failures older than keep.
-func (s *Store) DeleteExpiredWebSessions(ctx context.Context, keep time.Duration) error {
+// DeleteExpiredWebSessions removes sessions past their expiry and up to
+// batch login failures older than keep, oldest first. Failures are
+// appended in time order, so the oldest have the lowest ids and the
+// primary key finds them without scanning the table.
+func (s *Store) DeleteExpiredWebSessions(ctx context.Context, keep time.Duration, batch int) error {
 	if _, err := s.pool.Exec(ctx, `DELETE FROM web_sessions WHERE expires_at <= now()`); err != nil {
 		return err
 	}
-	_, err := s.pool.Exec(ctx, `DELETE FROM web_login_failures WHERE at < now() - $1::interval`, keep.String())
+	_, err := s.pool.Exec(ctx, `DELETE FROM web_login_failures WHERE id IN (
+		SELECT id FROM web_login_failures WHERE at < now() - make_interval(secs => $1) ORDER BY id LIMIT $2)`,
+		keep.Seconds(), batch)
 	return err
 }
 
-// RecordLoginFailure counts one failed login.
-func (s *Store) RecordLoginFailure(ctx context.Context, email, remoteIP string) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO web_login_failures (email, remote_ip) VALUES ($1, $2)`, email, remoteIP)
-	return err
+// LoginFailures are the failed logins within a window that login
+// throttling looks at, counted by the database's clock.
+type LoginFailures struct {
+	// Pair counts the failures of the email from the source, Source those
+	// from the source for every email.
+	Pair, Source int
+	// PairFreeIn and SourceFreeIn are how long until Pair and Source drop
+	// below the maxima asked for (0 when they are below already).
+	PairFreeIn, SourceFreeIn time.Duration
 }
 
-// LoginFailures counts the failed logins for email and from remoteIP since
-// the given time.
-func (s *Store) LoginFailures(ctx context.Context, email, remoteIP string, since time.Time) (byEmail, byIP int, err error) {
-	err = s.pool.QueryRow(ctx, `SELECT
-		(SELECT count(*) FROM web_login_failures WHERE email = $1 AND at > $3),
-		(SELECT count(*) FROM web_login_failures WHERE remote_ip = $2 AND at > $3)`, email, remoteIP, since).Scan(&byEmail, &byIP)
-	return byEmail, byIP, err
+// LoginAttempt is what BeginLoginAttempt saw and did.
+type LoginAttempt struct {
+	// Before are the failures of the window before this attempt.
+	Before LoginFailures
+	// Recorded: the attempt was let through and recorded as a failure in
+	// advance; a login that succeeds clears it (ClearLoginFailures).
+	Recorded bool
 }
 
-// ClearLoginFailures forgets the failures of an email after a successful
-// login.
-func (s *Store) ClearLoginFailures(ctx context.Context, email string) error {
-	_, err := s.pool.Exec(ctx, `DELETE FROM web_login_failures WHERE email = $1`, email)
+// lockLogin is the advisory lock namespace (see registration.go) of a
+// source address's login attempts.
+const lockLogin int32 = 0x626f0004
+
+// BeginLoginAttempt counts the failed logins of the last window for email
+// and source and, unless the pair has pairMax failures already or the
+// source sourceMax, records this attempt as one more failure before its
+// password is checked: so concurrent attempts cannot all pass a count
+// taken before any of them failed (the attempts of one source are
+// serialised on an advisory lock for the few statements of this
+// transaction), and an attempt abandoned half-way still counts. The
+// durations say how long until the counts drop below the maxima: when the
+// newest pairMax-th (sourceMax-th) failure leaves the window.
+func (s *Store) BeginLoginAttempt(ctx context.Context, email, source string, window time.Duration, pairMax, sourceMax int) (LoginAttempt, error) {
+	var la LoginAttempt
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		la = LoginAttempt{}
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, lockLogin, source); err != nil {
+			return fmt.Errorf("locking login attempts of %s: %w", source, err)
+		}
+		f := &la.Before
+		var pairFree, sourceFree *float64
+		err := tx.QueryRow(ctx, `WITH w AS (SELECT now() - make_interval(secs => $3) AS since)
+			SELECT
+				(SELECT count(*) FROM web_login_failures, w WHERE email = $1 AND remote_ip = $2 AND at > w.since),
+				(SELECT count(*) FROM web_login_failures, w WHERE remote_ip = $2 AND at > w.since),
+				(SELECT extract(epoch FROM at - w.since)::float8 FROM web_login_failures, w
+					WHERE email = $1 AND remote_ip = $2 AND at > w.since ORDER BY at DESC OFFSET $4 - 1 LIMIT 1),
+				(SELECT extract(epoch FROM at - w.since)::float8 FROM web_login_failures, w
+					WHERE remote_ip = $2 AND at > w.since ORDER BY at DESC OFFSET $5 - 1 LIMIT 1)`,
+			email, source, window.Seconds(), max(pairMax, 1), max(sourceMax, 1)).
+			Scan(&f.Pair, &f.Source, &pairFree, &sourceFree)
+		if err != nil {
+			return err
+		}
+		if pairFree != nil {
+			f.PairFreeIn = time.Duration(*pairFree * float64(time.Second))
+		}
+		if sourceFree != nil {
+			f.SourceFreeIn = time.Duration(*sourceFree * float64(time.Second))
+		}
+		if f.Pair >= pairMax || f.Source >= sourceMax {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO web_login_failures (email, remote_ip) VALUES ($1, $2)`, email, source); err != nil {
+			return err
+		}
+		la.Recorded = true
+		return nil
+	})
+	if err != nil {
+		return LoginAttempt{}, fmt.Errorf("counting login failures: %w", err)
+	}
+	return la, nil
+}
+
+// ClearLoginFailures forgets the failures of email from source after a
+// successful login from there; those from other sources stay.
+func (s *Store) ClearLoginFailures(ctx context.Context, email, source string) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM web_login_failures WHERE email = $1 AND remote_ip = $2`, email, source)
 	return err
 }

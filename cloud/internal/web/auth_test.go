@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -92,21 +93,42 @@ func TestLoginSecureCookieUnderTLS(t *testing.T) {
 	}
 }
 
+// TestLoginThrottling: an attacker at 127.0.0.2 tries bob's password ten
+// times: the fifth wrong one is still checked, the sixth attempt (with the
+// right password, even) is refused with 429, when to retry in the page and
+// in Retry-After, and no session; bob logs in from 127.0.0.3 at once.
 func TestLoginThrottling(t *testing.T) {
 	s := cloudtest.NewServer(t)
 	pw := user(t, s, "bob@example.com", fleet.RoleViewer, "")
-	b := newBrowser(t, s.URL())
-	for i := 0; i < fleet.MaxLoginFailuresPerEmail; i++ {
-		wantStatus(t, b.tryLogin("bob@example.com", "guess"), http.StatusUnauthorized)
+	attacker := newBrowserFrom(t, s.URL(), "127.0.0.2")
+	for i := 0; i < fleet.MaxLoginFailuresPerAccountAddr; i++ {
+		r := attacker.tryLogin("bob@example.com", "guess")
+		wantStatus(t, r, http.StatusUnauthorized)
+		mustContain(t, r, "Wrong email or password.")
 	}
-	r := b.tryLogin("bob@example.com", pw)
-	wantStatus(t, r, http.StatusTooManyRequests)
-	mustContain(t, r, "Too many failed logins")
-	if sessionCookie(b) != "" {
-		t.Fatal("a throttled login set a session")
+	for i := fleet.MaxLoginFailuresPerAccountAddr; i < 10; i++ {
+		password := "guess"
+		if i == fleet.MaxLoginFailuresPerAccountAddr {
+			password = pw
+		}
+		r := attacker.tryLogin("bob@example.com", password)
+		wantStatus(t, r, http.StatusTooManyRequests)
+		mustContain(t, r, "Too many failed logins for this account from your address. Try again in 15 minutes.")
+		if ra, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || ra < 870 || ra > 900 {
+			t.Fatalf("Retry-After %q, want about 900", r.Header.Get("Retry-After"))
+		}
 	}
-	// Another user is not locked out by bob's failures.
-	newBrowser(t, s.URL()).login("carol@example.com", user(t, s, "carol@example.com", fleet.RoleViewer, ""))
+	if sessionCookie(attacker) != "" || count(t, s, `SELECT count(*) FROM web_sessions`) != 0 {
+		t.Fatal("a refused login started a session")
+	}
+	if n := count(t, s, `SELECT count(*) FROM web_login_failures`); n != fleet.MaxLoginFailuresPerAccountAddr {
+		t.Fatalf("%d failures recorded, want %d: a refused attempt records none", n, fleet.MaxLoginFailuresPerAccountAddr)
+	}
+	// Bob, elsewhere, is not locked out by the attacker's failures.
+	newBrowserFrom(t, s.URL(), "127.0.0.3").login("bob@example.com", pw)
+	if !strings.Contains(auditActions(t, s), "web.login:throttled") {
+		t.Fatal("the throttled login is not in the audit log")
+	}
 }
 
 func TestCSRF(t *testing.T) {

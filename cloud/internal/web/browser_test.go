@@ -243,3 +243,71 @@ func TestBrowserAcceptsTheKeyOfItsRow(t *testing.T) {
 		t.Fatalf("keys %v, want %v", got, want)
 	}
 }
+
+// TestBrowserAcceptsARejectedKey: the pending page lists a rejected key
+// under "Rejected keys" with who rejected it; its Accept button accepts it
+// again, the page says so, the section empties and the device's next
+// connection is accepted.
+func TestBrowserAcceptsARejectedKey(t *testing.T) {
+	ctx := newChrome(t)
+	s := cloudtest.NewServer(t)
+	pw := user(t, s, "op@example.com", fleet.RoleOperator, "")
+	dir := artifacts(t)
+	bg := context.Background()
+	d := cloudtest.MustConnect(t, s, "dev-2", cloudtest.DeviceOptions{})
+	fp := fingerprint(d)
+	op := s.Actor(t, "ann@example.com", fleet.RoleOperator, "")
+	if _, err := s.Service().AcceptKey(bg, op, "dev-2", fp); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Service().Reject(bg, op, "dev-2"); err != nil {
+		t.Fatal(err)
+	}
+	d.WaitClosed(t, 5*time.Second)
+
+	row := `#rejected tr[data-rejected="dev-2"]`
+	run(t, ctx, "log in and see the rejected key",
+		chromedp.Navigate(s.URL()+"/pending"),
+		chromedp.WaitVisible(chromedp.ID("email")),
+		chromedp.SendKeys(chromedp.ID("email"), "op@example.com"),
+		chromedp.SendKeys(chromedp.ID("password"), pw),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.CSS(row)),
+	)
+	text := value(t, ctx, "rejected row", chromedp.Text(chromedp.CSS(row)))
+	for _, want := range []string{"dev-2", fp, "ann@example.com"} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("the rejected row lacks %q: %q", want, text)
+		}
+	}
+	shot(t, ctx, dir, "pending-rejected")
+	run(t, ctx, "phone-sized",
+		chromedp.EmulateViewport(390, 844),
+		chromedp.Reload(),
+		chromedp.WaitVisible(chromedp.CSS(row)),
+	)
+	if w := value(t, ctx, "page width", chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 390 {
+		t.Errorf("the pending page is %d px wide at 390 px", w)
+	}
+	shot(t, ctx, dir, "pending-rejected-phone")
+	run(t, ctx, "accept it back",
+		chromedp.EmulateViewport(1280, 900),
+		chromedp.Click(chromedp.CSS(row+` button[data-accept-rejected="`+fp+`"]`)),
+		chromedp.WaitVisible(chromedp.ID("no-rejected")),
+	)
+	flash := value(t, ctx, "flash", chromedp.Text(chromedp.CSS(".flash")))
+	if flash != "Accepted dev-2 ("+fp+")." {
+		t.Fatalf("flash %q", flash)
+	}
+	if got := keyStatus(t, s, "dev-2"); got[fp] != "accepted" {
+		t.Fatalf("keys %v", got)
+	}
+	back := cloudtest.MustConnect(t, s, "dev-2", cloudtest.DeviceOptions{Key: d.Key})
+	if back.Registration.Status != "accepted" {
+		t.Fatalf("the device came back %+v", back.Registration)
+	}
+	run(t, ctx, "it turns online",
+		chromedp.Navigate(s.URL()+"/devices"),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-device="dev-2"] .dot.on`)),
+	)
+}

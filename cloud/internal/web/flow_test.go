@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"net/http"
 	"net/url"
 	"strings"
@@ -229,5 +230,68 @@ func TestDevicePageAcceptsTheKeyShown(t *testing.T) {
 	mustContain(t, b.get("/devices/tq-1"), "Accepted tq-1 ("+k3+").")
 	if st := keyStatus(t, s, "tq-1"); st[k3] != "accepted" || st[k2] != "rejected" {
 		t.Fatalf("keys %v", st)
+	}
+}
+
+// TestPendingListsRejectedKeys: a rejected key is listed under "Rejected
+// keys" with who rejected it and when; its Accept button accepts exactly
+// that key again, audited, and the device's next connection is accepted.
+// A viewer sees the list without the button; a button naming another key
+// accepts nothing.
+func TestPendingListsRejectedKeys(t *testing.T) {
+	s := cloudtest.NewServer(t)
+	ctx := context.Background()
+	b := loggedIn(t, s, "op@example.com", fleet.RoleOperator, "")
+	viewer := loggedIn(t, s, "viewer@example.com", fleet.RoleViewer, "")
+	op := s.Actor(t, "op2@example.com", fleet.RoleOperator, "")
+	d := cloudtest.MustConnect(t, s, "dev-2", cloudtest.DeviceOptions{})
+	fp := fingerprint(d)
+	if _, err := s.Service().AcceptKey(ctx, op, "dev-2", fp); err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, b.get("/pending"), `id="no-rejected"`)
+	if err := s.Service().Reject(ctx, op, "dev-2"); err != nil {
+		t.Fatal(err)
+	}
+	if code := d.WaitClosed(t, 5*time.Second); code != 4003 {
+		t.Fatalf("closed with %d, want 4003", code)
+	}
+	action := "/pending?" + url.Values{"fingerprint": {fp}, "from": {"rejected"}}.Encode()
+	r := b.get("/pending")
+	mustContain(t, r, "Rejected keys", `data-rejected="dev-2"`, `data-rejected-fingerprint="`+fp+`"`, "op2@example.com", "just now",
+		`formaction="`+html.EscapeString(action)+`"`)
+	if v := viewer.get("/pending"); !strings.Contains(v.Body, `data-rejected="dev-2"`) || strings.Contains(v.Body, "data-accept-rejected") {
+		t.Fatalf("viewer's page: the rejected key must be listed without a button:\n%s", v.Body)
+	}
+
+	// A button naming another key: nothing changes, the page says why.
+	other := "SHA256:" + strings.Repeat("A", 43)
+	before := keyStatus(t, s, "dev-2")
+	wantStatus(t, b.post("/pending?"+url.Values{"fingerprint": {other}, "from": {"rejected"}}.Encode(), url.Values{"act": {"accept:dev-2"}}), http.StatusSeeOther)
+	mustContain(t, b.get("/pending"), "Not accepted: device dev-2 has no key "+other+".")
+	if after := keyStatus(t, s, "dev-2"); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("keys changed: %v, then %v", before, after)
+	}
+	// The same key through a pending row's form (a stale page): refused.
+	wantStatus(t, b.post("/pending?"+url.Values{"fingerprint": {fp}}.Encode(), url.Values{"act": {"accept:dev-2"}}), http.StatusSeeOther)
+	mustContain(t, b.get("/pending"), "Not accepted: key "+fp+" of device dev-2 is rejected, not pending.")
+
+	// Its own button accepts it.
+	wantStatus(t, b.post(action, url.Values{"act": {"accept:dev-2"}}), http.StatusSeeOther)
+	mustContain(t, b.get("/pending"), "Accepted dev-2 ("+fp+").", `id="no-rejected"`)
+	if st := keyStatus(t, s, "dev-2"); st[fp] != "accepted" {
+		t.Fatalf("keys %v", st)
+	}
+	rows, _ := s.Service().AuditLog(ctx, s.Super, fleet.AuditFilter{Action: "device.accept", Target: "dev-2", Limit: 1})
+	var detail struct{ Fingerprint, Was string }
+	if len(rows) == 1 {
+		json.Unmarshal(rows[0].Detail, &detail)
+	}
+	if len(rows) != 1 || rows[0].Actor != "op@example.com" || detail.Was != "rejected" || detail.Fingerprint != fp {
+		t.Fatalf("audit %+v (%+v)", rows, detail)
+	}
+	back := cloudtest.MustConnect(t, s, "dev-2", cloudtest.DeviceOptions{Key: d.Key})
+	if back.Registration.Status != "accepted" {
+		t.Fatalf("the device came back %+v", back.Registration)
 	}
 }

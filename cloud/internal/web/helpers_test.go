@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -29,6 +30,16 @@ func newBrowser(t testing.TB, base string) *browser {
 	jar, _ := cookiejar.New(nil)
 	return &browser{t: t, base: base, c: &http.Client{Jar: jar, Timeout: 60 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+// newBrowserFrom is newBrowser connecting from a local address of its own
+// (127.0.0.2, 127.0.0.3, ...: every 127/8 address is the loopback), so that
+// the server sees another client address.
+func newBrowserFrom(t testing.TB, base, localIP string) *browser {
+	b := newBrowser(t, base)
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(localIP)}}
+	b.c.Transport = &http.Transport{DialContext: d.DialContext}
+	return b
 }
 
 type resp struct {

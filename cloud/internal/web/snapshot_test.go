@@ -27,6 +27,7 @@ func TestSnapshotPendingPage(t *testing.T) {
 	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	app.Now = func() time.Time { return now }
 	defer func() { app.Now = time.Now }()
+	rejectedAt := now.Add(-5 * time.Minute)
 	sess := &fleet.WebSession{Actor: fleet.Actor{UserID: 1, Email: "op@example.com", OrgID: 1, Role: fleet.RoleOperator},
 		CSRFToken: "csrf-token-fixed", ViewOrg: 1}
 	m := pending.Model{
@@ -40,6 +41,13 @@ func TestSnapshotPendingPage(t *testing.T) {
 				KeyChanged: true, Attributes: map[string]string{"serial": "<b>SN-2</b>"}, FirstSeen: now.Add(-27 * time.Hour), Pending: 2},
 		},
 		Total: 3,
+		Rejected: []fleet.RejectedKey{
+			{DeviceID: "dev-3", OrgID: 1, Fingerprint: "SHA256:Z2lRYS9ESE5JTVR0ajBhL0RyanJlcDFtZGFkdDk3bHE", Alg: "ed25519",
+				FirstSeen: now.Add(-2 * time.Hour), RejectedAt: &rejectedAt, RejectedBy: "ann@example.com"},
+			{DeviceID: "dev-4", OrgID: 1, Fingerprint: "SHA256:bEKAABFDscgfMEyp6aCoTUyZYc9g6XHfOa/PcGLDnzQ", Alg: "ed25519",
+				FirstSeen: now.Add(-50 * time.Hour), DeviceAccepted: true},
+		},
+		RejectedTotal: 2,
 	}
 	var buf bytes.Buffer
 	if err := pending.View(m).Render(context.Background(), &buf); err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
@@ -29,10 +30,20 @@ type Config struct {
 	EnrollmentToken string            `json:"enrollment_token"`
 	Attributes      map[string]string `json:"attributes"`
 	LogLevel        string            `json:"log_level"`
+	RejectedRetry   string            `json:"rejected_retry"`
 
-	level      slog.Level
-	httpClient *http.Client // trusts CloudCA; nil: the system's roots
+	level         slog.Level
+	httpClient    *http.Client // trusts CloudCA; nil: the system's roots
+	rejectedRetry time.Duration
 }
+
+// Bounds of --rejected-retry: often enough that a device accepted again is
+// back within seconds, never so often that a rejected fleet floods the
+// cloud with handshakes.
+const (
+	minRejectedRetry = time.Second
+	maxRejectedRetry = time.Hour
+)
 
 // setting ties a field to its flag and environment variable.
 type setting struct {
@@ -53,6 +64,8 @@ var settings = []setting{
 	{"nats-token", "BOSUN_NATS_TOKEN", "", "NATS token (default: <data-dir>/nats.token, generated)", func(c *Config) *string { return &c.NATSToken }},
 	{"enrollment-token", "BOSUN_ENROLLMENT_TOKEN", "", "organisation enrollment token sent with registration", func(c *Config) *string { return &c.EnrollmentToken }},
 	{"log-level", "BOSUN_LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }},
+	{"rejected-retry", "BOSUN_REJECTED_RETRY", "10s", "reconnect interval while the cloud rejects the key (1s to 1h; each wait is jittered between half of it and all of it)",
+		func(c *Config) *string { return &c.RejectedRetry }},
 }
 
 // loadConfig builds the Config from defaults, the config file, the
@@ -172,6 +185,11 @@ func (c *Config) validate(needCloud bool) error {
 	}
 	if err := c.level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("log level %q: %w", c.LogLevel, err))
+	}
+	if d, err := time.ParseDuration(c.RejectedRetry); err != nil || d < minRejectedRetry || d > maxRejectedRetry {
+		errs = append(errs, fmt.Errorf("rejected retry %q: want a duration from 1s to 1h, e.g. 10s", c.RejectedRetry))
+	} else {
+		c.rejectedRetry = d
 	}
 	return errors.Join(errs...)
 }

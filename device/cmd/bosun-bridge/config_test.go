@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -111,6 +112,40 @@ func TestDeviceIDRule(t *testing.T) {
 			}
 			if err != nil || c.DeviceID != tt.want {
 				t.Fatalf("device id %q, %v; want %q", c.DeviceID, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestRejectedRetryBounds: --rejected-retry (BOSUN_REJECTED_RETRY) takes a
+// duration from 1s to 1h, 10s by default; beyond either bound, or not a
+// duration, it is refused and says the rule.
+func TestRejectedRetryBounds(t *testing.T) {
+	base := map[string]string{"BOSUN_DEVICE_ID": "dev-1", "BOSUN_CLOUD_URL": "ws://127.0.0.1:8080/v1/device"}
+	for _, tc := range []struct {
+		name, env string
+		args      []string
+		want      time.Duration // 0: refused
+	}{
+		{"default", "", nil, 10 * time.Second},
+		{"the least", "1s", nil, time.Second},
+		{"below the least", "999ms", nil, 0},
+		{"the most", "1h", nil, time.Hour},
+		{"above the most", "61m", nil, 0},
+		{"not a duration", "soon", nil, 0},
+		{"the flag wins", "30s", []string{"--rejected-retry", "2s"}, 2 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"BOSUN_REJECTED_RETRY": tc.env}
+			for k, v := range base {
+				env[k] = v
+			}
+			c, err := loadConfig(tc.args, func(k string) string { return env[k] })
+			switch {
+			case tc.want == 0 && (err == nil || !strings.Contains(err.Error(), "want a duration from 1s to 1h,")):
+				t.Fatalf("err = %v, want the rule", err)
+			case tc.want != 0 && (err != nil || c.rejectedRetry != tc.want):
+				t.Fatalf("rejected retry %v (%v), want %v", c.rejectedRetry, err, tc.want)
 			}
 		})
 	}

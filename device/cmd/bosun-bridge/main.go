@@ -96,6 +96,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		NATSURL:         cfg.NATSURL,
 		NATSToken:       cfg.NATSToken,
 		HTTPClient:      cfg.httpClient,
+		RejectedRetry:   cfg.rejectedRetry,
 		Logger:          logger,
 	})
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/bosunhq/bosun/pkg/keys"
 )
 
 func TestBackoffWindow(t *testing.T) {
@@ -93,5 +95,37 @@ func TestBackoffDefaultRandDiffers(t *testing.T) {
 	}
 	if len(seen) < 90 {
 		t.Errorf("100 delays gave only %d distinct values", len(seen))
+	}
+}
+
+// TestRejectedBackoffBounds: the wait while rejected is RejectedRetry/2 at
+// the least and RejectedRetry at the most, whatever the attempt.
+func TestRejectedBackoffBounds(t *testing.T) {
+	o := Options{RejectedRetry: 10 * time.Second}
+	for _, tc := range []struct {
+		rand float64
+		want time.Duration
+	}{
+		{0, 5 * time.Second},
+		{0.5, 7500 * time.Millisecond},
+		{0.999999, 10 * time.Second},
+	} {
+		o.Backoff.Rand = func() float64 { return tc.rand }
+		b := rejectedBackoff(o)
+		for _, n := range []int{0, 1, 10, 100} {
+			if got := b.Delay(n); got < tc.want-time.Millisecond || got > tc.want {
+				t.Errorf("rand %v, attempt %d: %v, want %v", tc.rand, n, got, tc.want)
+			}
+		}
+	}
+	var d Options
+	d.DeviceID, d.DataDir, d.CloudURL = "dev-1", t.TempDir(), "ws://127.0.0.1:1/v1/device"
+	pub, err := keys.LoadPublic("testdata/cloud_public.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.CloudKey = pub
+	if err := d.setDefaults(); err != nil || d.RejectedRetry != DefaultRejectedRetry || DefaultRejectedRetry != 10*time.Second {
+		t.Fatalf("default RejectedRetry %v (%v)", d.RejectedRetry, err)
 	}
 }

@@ -19,8 +19,9 @@
 //     worker to announce again.
 //
 // Lifecycle: New starts NATS; Run keeps a session with the cloud until its
-// ctx ends, reconnecting with jittered exponential backoff; Close stops
-// everything and is safe to call twice.
+// ctx ends, reconnecting with jittered exponential backoff (while the key
+// is rejected, at a fixed jittered interval instead, Options.RejectedRetry);
+// Close stops everything and is safe to call twice.
 package bridge
 
 import (
@@ -246,7 +247,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	stop := context.AfterFunc(b.ctx, cancel)
 	defer stop()
 
-	attempt, rejectedAttempt := 0, 0
+	attempt := 0
 	for ctx.Err() == nil {
 		res := b.connectOnce(ctx)
 		if ctx.Err() != nil {
@@ -255,16 +256,14 @@ func (b *Bridge) Run(ctx context.Context) error {
 		var delay time.Duration
 		switch {
 		case res.rejected:
+			// A fixed interval, not a growing one: an operator may accept
+			// the key again at any time (see Options.RejectedRetry).
 			b.status.Store(StatusRejected)
-			delay = b.opts.RejectedBackoff.Delay(rejectedAttempt)
-			rejectedAttempt++
+			delay = rejectedBackoff(b.opts).Delay(0)
 		default:
 			b.status.Store(StatusOffline)
-			if res.accepted {
-				rejectedAttempt = 0
-				if res.lasted >= b.opts.HealthyAfter {
-					attempt = 0
-				}
+			if res.accepted && res.lasted >= b.opts.HealthyAfter {
+				attempt = 0
 			}
 			delay = b.opts.Backoff.Delay(attempt)
 			attempt++
@@ -286,6 +285,12 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	b.status.Store(StatusOffline)
 	return nil
+}
+
+// rejectedBackoff is the schedule while the key is rejected: every wait
+// uniform in [RejectedRetry/2, RejectedRetry].
+func rejectedBackoff(o Options) Backoff {
+	return Backoff{Min: o.RejectedRetry / 2, Base: o.RejectedRetry, Cap: o.RejectedRetry, Rand: o.Backoff.Rand}
 }
 
 // forwardRequest serves one cloud → device request or notification (not a

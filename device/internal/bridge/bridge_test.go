@@ -106,11 +106,42 @@ func TestHandshakeRejected(t *testing.T) {
 			cloud := newTestCloud(t)
 			cloud.regStatus.Store(tt.status)
 			b := startBridge(t, cloud, t.TempDir(), func(o *bridge.Options) {
-				o.RejectedBackoff = bridge.Backoff{Base: time.Hour, Cap: time.Hour, Min: time.Hour}
+				o.RejectedRetry = time.Hour
 			})
 			eventually(t, "the bridge is rejected", func() bool { return b.Status() == bridge.StatusRejected })
 			if n := cloud.dials.Load(); n != 1 {
-				t.Errorf("%d dials, want 1 (long backoff after rejection)", n)
+				t.Errorf("%d dials, want 1 (RejectedRetry after a rejection)", n)
+			}
+		})
+	}
+}
+
+// TestRejectedRetriesAtAFixedInterval: while the cloud rejects the key
+// the bridge reconnects every RejectedRetry, each wait in [R/2, R]: never
+// faster, and never growing (it used to back off to an hour); once the
+// cloud accepts the key again the bridge is accepted within R (and one
+// handshake).
+func TestRejectedRetriesAtAFixedInterval(t *testing.T) {
+	const retry = 300 * time.Millisecond
+	const slack = 250 * time.Millisecond // a handshake under the race detector
+	for _, status := range []string{rpcproto.StatusRejected, "close4003"} {
+		t.Run(status, func(t *testing.T) {
+			cloud := newTestCloud(t)
+			cloud.regStatus.Store(status)
+			b := startBridge(t, cloud, t.TempDir(), func(o *bridge.Options) { o.RejectedRetry = retry })
+			eventually(t, "the bridge is rejected", func() bool { return b.Status() == bridge.StatusRejected })
+			eventually(t, "six rejected dials", func() bool { return cloud.dials.Load() >= 6 })
+			at := cloud.dialTimes()
+			for i := 1; i < 6; i++ {
+				if gap := at[i].Sub(at[i-1]); gap < retry/2 || gap > retry+slack {
+					t.Errorf("dial %d came %v after the one before, want %v to %v", i+1, gap, retry/2, retry+slack)
+				}
+			}
+			cloud.regStatus.Store(rpcproto.StatusAccepted)
+			accepted := time.Now()
+			eventually(t, "the bridge is accepted", func() bool { return b.Status() == bridge.StatusAccepted })
+			if d := time.Since(accepted); d > retry+slack {
+				t.Errorf("accepted %v after the cloud accepted the key, want at most %v", d, retry+slack)
 			}
 		})
 	}

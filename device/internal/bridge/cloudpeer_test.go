@@ -56,6 +56,8 @@ type testCloud struct {
 	conns         chan *cloudConn
 	refusals      chan refusal // handshakes that ended before a registration
 	dials         atomic.Int32
+	dialMu        sync.Mutex  // guards dialAt
+	dialAt        []time.Time // when each dial arrived
 	reports       chan rpcproto.StateReportParams
 	otaMu         sync.Mutex // guards otaSeen
 	otaSeen       []json.RawMessage
@@ -153,6 +155,13 @@ func startTestCloud(tb testing.TB, useTLS bool) *testCloud {
 	return c
 }
 
+// dialTimes returns when each dial arrived, in order.
+func (c *testCloud) dialTimes() []time.Time {
+	c.dialMu.Lock()
+	defer c.dialMu.Unlock()
+	return append([]time.Time(nil), c.dialAt...)
+}
+
 // URL is the device endpoint.
 func (c *testCloud) URL() string {
 	return "ws" + c.srv.URL[len("http"):] + rpcproto.DeviceEndpointPath // https → wss
@@ -182,6 +191,9 @@ func (c *testCloud) serveDevice(w http.ResponseWriter, r *http.Request) {
 	c.handlers.Add(1)
 	defer c.handlers.Done()
 	c.dials.Add(1)
+	c.dialMu.Lock()
+	c.dialAt = append(c.dialAt, time.Now())
+	c.dialMu.Unlock()
 	if c.refuse.Load() {
 		http.Error(w, "down for the test", http.StatusServiceUnavailable)
 		return

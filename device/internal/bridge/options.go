@@ -17,6 +17,9 @@ import (
 // Version is the bridge version reported in state.report.
 var Version = "0.1.0-dev"
 
+// DefaultRejectedRetry is the default of Options.RejectedRetry.
+const DefaultRejectedRetry = 10 * time.Second
+
 // Options configure a Bridge. DeviceID, DataDir, CloudURL and CloudKey are
 // required; every other field documents its default.
 type Options struct {
@@ -70,10 +73,13 @@ type Options struct {
 	// Backoff schedules reconnects. The zero value means 1s base, 60s cap,
 	// full jitter.
 	Backoff Backoff
-	// RejectedBackoff schedules reconnects after the cloud rejected the key
-	// (result "rejected" or close code 4003). The zero value means at least
-	// 1m, 5m base, 1h cap.
-	RejectedBackoff Backoff
+	// RejectedRetry is the reconnect interval while the cloud rejects the
+	// key (result "rejected" or close code 4003): each wait is uniform in
+	// [RejectedRetry/2, RejectedRetry], the same every time, so that a
+	// device an operator accepts again is back within RejectedRetry (and
+	// one handshake) of the accept, and a rejected fleet costs the cloud
+	// one refused handshake per device per interval. Defaults to 10s.
+	RejectedRetry time.Duration
 	// HealthyAfter is how long an accepted session must last for the next
 	// reconnect to start the backoff from the beginning. Defaults to 30s.
 	HealthyAfter time.Duration
@@ -155,9 +161,7 @@ func (o *Options) setDefaults() error {
 	def(&o.SettleMax, 3*time.Second)
 	def(&o.OutboxRetry, 5*time.Second)
 	def(&o.Skew, envelope.DefaultSkew)
-	if o.RejectedBackoff.Base == 0 && o.RejectedBackoff.Cap == 0 && o.RejectedBackoff.Min == 0 {
-		o.RejectedBackoff = Backoff{Base: 5 * time.Minute, Cap: time.Hour, Min: time.Minute}
-	}
+	def(&o.RejectedRetry, DefaultRejectedRetry)
 	if o.MaxMessageSize <= 0 {
 		o.MaxMessageSize = envelope.DefaultMaxSize
 	}

@@ -19,7 +19,7 @@ const (
 	CodeNotFound         = "not_found"              // 404: no such device, call, token or route in the caller's organisation
 	CodeMethodNotAllowed = "method_not_allowed"     // 405: the route exists, the HTTP method does not
 	CodeConflict         = "conflict"               // 409: the object is not in a state that allows this (e.g. nothing pending to accept)
-	CodeAmbiguousKey     = "ambiguous_key"          // 409: accept named no fingerprint and the device has several pending keys
+	CodeAmbiguousKey     = "ambiguous_key"          // 409: accept named no fingerprint and the device has several keys it could accept
 	CodeTooLarge         = "payload_too_large"      // 413: request body over the size limit
 	CodeUnsupportedMedia = "unsupported_media_type" // 415: request body is not application/json
 	CodeInternal         = "internal"               // 500: anything else; details are in the server log only
@@ -37,8 +37,8 @@ var ErrorCodes = []struct {
 	{CodeForbidden, 403, "the token's role may not do this"},
 	{CodeNotFound, 404, "no such device, call, token or route in the caller's organisation"},
 	{CodeMethodNotAllowed, 405, "the route exists but not with this HTTP method"},
-	{CodeConflict, 409, "the object's state does not allow this (e.g. nothing pending to accept, or the named key is not pending)"},
-	{CodeAmbiguousKey, 409, "accept without a fingerprint, and the device has more than one pending key: error.fingerprints lists them"},
+	{CodeConflict, 409, "the object's state does not allow this (e.g. nothing to accept, or the named key is revoked or accepted already)"},
+	{CodeAmbiguousKey, 409, "accept without a fingerprint, and the device has more than one key that could be accepted: error.fingerprints lists them"},
 	{CodeTooLarge, 413, "request body over the size limit (1 MiB)"},
 	{CodeUnsupportedMedia, 415, "request body is not application/json"},
 	{CodeInternal, 500, "server error; the details are only in the server log"},

@@ -57,9 +57,10 @@ func Errorf(status int, format string, args ...any) *HTTPError {
 }
 
 // FromFleet turns the errors of fleet.Service into what the user sees: an
-// error with a public message (fleet.PublicMessage) shows it; otherwise
-// ErrInvalid and ErrConflict carry a message meant for people, the others
-// a fixed text. Anything else stays an internal error.
+// error with a public message (fleet.PublicMessage) shows it; the others a
+// fixed text for their kind. Anything else stays an internal error (a 500
+// whose text only goes to the log): the text of an error's chain never
+// reaches the page.
 func FromFleet(err error) error {
 	var he *HTTPError
 	var mbe *http.MaxBytesError
@@ -69,6 +70,11 @@ func FromFleet(err error) error {
 		return nil
 	case errors.As(err, &he):
 		return he
+	case errors.Is(err, fleet.ErrThrottled):
+		if !hasPub {
+			pub = "Too many failed logins. Try again in a few minutes."
+		}
+		return &HTTPError{Status: http.StatusTooManyRequests, Msg: pub, Err: err}
 	case hasPub && (errors.Is(err, fleet.ErrInvalid) || errors.Is(err, fleet.ErrConflict)):
 		return &HTTPError{Status: http.StatusUnprocessableEntity, Msg: pub, Err: err}
 	case errors.As(err, &mbe):
@@ -79,12 +85,33 @@ func FromFleet(err error) error {
 		return &HTTPError{Status: http.StatusForbidden, Msg: "Your role does not allow this.", Err: err}
 	case errors.Is(err, fleet.ErrUnauthenticated):
 		return &HTTPError{Status: http.StatusUnauthorized, Msg: "Please log in.", Err: err}
-	case errors.Is(err, fleet.ErrThrottled):
-		return &HTTPError{Status: http.StatusTooManyRequests, Msg: "Too many failed logins. Try again in a few minutes.", Err: err}
-	case errors.Is(err, fleet.ErrInvalid), errors.Is(err, fleet.ErrConflict):
-		return &HTTPError{Status: http.StatusUnprocessableEntity, Msg: err.Error(), Err: err}
+	case errors.Is(err, fleet.ErrInvalid):
+		return &HTTPError{Status: http.StatusUnprocessableEntity, Msg: "The input is not valid.", Err: err}
+	case errors.Is(err, fleet.ErrConflict):
+		return &HTTPError{Status: http.StatusUnprocessableEntity, Msg: "The current state does not allow this.", Err: err}
 	}
 	return err
+}
+
+// PublicText is what a page may show of an error of fleet.Service: its
+// public message, or the fixed text FromFleet gives its kind ("Something
+// went wrong on our side." for an internal error). Use it wherever a page
+// puts an error into its own markup instead of returning it.
+func PublicText(err error) string {
+	var he *HTTPError
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &he):
+		return he.Msg
+	}
+	if msg, ok := fleet.PublicMessage(err); ok {
+		return msg
+	}
+	if errors.As(FromFleet(err), &he) {
+		return he.Msg
+	}
+	return "Something went wrong on our side; it has been logged."
 }
 
 type ctxKey int

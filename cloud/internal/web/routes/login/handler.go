@@ -1,8 +1,10 @@
 // Package login is the login and logout of the dashboard.
 //
 // A login checks the password with fleet (argon2id), counts failures for
-// throttling, ends the browser's previous session and starts a new one with
-// a fresh secret (so a session id planted before login is worthless). The
+// throttling (per email and client address, and per address: see
+// fleet.Login; a refusal says when to retry, in the page and in
+// Retry-After), ends the browser's previous session and starts a new one
+// with a fresh secret (so a session id planted before login is worthless). The
 // login form carries its own CSRF token, matched against a short-lived
 // cookie, because there is no session yet to hold one.
 package login
@@ -14,6 +16,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
@@ -81,11 +84,13 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) error {
 		Email: email, Password: r.PostForm.Get("password"),
 		RemoteIP: clientIP(r), UserAgent: r.UserAgent(), Replace: h.c.Session(r),
 	})
+	var te *fleet.ThrottledError
 	switch {
 	case errors.Is(err, fleet.ErrUnauthenticated):
 		return h.render(w, r, http.StatusUnauthorized, email, next, "Wrong email or password.")
-	case errors.Is(err, fleet.ErrThrottled):
-		return h.render(w, r, http.StatusTooManyRequests, email, next, "Too many failed logins. Try again in a few minutes.")
+	case errors.As(err, &te):
+		w.Header().Set("Retry-After", strconv.Itoa(te.RetryAfterSeconds()))
+		return h.render(w, r, http.StatusTooManyRequests, email, next, te.PublicMessage())
 	case err != nil:
 		return err
 	}

@@ -2,7 +2,11 @@
 // with its fingerprint and a warning when a known device presents a new
 // key; accept or reject one or many at once. Every accept names the
 // fingerprint the page showed, so that a key that arrived after the page
-// was drawn is never accepted by a click on another.
+// was drawn is never accepted by a click on another. Below them, the
+// rejected keys, with who rejected each and when, and a button to accept
+// one again (a rejection is reversible; a revocation is not). A pending
+// row's accept accepts a key only while it is pending: a key someone
+// rejected since the page was drawn stays rejected.
 package pending
 
 import (
@@ -32,6 +36,9 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) error {
 	if m.Keys, m.Total, err = h.svc.PendingKeys(r.Context(), app.Actor(r), app.ViewOrg(r), Limit); err != nil {
 		return err
 	}
+	if m.Rejected, m.RejectedTotal, err = h.svc.RejectedKeys(r.Context(), app.Actor(r), app.ViewOrg(r), Limit); err != nil {
+		return err
+	}
 	if app.IsHTMX(r) {
 		return app.Render(w, r, View(m), "keys")
 	}
@@ -46,6 +53,9 @@ const maxBatch = 500
 type Target struct {
 	ID          string
 	Fingerprint string
+	// Rejected means the page showed the key rejected: accept it even
+	// though it is not pending. Otherwise only a pending key is accepted.
+	Rejected bool
 }
 
 // targetValue is the form value naming a key set: "<device id>:<fingerprint>"
@@ -63,6 +73,12 @@ func acceptAction(k fleet.PendingKey) string {
 	return "/pending?" + url.Values{"fingerprint": {k.Fingerprint}}.Encode()
 }
 
+// acceptRejectedAction is acceptAction for a row of the rejected keys: the
+// query also says that the key shown was rejected.
+func acceptRejectedAction(k fleet.RejectedKey) string {
+	return "/pending?" + url.Values{"fingerprint": {k.Fingerprint}, "from": {"rejected"}}.Encode()
+}
+
 // decide accepts or rejects: act is "accept" or "reject" for the ticked
 // key sets (id values "<device>:<fingerprint>"), or "accept:<id>" /
 // "reject:<id>" for one row's button, whose fingerprint is the query's.
@@ -74,7 +90,8 @@ func (h *handler) decide(w http.ResponseWriter, r *http.Request) error {
 	var targets []Target
 	if verb, id, ok := strings.Cut(act, ":"); ok {
 		act = verb
-		targets = []Target{{ID: id, Fingerprint: r.URL.Query().Get("fingerprint")}}
+		q := r.URL.Query()
+		targets = []Target{{ID: id, Fingerprint: q.Get("fingerprint"), Rejected: q.Get("from") == "rejected"}}
 	} else {
 		for _, v := range r.PostForm["id"] {
 			targets = append(targets, parseTarget(v))
@@ -98,7 +115,8 @@ func (h *handler) decide(w http.ResponseWriter, r *http.Request) error {
 
 // Decide accepts or rejects devices one by one and says what happened. An
 // accept names the fingerprint of each target, so only the key shown is
-// accepted; a reject rejects every pending key of the device. A device the
+// accepted, and only while it is pending unless the target says the page
+// showed it rejected; a reject rejects every pending key of the device. A device the
 // actor may not see or change stops the batch with its error, so that
 // nothing about other organisations' devices leaks; a device whose state
 // does not allow it (nothing pending, several pending keys and none named,
@@ -118,7 +136,11 @@ func Decide(r *http.Request, svc *fleet.Service, act string, targets []Target) (
 		what := t.ID
 		if act == "accept" {
 			var k fleet.KeySet
-			if k, err = svc.AcceptKey(r.Context(), app.Actor(r), t.ID, t.Fingerprint); err == nil {
+			accept := svc.AcceptPendingKey
+			if t.Rejected {
+				accept = svc.AcceptKey
+			}
+			if k, err = accept(r.Context(), app.Actor(r), t.ID, t.Fingerprint); err == nil {
 				what = fmt.Sprintf("%s (%s)", t.ID, k.Fingerprint)
 			}
 		} else {
