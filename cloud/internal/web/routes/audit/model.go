@@ -2,13 +2,14 @@ package audit
 
 import (
 	"net/url"
+	"strconv"
 
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
 	"github.com/bosunhq/bosun/cloud/internal/web/app"
 )
 
-// Limit is how many rows the page shows.
-const Limit = 200
+// PageSize is how many rows one page shows.
+const PageSize = 100
 
 // Model is the audit log page.
 type Model struct {
@@ -16,15 +17,22 @@ type Model struct {
 	Filter  fleet.AuditFilter
 	Entries []fleet.AuditEntry
 	ShowOrg bool
+	// Older and Newer are the cursors of the pages around this one (row
+	// ids; 0 when there is none).
+	Older, Newer int64
 }
 
-// Query is the filter as a query string.
-func (m Model) Query() string {
+// URL is the page with the current filter and a cursor ("before" or
+// "after" a row id; "" for the newest rows).
+func (m Model) URL(dir string, id int64) string {
 	v := url.Values{}
 	for k, s := range map[string]string{"actor": m.Filter.Actor, "action": m.Filter.Action, "target": m.Filter.Target} {
 		if s != "" {
 			v.Set(k, s)
 		}
+	}
+	if dir != "" {
+		v.Set(dir, strconv.FormatInt(id, 10))
 	}
 	if len(v) == 0 {
 		return "/audit"
@@ -32,9 +40,7 @@ func (m Model) Query() string {
 	return "/audit?" + v.Encode()
 }
 
-func detail(e fleet.AuditEntry) string {
-	if len(e.Detail) == 0 || string(e.Detail) == "null" {
-		return ""
-	}
-	return string(e.Detail)
-}
+// First reports whether the page shows the newest rows.
+func (m Model) First() bool { return m.Filter.Before == 0 && m.Filter.After == 0 }
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
