@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"fmt"
 	"net/url"
 	"strconv"
 
@@ -38,6 +39,20 @@ func (m Model) URL(dir string, id int64) string {
 		return "/audit"
 	}
 	return "/audit?" + v.Encode()
+}
+
+// Range says which rows the page shows: "100 rows, 2026-01-02 10:00:00Z
+// back to 2026-01-01 09:00:00Z".
+func (m Model) Range() string {
+	n := len(m.Entries)
+	if n == 0 {
+		return ""
+	}
+	rows := "rows"
+	if n == 1 {
+		rows = "row"
+	}
+	return fmt.Sprintf("%d %s, %s back to %s", n, rows, app.Stamp(m.Entries[0].At), app.Stamp(m.Entries[n-1].At))
 }
 
 // First reports whether the page shows the newest rows.
