@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,9 +16,10 @@ import (
 // TestBrowser is the dashboard story in a real Chromium against the real
 // dev stack (bosun-cloud, bosun-bridge, bosun-worker, PostgreSQL, Podman):
 // log in → the pending dev device appears live without reload → accept →
-// it turns online → open the device → call system.info from the console
-// and see the result → the containers table lists the Podman demo
-// container → its logs show its lines → log out. Every page is
+// it turns online → open the device (the method picker lists what the
+// bridge announced) → call system.info from the console and see the result
+// → List containers shows the Podman demo container → its logs show its
+// lines → log out. Every page is
 // screenshotted into the artefacts directory.
 func TestBrowser(t *testing.T) {
 	ctx := newChrome(t)
@@ -62,7 +64,19 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(row+` .dot.on`)),
 	)
 	screenshot(t, ctx, dir, "devices")
-	step(t, ctx, "open the device; the method picker is filled from rpc.list",
+	// The picker lists the methods the bridge announced in its state
+	// report, which follows the acceptance.
+	Eventually(t, 30*time.Second, "the device announces its methods", func() error {
+		out, err := s.CLI(context.Background(), "device", dev, "--json")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, `"methods"`) || !strings.Contains(out, `"system.info"`) {
+			return fmt.Errorf("no methods in the inventory yet")
+		}
+		return nil
+	})
+	step(t, ctx, "open the device; the method picker lists what the device announced",
 		chromedp.Click(chromedp.CSS(row+` a`)),
 		chromedp.WaitReady(chromedp.CSS(`select#method option[value="system.info"]`)),
 		chromedp.SetValue(chromedp.CSS(`select#method`), "system.info"),
@@ -74,7 +88,8 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("system.info in the console: %s", res)
 	}
 	t.Log("step passed: system.info result shown")
-	step(t, ctx, "the containers table lists the demo container",
+	step(t, ctx, "the containers table lists the demo container when asked",
+		chromedp.Click(chromedp.ID("list-containers")),
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-container="`+demo+`"]`)),
 	)
 	screenshot(t, ctx, dir, "device")

@@ -18,6 +18,7 @@ import (
 
 	"github.com/bosunhq/bosun/cloud/internal/api/client"
 	"github.com/bosunhq/bosun/cloud/internal/api/wire"
+	"github.com/bosunhq/bosun/cloud/internal/tags"
 )
 
 // Exit codes.
@@ -664,17 +665,11 @@ func cmdTag(ctx context.Context, a *app, args []string) error {
 	if len(pos) != 2 {
 		return usagef(`want a device ID and a comma-separated list of tags ("" removes them all)`)
 	}
-	tags := []string{}
-	for _, t := range strings.Split(pos[1], ",") {
-		if t = strings.TrimSpace(t); t != "" {
-			tags = append(tags, t)
-		}
-	}
 	c, err := a.client()
 	if err != nil {
 		return err
 	}
-	d, err := c.SetTags(ctx, pos[0], tags)
+	d, err := c.SetTags(ctx, pos[0], tags.Parse(pos[1])) // the dashboard's rule too
 	if err != nil {
 		return err
 	}

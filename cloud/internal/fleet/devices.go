@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/bosunhq/bosun/cloud/internal/store"
+	"github.com/bosunhq/bosun/cloud/internal/tags"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
 
@@ -85,25 +86,17 @@ func (s *Service) operable(ctx context.Context, a Actor, id string, admin bool) 
 	return d, nil
 }
 
-// SetTags replaces a device's tags (at most 32, each 1-64 characters).
-func (s *Service) SetTags(ctx context.Context, a Actor, deviceID string, tags []string) error {
+// SetTags replaces a device's tags. The rule is package tags' (at most 32,
+// each 1-64 characters with no comma and no space at either end);
+// duplicates are dropped.
+func (s *Service) SetTags(ctx context.Context, a Actor, deviceID string, ts []string) error {
 	d, err := s.operable(ctx, a, deviceID, false)
 	if err != nil {
 		return err
 	}
-	if len(tags) > 32 {
-		return invalidf("at most 32 tags")
-	}
-	seen := map[string]bool{}
-	clean := make([]string, 0, len(tags))
-	for _, t := range tags {
-		if len(t) == 0 || len(t) > 64 {
-			return invalidf("a tag has 1 to 64 characters")
-		}
-		if !seen[t] {
-			seen[t] = true
-			clean = append(clean, t)
-		}
+	clean, err := tags.Check(ts)
+	if err != nil {
+		return invalidf("%v", err)
 	}
 	if err := s.st.SetTags(ctx, deviceID, clean); err != nil {
 		return mapStoreErr(err)

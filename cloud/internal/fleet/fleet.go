@@ -156,6 +156,10 @@ type CallFilter struct {
 type AuditFilter struct {
 	Actor, Action, Target string
 	Limit                 int
+	// Before and After are keyset cursors (audit row ids): Before > 0
+	// lists the rows older than it, After > 0 the Limit rows newer than
+	// it, newest first either way.
+	Before, After int64
 }
 
 // Event types published by Service.

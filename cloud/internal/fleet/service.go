@@ -405,7 +405,7 @@ func (s *Service) AuditLog(ctx context.Context, a Actor, f AuditFilter) ([]Audit
 		return nil, ErrForbidden
 	}
 	return s.st.ListAudit(ctx, store.AuditFilter{OrgID: a.scope(), Actor: f.Actor, Action: f.Action,
-		Target: f.Target, Limit: clampLimit(f.Limit)})
+		Target: f.Target, Limit: clampLimit(f.Limit), Before: f.Before, After: f.After})
 }
 
 // mapStoreErr turns store errors into the package's own, with a fixed

@@ -83,7 +83,7 @@ func (s *Service) AuditLogIn(ctx context.Context, a Actor, org int64, f AuditFil
 		return nil, err
 	}
 	return s.st.ListAudit(ctx, store.AuditFilter{OrgID: scope, Actor: f.Actor, Action: f.Action,
-		Target: f.Target, Limit: clampLimit(f.Limit)})
+		Target: f.Target, Limit: clampLimit(f.Limit), Before: f.Before, After: f.After})
 }
 
 // ListUsers lists the users of org (0: every organisation, super only).

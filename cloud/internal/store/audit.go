@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -23,6 +24,11 @@ type AuditFilter struct {
 	OrgID                 int64 // 0: all
 	Actor, Action, Target string
 	Limit                 int
+	// Before > 0 keeps the rows older than the row with this id (the
+	// next page); After > 0 the Limit rows just newer than it (the
+	// previous page), still listed newest first. Pages are keyset pages:
+	// rows written meanwhile neither shift nor repeat them.
+	Before, After int64
 }
 
 // InsertAudit appends to the audit log.
@@ -38,9 +44,17 @@ func (s *Store) InsertAudit(ctx context.Context, e AuditEntry) error {
 
 // ListAudit lists audit rows, newest first.
 func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
+	// Newest first, or, for the page after a cursor, oldest first and
+	// reversed below: either way the primary key (or audit_org) is walked
+	// from the cursor, never skipped over as OFFSET would.
+	order := "DESC"
+	if f.After > 0 {
+		order = "ASC"
+	}
 	rows, err := s.pool.Query(ctx, `SELECT id, org_id, actor, action, target, outcome, detail, at FROM audit_log
 		WHERE ($1::bigint = 0 OR org_id = $1) AND ($2 = '' OR actor = $2) AND ($3 = '' OR action = $3) AND ($4 = '' OR target = $4)
-		ORDER BY id DESC LIMIT $5`, f.OrgID, f.Actor, f.Action, f.Target, f.Limit)
+		AND ($6::bigint <= 0 OR id < $6) AND ($7::bigint <= 0 OR id > $7)
+		ORDER BY id `+order+` LIMIT $5`, f.OrgID, f.Actor, f.Action, f.Target, f.Limit, f.Before, f.After)
 	if err != nil {
 		return nil, err
 	}
@@ -56,6 +70,9 @@ func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, err
 			e.Detail = detail
 		}
 		out = append(out, e)
+	}
+	if f.After > 0 {
+		slices.Reverse(out)
 	}
 	return out, rows.Err()
 }

@@ -393,27 +393,35 @@ func (s *Store) Preauthorize(ctx context.Context, orgID int64, deviceID string, 
 func (s *Store) Decommission(ctx context.Context, deviceID string) (KeyChange, error) {
 	var kc KeyChange
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		kc = KeyChange{}
-		if err := tx.QueryRow(ctx, `SELECT org_id FROM devices WHERE id = $1 FOR UPDATE`, deviceID).Scan(&kc.OrgID); err != nil {
-			return notFound(err)
-		}
-		rows, err := tx.Query(ctx, `UPDATE device_keys SET status = 'revoked' WHERE device_id = $1
-			AND status IN ('pending', 'accepted', 'preauthorized') RETURNING fingerprint`, deviceID)
-		if err != nil {
-			return err
-		}
-		if kc.Closed, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `UPDATE devices SET decommissioned = true WHERE id = $1`, deviceID); err != nil {
-			return err
-		}
-		return refreshStatus(ctx, tx, deviceID)
+		var err error
+		kc, err = decommissionTx(ctx, tx, deviceID)
+		return err
 	})
 	if err != nil {
 		return KeyChange{}, fmt.Errorf("decommissioning device %s: %w", deviceID, err)
 	}
 	return kc, nil
+}
+
+// decommissionTx is Decommission inside tx (DecommissionMany runs it for
+// several devices in one transaction).
+func decommissionTx(ctx context.Context, tx pgx.Tx, deviceID string) (KeyChange, error) {
+	kc := KeyChange{}
+	if err := tx.QueryRow(ctx, `SELECT org_id FROM devices WHERE id = $1 FOR UPDATE`, deviceID).Scan(&kc.OrgID); err != nil {
+		return kc, notFound(err)
+	}
+	rows, err := tx.Query(ctx, `UPDATE device_keys SET status = 'revoked' WHERE device_id = $1
+		AND status IN ('pending', 'accepted', 'preauthorized') RETURNING fingerprint`, deviceID)
+	if err != nil {
+		return kc, err
+	}
+	if kc.Closed, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		return kc, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE devices SET decommissioned = true WHERE id = $1`, deviceID); err != nil {
+		return kc, err
+	}
+	return kc, refreshStatus(ctx, tx, deviceID)
 }
 
 // PendingKey is one pending key set and its device, for the dashboard's

@@ -36,6 +36,10 @@ var access = map[string]struct {
 	"POST /logout":                  {allow, allow, allow, allow, 0, nil},
 	"GET /{$}":                      {allow, allow, allow, allow, 0, nil},
 	"GET /devices":                  {allow, allow, allow, allow, 0, nil},
+	"POST /devices":                 {allow, allow, allow, deny, 0, url.Values{"act": {"tag-add"}, "id": {"a-dev"}, "bulk_tag": {"x"}}},
+	"GET /calls/{id}":               {allow, allow, allow, allow, 0, nil}, // 404: no such call
+	"GET /fanout":                   {allow, allow, allow, deny, 0, nil},
+	"POST /fanout":                  {allow, allow, allow, deny, 0, url.Values{"tag": {"nosuchtag"}, "method": {"system.info"}}},
 	"GET /pending":                  {allow, allow, allow, allow, 0, nil},
 	"POST /pending":                 {allow, allow, allow, deny, 0, url.Values{"act": {"accept:a-dev"}}},
 	"GET /devices/{id}":             {allow, allow, allow, allow, 0, nil},
@@ -43,7 +47,6 @@ var access = map[string]struct {
 	"POST /devices/{id}/reject":     {allow, allow, allow, deny, 0, nil},
 	"POST /devices/{id}/tags":       {allow, allow, allow, deny, 0, url.Values{"tags": {"x"}}},
 	"POST /devices/{id}/call":       {allow, allow, allow, deny, 0, url.Values{"method": {"system.info"}}},
-	"POST /devices/{id}/methods":    {allow, allow, allow, deny, 0, nil},
 	"POST /devices/{id}/containers": {allow, allow, allow, deny, 0, nil},
 	"POST /devices/{id}/boot-state": {allow, allow, allow, deny, 0, nil},
 	"GET /devices/{id}/logs":        {allow, allow, allow, deny, 0, nil},

@@ -18,17 +18,22 @@ import (
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
 
+// demoMethods are what demoDevice serves and announces.
+var demoMethods = []rpcproto.MethodInfo{
+	{Name: "containers.list", Description: "List containers", Worker: "system"},
+	{Name: "containers.logs", Description: "Container logs", Worker: "system"},
+	{Name: "rpc.list", Description: "List the methods this device serves", Worker: "bridge"},
+	{Name: "system.info", Description: "Host facts", Worker: "system"},
+}
+
 // demoDevice connects a pending test device that serves the worker methods
 // the dashboard calls (but not ota.*, like a device without the OTA worker).
+// Once accepted, announce makes it report them, as the bridge does.
 func demoDevice(t testing.TB, s *cloudtest.Server, id string) *cloudtest.Device {
 	t.Helper()
 	disp := jsonrpc.NewDispatcher()
 	disp.Register(rpcproto.MethodRPCList, func(ctx context.Context, p json.RawMessage) (any, error) {
-		return rpcproto.RPCListResult{Methods: []rpcproto.MethodInfo{
-			{Name: "system.info", Description: "Host facts"},
-			{Name: "containers.list", Description: "List containers"},
-			{Name: "containers.logs", Description: "Container logs"},
-		}}, nil
+		return rpcproto.RPCListResult{Methods: demoMethods}, nil
 	})
 	disp.Register(rpcproto.MethodSystemInfo, func(ctx context.Context, p json.RawMessage) (any, error) {
 		return rpcproto.SystemInfoResult{Hostname: "demo-host", OS: "linux", Arch: "amd64"}, nil
@@ -62,11 +67,7 @@ func TestDeviceFlow(t *testing.T) {
 	// Accept with a plain form post (no JavaScript), as that button does.
 	r = b.post(action, url.Values{"act": {"accept:dev-1"}})
 	wantStatus(t, r, http.StatusSeeOther)
-	select {
-	case <-d.Accepted():
-	case <-time.After(5 * time.Second):
-		t.Fatal("the device was not told auth.accepted")
-	}
+	announce(t, d)
 	r = b.get("/pending")
 	mustContain(t, r, "Accepted dev-1 ("+fp+").", "No device is waiting.")
 
@@ -93,8 +94,8 @@ func TestDeviceFlow(t *testing.T) {
 	wantStatus(t, r, http.StatusOK)
 	mustContain(t, r, "-32601")
 
-	r = b.post("/devices/dev-1/methods", nil, "HX-Request", "true", "X-CSRF-Token", b.csrf)
-	mustContain(t, r, `<select name="method"`, "containers.logs")
+	// The method picker lists what the device announced, without a call.
+	mustContain(t, b.get("/devices/dev-1"), `<select name="method"`, `<option value="containers.logs"`, "Container logs")
 
 	r = b.post("/devices/dev-1/containers", nil)
 	mustContain(t, r, "bosun-demo", "alpine", "Logs")
@@ -110,6 +111,28 @@ func TestDeviceFlow(t *testing.T) {
 	mustContain(t, b.get("/devices/dev-1"), "system.info", "ms") // history
 	mustContain(t, b.get("/audit?action=device.accept"), "op@example.com", "dev-1")
 	mustContain(t, b.get("/"), "Recent activity", "device.accept")
+}
+
+// announce waits until the device was told it is accepted, then sends the
+// state.report that announces its methods (what the bridge does then).
+func announce(t testing.TB, d *cloudtest.Device) {
+	t.Helper()
+	select {
+	case <-d.Accepted():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the device was not told it is accepted")
+	}
+	report(t, d, demoMethods)
+}
+
+// report sends a state.report announcing methods.
+func report(t testing.TB, d *cloudtest.Device, methods []rpcproto.MethodInfo) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if r, err := d.Report(ctx, rpcproto.StateReportParams{Hostname: "demo-host", Workers: []string{"system"}, Methods: methods}); err != nil || !r.Stored {
+		t.Fatalf("state.report: %v, %+v", err, r)
+	}
 }
 
 // fingerprint is the fingerprint of a test device's key.

@@ -31,6 +31,7 @@ import (
 	"github.com/bosunhq/bosun/cloud/internal/web/assets"
 	"github.com/bosunhq/bosun/cloud/internal/web/routes/account"
 	"github.com/bosunhq/bosun/cloud/internal/web/routes/audit"
+	"github.com/bosunhq/bosun/cloud/internal/web/routes/calls"
 	"github.com/bosunhq/bosun/cloud/internal/web/routes/device"
 	"github.com/bosunhq/bosun/cloud/internal/web/routes/devices"
 	"github.com/bosunhq/bosun/cloud/internal/web/routes/events"
@@ -66,6 +67,7 @@ func Routes(svc *fleet.Service, logger *slog.Logger, opts Options) []app.Route {
 	rs = append(rs, devices.Routes(svc)...)
 	rs = append(rs, pending.Routes(svc)...)
 	rs = append(rs, device.Routes(svc)...)
+	rs = append(rs, calls.Routes(svc)...)
 	rs = append(rs, audit.Routes(svc)...)
 	rs = append(rs, users.Routes(svc)...)
 	rs = append(rs, tokens.Routes(svc)...)

@@ -1,12 +1,16 @@
 // Package device is the device page: identity, key, status and live
 // online state, editable tags, attributes and inventory; an RPC console
-// with the methods the device serves (rpc.list) and the call history; the
-// containers table with a logs viewer per container; the OTA boot state.
+// with the methods the device announced and the call history, each call
+// opening to show its params and result or whole error; the containers
+// table with a logs viewer per container; the OTA boot state.
 //
-// Everything that calls the device is a POST (it records a call and an
-// audit row), so no link on another site can make the browser call a
-// device. Each works as a plain form post that renders the whole page, and
-// as an htmx request that renders only the part that changed.
+// Looking at the page calls nothing on the device: the method list comes
+// from the device's last state.report, and containers and the boot state
+// load when the operator asks. Everything that calls the device is a POST
+// (it records a call and an audit row), so no link on another site can
+// make the browser call a device. Each works as a plain form post that
+// renders the whole page, and as an htmx request that renders only the
+// part that changed.
 package device
 
 import (
@@ -20,8 +24,10 @@ import (
 	"time"
 
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
+	"github.com/bosunhq/bosun/cloud/internal/tags"
 	"github.com/bosunhq/bosun/cloud/internal/web/app"
 	"github.com/bosunhq/bosun/cloud/internal/web/routes/pending"
+	"github.com/bosunhq/bosun/cloud/internal/web/ui"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
@@ -35,7 +41,6 @@ func Routes(svc *fleet.Service) []app.Route {
 		{Pattern: "POST /devices/{id}/reject", Role: fleet.RoleOperator, Handler: h.decide("reject")},
 		{Pattern: "POST /devices/{id}/tags", Role: fleet.RoleOperator, Handler: h.tags},
 		{Pattern: "POST /devices/{id}/call", Role: fleet.RoleOperator, Handler: h.call},
-		{Pattern: "POST /devices/{id}/methods", Role: fleet.RoleOperator, Handler: h.methods},
 		{Pattern: "POST /devices/{id}/containers", Role: fleet.RoleOperator, Handler: h.containers},
 		{Pattern: "POST /devices/{id}/boot-state", Role: fleet.RoleOperator, Handler: h.bootState},
 		{Pattern: "GET /devices/{id}/logs", Role: fleet.RoleOperator, Handler: h.logsForm},
@@ -61,7 +66,8 @@ func (h *handler) load(r *http.Request) (Model, error) {
 	if err != nil {
 		return Model{}, err
 	}
-	m := Model{Page: app.NewPage(r, d.ID, "devices"), Device: d, Console: Console{Params: "{}", Timeout: "30"}}
+	m := Model{Page: app.NewPage(r, d.ID, "devices"), Device: d, Console: Console{Params: "{}", Timeout: "30"},
+		Methods: announcedMethods(d.Inventory)}
 	if m.Keys, err = h.svc.ListKeySets(ctx, a, id); err != nil {
 		return m, err
 	}
@@ -100,11 +106,7 @@ func (h *handler) decide(act string) app.HandlerFunc {
 
 func (h *handler) tags(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	var tags []string
-	for _, t := range strings.FieldsFunc(r.PostFormValue("tags"), func(c rune) bool { return c == ',' || c == ' ' || c == '\n' }) {
-		tags = append(tags, t)
-	}
-	if err := h.svc.SetTags(r.Context(), app.Actor(r), id, tags); err != nil {
+	if err := h.svc.SetTags(r.Context(), app.Actor(r), id, tags.Parse(r.PostFormValue("tags"))); err != nil {
 		return err
 	}
 	return app.Redirect(w, r, "/devices/"+id, "Tags saved.")
@@ -128,23 +130,30 @@ func (h *handler) fetch(ctx context.Context, r *http.Request, method string, par
 	return c, "", nil
 }
 
+// callFailure says why a call the page made did not succeed, with the
+// device's whole error (its JSON-RPC data too) where it sent one.
 func callFailure(c fleet.Call) string {
 	if c.Error == nil {
 		return "The call ended with status " + c.Status + "."
 	}
+	var msg string
 	switch c.Error.Code {
 	case rpcproto.CodeDeviceOffline:
-		return "The device is offline."
+		msg = "The device is offline."
 	case rpcproto.CodeNotAccepted:
-		return "The device is not accepted."
+		msg = "The device is not accepted."
 	case rpcproto.CodeTimeout, rpcproto.CodeWorkerTimeout:
-		return "The device did not answer in time."
+		msg = "The device did not answer in time."
 	case jsonrpc.CodeMethodNotFound:
-		return "The device does not serve " + c.Method + "."
-	case rpcproto.CodeUnavailable:
-		return "Not available on the device: " + c.Error.Message
+		msg = "The device does not serve " + c.Method + "."
+	default:
+		msg = "The device answered with " + ui.RPCErrText(c.Error)
+		return msg
 	}
-	return fmt.Sprintf("The device answered with error %d: %s", c.Error.Code, c.Error.Message)
+	if ui.HasData(c.Error) {
+		msg += "\n" + ui.RPCErrText(c.Error)
+	}
+	return msg
 }
 
 // part renders one fetched part: only it for htmx, else the whole page.
@@ -158,25 +167,6 @@ func (h *handler) part(w http.ResponseWriter, r *http.Request, fill func(*Model)
 		return app.Render(w, r, View(m), fragment)
 	}
 	return app.Render(w, r, View(m))
-}
-
-func (h *handler) methods(w http.ResponseWriter, r *http.Request) error {
-	c, msg, err := h.fetch(r.Context(), r, rpcproto.MethodRPCList, nil)
-	if err != nil {
-		return err
-	}
-	f := &Fetched[[]rpcproto.MethodInfo]{Err: msg, Call: c}
-	if msg == "" {
-		var res rpcproto.RPCListResult
-		if err := json.Unmarshal(c.Result, &res); err != nil {
-			f.Err = "The device's method list is not what was expected."
-		}
-		f.Value = res.Methods
-	}
-	return h.part(w, r, func(m *Model) {
-		m.Methods = f
-		m.Console.Method = r.PostFormValue("method")
-	}, "methods")
 }
 
 func (h *handler) containers(w http.ResponseWriter, r *http.Request) error {
@@ -212,11 +202,9 @@ func (h *handler) call(w http.ResponseWriter, r *http.Request) error {
 	if err := r.ParseForm(); err != nil {
 		return app.FromFleet(err)
 	}
-	con := Console{Method: strings.TrimSpace(r.PostForm.Get("method")), Params: r.PostForm.Get("params"),
-		Timeout: strings.TrimSpace(r.PostForm.Get("timeout"))}
-	if con.Method == "" {
-		con.Method = strings.TrimSpace(r.PostForm.Get("method_other"))
-	}
+	f := r.PostForm
+	con := Console{Method: strings.TrimSpace(f.Get("method")), Other: strings.TrimSpace(f.Get("method_other")),
+		Params: f.Get("params"), Timeout: strings.TrimSpace(f.Get("timeout")), TTL: strings.TrimSpace(f.Get("ttl"))}
 	req, problem := parseConsole(con)
 	status := http.StatusOK
 	if problem != "" {
@@ -224,11 +212,16 @@ func (h *handler) call(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		req.DeviceID = r.PathValue("id")
 		c, err := h.svc.Call(r.Context(), app.Actor(r), req)
-		if errors.Is(err, fleet.ErrInvalid) {
+		switch {
+		case errors.Is(err, fleet.ErrInvalid):
 			con.Error, status = err.Error(), http.StatusUnprocessableEntity
-		} else if err != nil {
+		case err != nil && r.Context().Err() != nil:
+			// The browser left (the operator abandoned the call): the
+			// call goes on and its outcome lands in the history.
+			return nil
+		case err != nil:
 			return err
-		} else {
+		default:
 			con.Result = &c
 		}
 	}
@@ -245,8 +238,12 @@ func (h *handler) call(w http.ResponseWriter, r *http.Request) error {
 
 // parseConsole checks the console form; the message says what is wrong.
 func parseConsole(c Console) (fleet.CallRequest, string) {
-	req := fleet.CallRequest{Method: c.Method, Timeout: consoleTimeout}
-	if c.Method == "" {
+	method := c.Method
+	if c.Other != "" {
+		method = c.Other
+	}
+	req := fleet.CallRequest{Method: method, Timeout: consoleTimeout}
+	if method == "" {
 		return req, "Choose a method."
 	}
 	if len(c.Params) > maxParams {
@@ -274,7 +271,19 @@ func parseConsole(c Console) (fleet.CallRequest, string) {
 		}
 		req.Timeout = time.Duration(n) * time.Second
 	}
+	if c.TTL != "" {
+		d, err := time.ParseDuration(c.TTL)
+		if err != nil || d <= 0 || d > fleet.MaxCallTTL {
+			return req, fmt.Sprintf("Queue for is a duration such as 30m, 1h or 24h, at most %s.", ttlText(fleet.MaxCallTTL))
+		}
+		req.TTL = d
+	}
 	return req, ""
+}
+
+// ttlText writes a whole number of hours as "720h", not "720h0m0s".
+func ttlText(d time.Duration) string {
+	return strings.TrimSuffix(strings.TrimSuffix(d.String(), "0s"), "0m")
 }
 
 func (h *handler) logsForm(w http.ResponseWriter, r *http.Request) error {

@@ -1,15 +1,12 @@
 package device
 
 import (
-	"bytes"
 	"encoding/json"
-	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
+	"github.com/bosunhq/bosun/cloud/internal/tags"
 	"github.com/bosunhq/bosun/cloud/internal/web/app"
-	"github.com/bosunhq/bosun/pkg/jsonrpc"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
 
@@ -22,8 +19,11 @@ type Model struct {
 	Keys    []fleet.KeySet
 	Calls   []fleet.Call
 	Console Console
+	// Methods are what the device announced in its last state.report
+	// (nil when it announced none): the page lists them without calling
+	// the device.
+	Methods []rpcproto.MethodInfo
 
-	Methods    *Fetched[[]rpcproto.MethodInfo]
 	Containers *Fetched[[]rpcproto.Container]
 	Boot       *Fetched[json.RawMessage]
 }
@@ -31,8 +31,10 @@ type Model struct {
 // Console is the RPC console's form and its last result.
 type Console struct {
 	Method  string
+	Other   string // a method typed in, which wins over the picker's
 	Params  string
 	Timeout string // seconds
+	TTL     string // a duration: queue the call that long if the device is offline
 	Error   string // the form was invalid
 	Result  *fleet.Call
 }
@@ -55,6 +57,19 @@ type LogsModel struct {
 	Error     string
 	Lines     []rpcproto.LogLine
 	Call      *fleet.Call
+}
+
+// announcedMethods reads the methods out of the device's inventory (the
+// params of its last state.report).
+func announcedMethods(inv json.RawMessage) []rpcproto.MethodInfo {
+	if len(inv) == 0 {
+		return nil
+	}
+	var p rpcproto.StateReportParams
+	if json.Unmarshal(inv, &p) != nil {
+		return nil
+	}
+	return p.Methods
 }
 
 // Operator reports whether the page's user may call the device.
@@ -93,46 +108,8 @@ func sortedKeys(m map[string]string) []string {
 	return ks
 }
 
-// pretty indents JSON for display; invalid JSON is returned as it is.
-func pretty(raw []byte) string {
-	if len(raw) == 0 {
-		return ""
-	}
-	var b bytes.Buffer
-	if err := json.Indent(&b, raw, "", "  "); err != nil {
-		return string(raw)
-	}
-	return b.String()
-}
-
-// rpcErrText formats a JSON-RPC error for people.
-func rpcErrText(e *jsonrpc.Error) string {
-	if e == nil {
-		return ""
-	}
-	s := fmt.Sprintf("%d %s", e.Code, e.Message)
-	if len(e.Data) > 0 && string(e.Data) != "null" {
-		s += "\n" + pretty(e.Data)
-	}
-	return s
-}
-
-func duration(c fleet.Call) string {
-	if c.FinishedAt == nil {
-		return ""
-	}
-	return fmt.Sprintf("%d ms", c.DurationMS)
-}
-
-func tagsText(tags []string) string { return strings.Join(tags, ", ") }
+// tagsText is the tag field's value: the rule of package tags, so that
+// saving it unchanged changes nothing.
+func tagsText(ts []string) string { return tags.Format(ts) }
 
 func methodSelected(c Console, name string) bool { return c.Method == name }
-
-// loadTrigger is the hx-trigger prefix that fetches a part when the page
-// loads ("" when it should wait for a click).
-func loadTrigger(onLoad bool) string {
-	if onLoad {
-		return "load, "
-	}
-	return ""
-}

@@ -46,6 +46,17 @@ type Model struct {
 	Pages   int
 	// ShowOrg adds an organisation column (a super user seeing all).
 	ShowOrg bool
+	// Selected are the boxes to show ticked (a refused bulk action keeps
+	// the selection), BulkTag the tag field's value.
+	Selected map[string]bool
+	BulkTag  string
+}
+
+// ConfirmModel asks before a bulk decommission.
+type ConfirmModel struct {
+	Page app.Page
+	IDs  []string
+	Back string // the list the form came from
 }
 
 // URL is the page's URL with the current filter and page number n.
@@ -55,4 +66,20 @@ func (m Model) URL(n int) string {
 		return "/devices"
 	}
 	return "/devices?" + q
+}
+
+// fanOutURL is the fan-out form, for tag if one is filtered on.
+func fanOutURL(tag string) string {
+	if tag == "" {
+		return "/fanout"
+	}
+	return "/fanout?" + url.Values{"tag": {tag}}.Encode()
+}
+
+// countNoun is "1 device" or "n devices".
+func countNoun(n int) string {
+	if n == 1 {
+		return "1 device"
+	}
+	return strconv.Itoa(n) + " devices"
 }

@@ -28,17 +28,8 @@ func (h *handler) show(w http.ResponseWriter, r *http.Request) error {
 	if m.Activity, err = h.svc.AuditLogIn(ctx, a, org, fleet.AuditFilter{Limit: 12}); err != nil {
 		return err
 	}
-	if m.Calls, err = h.svc.ListCalls(ctx, a, fleet.CallFilter{Limit: 8}); err != nil {
+	if m.Calls, err = h.svc.ListCallsIn(ctx, a, org, fleet.CallFilter{Limit: 8}); err != nil {
 		return err
-	}
-	if org > 0 {
-		calls := m.Calls[:0]
-		for _, c := range m.Calls {
-			if c.OrgID == org {
-				calls = append(calls, c)
-			}
-		}
-		m.Calls = calls
 	}
 	if app.IsHTMX(r) {
 		return app.Render(w, r, View(m), "summary")

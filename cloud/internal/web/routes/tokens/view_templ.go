@@ -102,7 +102,7 @@ func View(m Model) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			} else {
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 8, "<table id=\"tokens\"><thead><tr><th>Name</th><th>Owner</th><th>Created</th><th>Last used</th><th>State</th><th></th></tr></thead> <tbody>")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 8, "<table id=\"tokens\" class=\"stack\"><thead><tr><th>Name</th><th>Owner</th><th>Created</th><th>Last used</th><th>State</th><th></th></tr></thead> <tbody>")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}

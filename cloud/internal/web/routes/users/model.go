@@ -28,6 +28,18 @@ func (m Model) Roles() []fleet.Role {
 	return rs
 }
 
+// Manages reports whether the page's user may change u's role and state:
+// not when u's role is above what they may give (an admin and a super
+// user).
+func (m Model) Manages(u fleet.User) bool {
+	for _, r := range m.Roles() {
+		if string(r) == u.Role {
+			return true
+		}
+	}
+	return false
+}
+
 // Self reports whether u is the page's user.
 func (m Model) Self(u fleet.User) bool {
 	return m.Page.Session != nil && m.Page.Session.Actor.UserID == u.ID
