@@ -106,6 +106,13 @@ func (s *Service) Call(ctx context.Context, a Actor, req CallRequest) (Call, err
 		return Call{}, err
 	}
 	c, err := s.call(ctx, a, d, req)
+	if err != nil && ctx.Err() != nil && c.ID != "" {
+		// The caller left after the call was stored: it goes on, and its
+		// outcome lands in its row; the audit says so, not "error".
+		s.audit(ctx, d.OrgID, a, "call", d.ID, c.Status,
+			map[string]string{"method": req.Method, "call_id": c.ID, "caller": "left before the outcome"})
+		return c, err
+	}
 	if err != nil {
 		s.audit(ctx, d.OrgID, a, "call", d.ID, "error", map[string]string{"method": req.Method, "error": s.auditError("call", d.ID, err)})
 		return c, err

@@ -296,3 +296,54 @@ func TestSubscribeWithoutDeadline(t *testing.T) {
 	for range ch {
 	}
 }
+
+// TestCallerLeavesAuditsTheCall: a caller that stops waiting (the dashboard's
+// Abandon) leaves a call that goes on; the audit row names that call and says
+// the caller left, not "error: context canceled", and the call's outcome is
+// recorded when the device answers.
+func TestCallerLeavesAuditsTheCall(t *testing.T) {
+	s := cloudtest.NewServer(t)
+	release := make(chan struct{})
+	disp := jsonrpc.NewDispatcher()
+	disp.Register("test.slow", func(ctx context.Context, _ json.RawMessage) (any, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return "done", nil
+	})
+	d := cloudtest.MustConnect(t, s, "dev-slow", cloudtest.DeviceOptions{Dispatcher: disp})
+	if err := s.Service().Accept(ctxT(t), s.Super, "dev-slow"); err != nil {
+		t.Fatal(err)
+	}
+	<-d.Accepted()
+	ctx, cancel := context.WithTimeout(ctxT(t), 300*time.Millisecond)
+	defer cancel()
+	c, err := s.Service().Call(ctx, s.Super, fleet.CallRequest{DeviceID: "dev-slow", Method: "test.slow", Timeout: 20 * time.Second})
+	if err == nil || c.ID == "" {
+		t.Fatalf("call whose caller left: %+v, %v; want the stored call and the context's error", c, err)
+	}
+	close(release)
+	cloudtest.Eventually(t, 10*time.Second, func() bool {
+		got, _ := s.Service().GetCall(context.Background(), s.Super, c.ID)
+		return got.Status == "succeeded"
+	}, "call %s succeeded after its caller left", c.ID)
+	rows, err := s.Service().AuditLog(ctxT(t), s.Super, fleet.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range rows {
+		if r.Action != "call" || r.Target != "dev-slow" {
+			continue
+		}
+		found = true
+		detail := string(r.Detail)
+		if r.Outcome == "error" || strings.Contains(detail, "context") || !strings.Contains(detail, c.ID) || !strings.Contains(detail, "left") {
+			t.Fatalf("audit of a call whose caller left: outcome %q detail %s", r.Outcome, detail)
+		}
+	}
+	if !found {
+		t.Fatal("no audit row for the call")
+	}
+}

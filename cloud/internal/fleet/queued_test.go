@@ -13,6 +13,7 @@ import (
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
 	"github.com/bosunhq/bosun/cloud/internal/hub"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
+	"github.com/bosunhq/bosun/pkg/keys"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
 
@@ -331,4 +332,40 @@ func TestQueuedCallWaitingSurvivesRestart(t *testing.T) {
 	if fmt.Sprint(rec.list()) != "[r]" {
 		t.Fatalf("delivered %v, want [r] once", rec.list())
 	}
+}
+
+// TestQueuedCallToPreauthorizedDevice: a preauthorized device is accepted
+// before it first connects, so a call with a ttl waits for it in the queue
+// (it used to fail at once with -32002 not accepted) and reaches it when it
+// connects and reports; a call without a ttl fails offline, as for any
+// accepted device that is away.
+func TestQueuedCallToPreauthorizedDevice(t *testing.T) {
+	s := cloudtest.NewServer(t, reportWait(10*time.Second))
+	key := cloudtest.NewKey()
+	der, err := keys.PublicDER(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Service().Preauthorize(ctxT(t), s.Super, "dev-pre", der); err != nil {
+		t.Fatal(err)
+	}
+	sync, err := s.Service().Call(ctxT(t), s.Super, fleet.CallRequest{DeviceID: "dev-pre", Method: "test.record"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sync.Status != "failed" || sync.Error == nil || sync.Error.Code != rpcproto.CodeDeviceOffline {
+		t.Fatalf("call without ttl to a preauthorized device never seen: %+v %+v, want failed -32000", sync, sync.Error)
+	}
+	calls := queue(t, s, "dev-pre", 2, time.Hour)
+	for _, c := range calls {
+		if c.Status != "queued" {
+			t.Fatalf("call with ttl to a preauthorized device: %+v %+v, want queued", c, c.Error)
+		}
+	}
+	var rec recorder
+	d := cloudtest.MustConnect(t, s, "dev-pre", cloudtest.DeviceOptions{Key: key, Dispatcher: rec.dispatcher(), Sequential: true})
+	if err := d.ReportMethods(ctxT(t), "test.record"); err != nil {
+		t.Fatal(err)
+	}
+	checkDelivered(t, s, calls, &rec)
 }

@@ -38,7 +38,9 @@ type Device struct {
 	Attributes     map[string]string // identity attributes from registration
 	Inventory      json.RawMessage   // last state.report params, or nil
 	// HasAcceptedKey reports whether some key set of the device is
-	// accepted (a device whose new key is pending still has its old one).
+	// accepted (a device whose new key is pending still has its old one)
+	// or preauthorized (accepted before the device first connects, so a
+	// call with a ttl waits for it).
 	HasAcceptedKey bool
 }
 
@@ -62,7 +64,7 @@ type Counts struct {
 var deviceColumns = `d.org_id, d.id, d.status, coalesce(k.fingerprint, ''), coalesce(k.alg, ''),
 	coalesce(k.key_changed, false), ` + liveOnline + `, d.replica, d.session_version, d.first_seen, d.last_seen,
 	d.tags, d.attributes, d.inventory,
-	EXISTS (SELECT 1 FROM device_keys a WHERE a.device_id = d.id AND a.status = 'accepted')`
+	EXISTS (SELECT 1 FROM device_keys a WHERE a.device_id = d.id AND a.status IN ('accepted', 'preauthorized'))`
 
 const deviceFrom = ` FROM devices d LEFT JOIN LATERAL (
 	SELECT fingerprint, alg, key_changed FROM device_keys dk WHERE dk.device_id = d.id

@@ -214,7 +214,7 @@ func (h *handler) call(w http.ResponseWriter, r *http.Request) error {
 		c, err := h.svc.Call(r.Context(), app.Actor(r), req)
 		switch {
 		case errors.Is(err, fleet.ErrInvalid):
-			con.Error, status = err.Error(), http.StatusUnprocessableEntity
+			con.Error, status = app.PublicText(err), http.StatusUnprocessableEntity
 		case err != nil && r.Context().Err() != nil:
 			// The browser left (the operator abandoned the call): the
 			// call goes on and its outcome lands in the history.
