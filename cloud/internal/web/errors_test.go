@@ -77,7 +77,7 @@ func TestInternalErrorsStayInternal(t *testing.T) {
 			http.StatusUnprocessableEntity, "", "a user with email taken@example.com exists already", "users_email_key"},
 		{"an unknown unique constraint", "/tokens", url.Values{"name": {"ci"}}, "",
 			http.StatusUnprocessableEntity, "", "this conflicts with an existing record", "secret_token_name_key"},
-		{"a check constraint", "/devices/dev-1/tags", url.Values{"tags": {"a b"}}, "",
+		{"a check constraint", "/devices/dev-1/tags", url.Values{"tags": {"a, b"}}, "",
 			http.StatusInternalServerError, "", "Something went wrong on our side", "secret_tags_check"},
 		{"a failing statement", "/pending", url.Values{"act": {"reject:dev-1"}}, `CREATE FUNCTION secret_fail() RETURNS trigger LANGUAGE plpgsql AS
 			$$ BEGIN RAISE EXCEPTION 'secret_trigger says no'; END $$;
