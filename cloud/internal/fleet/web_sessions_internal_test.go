@@ -18,9 +18,9 @@ func TestAuditOnce(t *testing.T) {
 	}{
 		{"a", 0, true},
 		{"a", 59 * time.Second, false},
-		{"a", time.Minute, true}, // the period has passed
-		{"b", time.Minute, true},
-		{"c", time.Minute + time.Second, true}, // three remembered: the bound
+		{"a", time.Minute, true},                        // the period has passed
+		{"b", time.Minute + 500*time.Millisecond, true}, // after "a": "a" is the unique oldest
+		{"c", time.Minute + time.Second, true},          // three remembered: the bound
 		{"b", time.Minute + 2*time.Second, false},
 		{"d", time.Minute + 3*time.Second, true}, // beyond it: "a" (the oldest) is forgotten
 		{"a", time.Minute + 4*time.Second, true},
