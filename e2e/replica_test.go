@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // offlineBound is how soon after a replica dies its devices must read
@@ -24,23 +22,7 @@ const offlineBound = 5 * time.Second
 
 // replicaNames lists the rows of the replicas table.
 func (s *Stack) replicaNames(t *testing.T) []string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, s.Database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT name FROM replicas ORDER BY name`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return names
+	return queryStrings(t, s.Database, `SELECT name FROM replicas ORDER BY name`)
 }
 
 // cloudEnv is the environment of a further bosun-cloud on the stack's

@@ -296,7 +296,13 @@ func TestCloudOverTLS(t *testing.T) {
 	})
 }
 
+// deviceIDs lists the ids of the devices table.
 func deviceIDs(tb testing.TB, db string) []string {
+	return queryStrings(tb, db, `SELECT id FROM devices ORDER BY id`)
+}
+
+// queryStrings runs a query of one text column on db and returns its rows.
+func queryStrings(tb testing.TB, db, sql string) []string {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -305,13 +311,13 @@ func deviceIDs(tb testing.TB, db string) []string {
 		tb.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT id FROM devices ORDER BY id`)
+	rows, err := conn.Query(ctx, sql)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return ids
+	return out
 }

@@ -11,12 +11,10 @@ package calls
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -46,7 +44,6 @@ type handler struct {
 
 // Limits of the fan-out form.
 const (
-	maxParams = 64 << 10
 	// inlineLimit is how much of each result the fan-out page shows; the
 	// call's page has all of it.
 	inlineLimit = 2 << 10
@@ -82,27 +79,13 @@ func parse(f Form) (fleet.FanOutRequest, string) {
 		return req, "Name a method."
 	case !rpcproto.ValidMethod(f.Method) || len(f.Method) > 128:
 		return req, "A method is dot-separated words of ASCII letters, digits, '_' and '-' (e.g. system.info)."
-	case len(f.Params) > maxParams:
-		return req, fmt.Sprintf("The parameters are larger than %d KiB.", maxParams>>10)
 	}
-	if p := strings.TrimSpace(f.Params); p != "" && p != "{}" {
-		var v any
-		if err := json.Unmarshal([]byte(p), &v); err != nil {
-			return req, "The parameters are not valid JSON: " + err.Error()
-		}
-		switch v.(type) {
-		case map[string]any, []any:
-		default:
-			return req, "The parameters must be a JSON object or array."
-		}
-		req.Params = json.RawMessage(p)
+	var msg string
+	if req.Params, msg = app.CallParams(f.Params); msg != "" {
+		return req, msg
 	}
-	if f.Timeout != "" {
-		n, err := strconv.Atoi(f.Timeout)
-		if err != nil || n < 1 || n > int(fleet.MaxCallTimeout/time.Second) {
-			return req, fmt.Sprintf("The timeout is a number of seconds from 1 to %d.", int(fleet.MaxCallTimeout/time.Second))
-		}
-		req.Timeout = time.Duration(n) * time.Second
+	if req.Timeout, msg = app.CallTimeout(f.Timeout, fleet.DefaultCallTimeout); msg != "" {
+		return req, msg
 	}
 	return req, ""
 }

@@ -52,7 +52,6 @@ type handler struct{ svc *fleet.Service }
 
 // Limits of the console.
 const (
-	maxParams      = 64 << 10
 	consoleTimeout = 30 * time.Second
 	fetchTimeout   = 15 * time.Second
 	historySize    = 20
@@ -246,30 +245,12 @@ func parseConsole(c Console) (fleet.CallRequest, string) {
 	if method == "" {
 		return req, "Choose a method."
 	}
-	if len(c.Params) > maxParams {
-		return req, fmt.Sprintf("The parameters are larger than %d KiB.", maxParams>>10)
+	var msg string
+	if req.Params, msg = app.CallParams(c.Params); msg != "" {
+		return req, msg
 	}
-	p := strings.TrimSpace(c.Params)
-	if p != "" {
-		var v any
-		if err := json.Unmarshal([]byte(p), &v); err != nil {
-			return req, "The parameters are not valid JSON: " + err.Error()
-		}
-		switch v.(type) {
-		case map[string]any, []any:
-		default:
-			return req, "The parameters must be a JSON object or array."
-		}
-		if p != "{}" {
-			req.Params = json.RawMessage(p)
-		}
-	}
-	if c.Timeout != "" {
-		n, err := strconv.Atoi(c.Timeout)
-		if err != nil || n < 1 || n > int(fleet.MaxCallTimeout/time.Second) {
-			return req, fmt.Sprintf("The timeout is a number of seconds from 1 to %d.", int(fleet.MaxCallTimeout/time.Second))
-		}
-		req.Timeout = time.Duration(n) * time.Second
+	if req.Timeout, msg = app.CallTimeout(c.Timeout, consoleTimeout); msg != "" {
+		return req, msg
 	}
 	if c.TTL != "" {
 		d, err := time.ParseDuration(c.TTL)
