@@ -401,6 +401,7 @@ step_fuzz() {
 	fuzz ./pkg/envelope FuzzWindow 1 || { r=$? && ((r == SKIP)) || rc=1; }
 	fuzz ./pkg/jsonrpc FuzzHandle 0 || { r=$? && ((r == SKIP)) || rc=1; }
 	fuzz ./pkg/jsonrpc FuzzDecodeParams 1 || { r=$? && ((r == SKIP)) || rc=1; }
+	fuzz ./pkg/release FuzzAccept 1 || { r=$? && ((r == SKIP)) || rc=1; }
 	return "$rc"
 }
 

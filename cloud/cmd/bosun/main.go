@@ -1,6 +1,7 @@
 // Command bosun is the operator CLI of a Bosun cloud: it lists and accepts
 // devices, calls methods on them (one, or many by tag), and follows the
-// audit log and live events, all over the HTTP API (/api/v1).
+// audit log and live events, all over the HTTP API (/api/v1); `bosun
+// release` signs update metadata on local files only (pkg/release).
 //
 // The cloud URL and API token come from --url/--token, then BOSUN_URL and
 // BOSUN_TOKEN, then a JSON config file {"url":"...","token":"..."} named
