@@ -299,7 +299,7 @@ func TestSnapshotAndSetBootState(t *testing.T) {
 	before := d.stateBytes()
 	for _, p := range []rpcproto.OTABootState{
 		{ActiveSlot: "c", IsCommitted: true},
-		{ActiveSlot: "b", IsCommitted: true},             // b holds nothing
+		{ActiveSlot: "b", IsCommitted: true}, // b holds nothing
 		{ActiveSlot: "a", IsCommitted: true, CommitTimeout: 5},
 		{ActiveSlot: "a", IsCommitted: false, RevertSlot: "b", CommitTimeout: 5}, // b holds nothing
 		{ActiveSlot: "a", IsCommitted: false, RevertSlot: "a", CommitTimeout: 5},
