@@ -60,6 +60,7 @@ func (d *downloader) fetch(ctx context.Context, url, path string, length int64, 
 		}
 	}
 	failures := 0
+	best, _ := fileSize(path)
 	var last error
 	for {
 		have, err := fileSize(path)
@@ -73,7 +74,6 @@ func (d *downloader) fetch(ctx context.Context, url, path string, length int64, 
 		if have == length {
 			return nil
 		}
-		before := have
 		err = d.attempt(ctx, url, path, have, length)
 		if err == nil {
 			continue // loop checks the size
@@ -81,9 +81,13 @@ func (d *downloader) fetch(ctx context.Context, url, path string, length int64, 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		// Progress is bytes beyond the most the file ever held: a server
+		// that makes us restart and then serves the same bytes again is
+		// not making progress, and runs out of attempts.
 		now, _ := fileSize(path)
-		if now > before && !errors.Is(err, errRestart) {
-			failures = 0 // progress: the server is there, keep going
+		if now > best && !errors.Is(err, errRestart) {
+			best = now
+			failures = 0
 		} else {
 			failures++
 		}
@@ -91,7 +95,7 @@ func (d *downloader) fetch(ctx context.Context, url, path string, length int64, 
 		if failures >= d.attempts {
 			return fmt.Errorf("download gave up after %d attempts without progress: %w", failures, last)
 		}
-		w := d.base << min(failures-1, 16)
+		w := d.base << min(max(failures-1, 0), 16)
 		if w > d.cap || w <= 0 {
 			w = d.cap
 		}

@@ -305,3 +305,26 @@ func readFileT(tb testing.TB, p string) string {
 	}
 	return string(b)
 }
+
+func updateParams(target, url string, ct int) rpcproto.OTAUpdateParams {
+	return rpcproto.OTAUpdateParams{Target: target, URL: url, CommitTimeout: ct}
+}
+
+func mustUnpackFile(tb testing.TB, bundle []byte, name string) []byte {
+	tb.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(bundle))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			tb.Fatalf("%s not in bundle: %v", name, err)
+		}
+		if h.Name == name {
+			b, _ := io.ReadAll(tr)
+			return b
+		}
+	}
+}
