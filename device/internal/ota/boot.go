@@ -118,11 +118,20 @@ func (m *Manager) SetBootState(ctx context.Context, p rpcproto.OTABootState) (rp
 	if !p.IsCommitted {
 		st.Deadline = m.cfg.Now().Add(time.Duration(p.CommitTimeout) * time.Second).UTC()
 	}
+	j := st.Job
 	st.Job = nil // a switched update no longer describes this state
 	if err := m.commitLocked(st); err != nil {
 		return rpcproto.OTABootState{}, err
 	}
 	m.armLocked()
+	if j != nil {
+		// The update awaiting its commit ends here: kept, or left.
+		if st.Active == j.Slot && st.Committed {
+			m.report(*j, rpcproto.OTASucceeded, "", nil)
+		} else {
+			m.report(*j, rpcproto.OTARolledBack, "replaced by ota.set_boot_state", nil)
+		}
+	}
 	if prev != st.Active {
 		if err := m.runHook(ctx, hookEvent{reason: "set_boot_state", slot: st.Active, slotDir: m.slotDir(st.Active), previous: prev, target: st.Slots[st.Active].Target, deadline: st.Deadline}); err != nil {
 			m.log.Error("restart hook after set_boot_state", "err", err)

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/bosunhq/bosun/pkg/rpcproto"
+	"go.uber.org/goleak"
 )
 
 // The kill -9 tests run the manager in a child process (this test binary,
@@ -37,7 +38,8 @@ func TestMain(m *testing.M) {
 	if os.Getenv("BOSUN_OTA_CRASH_HELPER") != "" {
 		os.Exit(crashHelper())
 	}
-	os.Exit(m.Run())
+	// Every goroutine the manager starts has an owner that waits for it.
+	goleak.VerifyTestMain(m)
 }
 
 // crashHelper runs the manager the way bosun-ota does, minus NATS: mode
@@ -56,7 +58,7 @@ func crashHelper() int {
 		defer outMu.Unlock()
 		fmt.Fprintf(os.Stdout, format+"\n", args...)
 	}
-	m, err := New(Config{Dir: env("CRASH_DIR"), Verifier: v, RetryBase: 5 * time.Millisecond,
+	m, err := New(Config{Dir: env("CRASH_DIR"), Verifier: v, RetryBase: 5 * time.Millisecond, Hook: env("CRASH_HOOK"),
 		OnStep: func(s string) { say("STEP %s", s) },
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
@@ -192,7 +194,7 @@ func TestKill9AtEachStep(t *testing.T) {
 	}
 	v2 := tree(t, v2dir)
 
-	for _, step := range []string{"download", "verify", "unpack", "switch", "awaiting_commit"} {
+	for _, step := range []string{"download", "verify", "unpack", "switch", "hook", "awaiting_commit"} {
 		t.Run(step, func(t *testing.T) {
 			outcomes := map[string]int{}
 			for run := range runs {
@@ -201,12 +203,15 @@ func TestKill9AtEachStep(t *testing.T) {
 				os.WriteFile(filepath.Join(dir, "slots", "a", "VERSION"), []byte("1.0.0\n"), 0o644)
 				os.WriteFile(filepath.Join(dir, "slots", "a", "bin", "run"), []byte("#!/bin/sh\necho 1\n"), 0o755)
 				v1 := tree(t, filepath.Join(dir, "slots", "a"))
+				// The hook takes a moment, as restarting a program does.
+				hook := filepath.Join(filepath.Dir(dir), "hook.sh")
+				os.WriteFile(hook, []byte("#!/bin/sh\necho \"$BOSUN_OTA_REASON $1\" >> "+filepath.Join(filepath.Dir(dir), "hook.log")+"\nsleep 0.02\n"), 0o755)
 				ct := 600
 				if step == "awaiting_commit" {
 					ct = 1
 				}
 				env := []string{"BOSUN_OTA_CRASH_HELPER=1", "CRASH_DIR=" + dir, "CRASH_URL=" + srv.URL + "/b",
-					"CRASH_LENGTH=" + strconv.Itoa(len(body)), "CRASH_SHA256=" + hex.EncodeToString(sum[:]), "CRASH_COMMIT_TIMEOUT=" + strconv.Itoa(ct)}
+					"CRASH_LENGTH=" + strconv.Itoa(len(body)), "CRASH_SHA256=" + hex.EncodeToString(sum[:]), "CRASH_COMMIT_TIMEOUT=" + strconv.Itoa(ct), "CRASH_HOOK=" + hook}
 
 				// 1. Run until the step, then kill -9 at a random moment in it.
 				cmd := exec.Command(os.Args[0], "-test.run=^$")

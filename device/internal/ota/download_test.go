@@ -16,11 +16,11 @@ import (
 	"time"
 )
 
-// fetchT runs one download of body from a fileServer with fault into a
-// fresh file and returns the file's content, the bytes read off the wire
-// and the error.
-func newDL() *downloader {
-	return &downloader{client: &http.Client{Timeout: 10 * time.Second}, attempts: 5, base: time.Millisecond, cap: 5 * time.Millisecond}
+// newDL returns a downloader with quick retries and its own transport.
+func newDL(tb testing.TB) *downloader {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+	tb.Cleanup(c.CloseIdleConnections)
+	return &downloader{client: c, attempts: 5, base: time.Millisecond, cap: 5 * time.Millisecond}
 }
 
 func hexSum(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
@@ -120,7 +120,7 @@ func TestDownloadFaults(t *testing.T) {
 			defer srv.Close()
 			fs.sent = atomic.Int64{}
 			path := filepath.Join(t.TempDir(), "b.partial")
-			d := newDL()
+			d := newDL(t)
 			err := d.fetch(t.Context(), srv.URL, path, int64(size), hexSum(body))
 			total := sent.Load() + fs.sent.Load()
 			if tt.wantErr != "" {
@@ -169,7 +169,7 @@ func TestDownloadServerDownUp20Times(t *testing.T) {
 		go srv.Serve(ln)
 		t.Cleanup(func() { srv.Close() })
 	}
-	d := newDL()
+	d := newDL(t)
 	d.attempts = 50
 	d.cap = 20 * time.Millisecond
 	done := make(chan error, 1)

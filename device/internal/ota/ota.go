@@ -119,7 +119,7 @@ type Config struct {
 	MaxUnpackedBytes int64
 	MaxEntries       int
 	// OnStep, when set, is called as an update enters each step
-	// ("download", "verify", "unpack", "switch", "awaiting_commit"); the
+	// ("download", "verify", "unpack", "switch", "hook", "awaiting_commit"); the
 	// kill -9 tests use it to know where they are.
 	OnStep func(step string)
 	// Logger receives the manager's logs. nil means slog.Default().
@@ -253,6 +253,7 @@ func (m *Manager) Close() {
 	m.mu.Unlock()
 	m.cancel()
 	m.wg.Wait()
+	m.cfg.HTTPClient.CloseIdleConnections()
 }
 
 func (m *Manager) slotDir(s string) string { return filepath.Join(m.cfg.Dir, "slots", s) }
@@ -630,6 +631,7 @@ func (m *Manager) runJob(ctx context.Context, j job) error {
 // reverting.
 func (m *Manager) afterSwitchLocked(ctx context.Context) {
 	j := *m.st.Job
+	m.step("hook")
 	err := m.runHook(ctx, hookEvent{reason: "update", slot: j.Slot, slotDir: m.slotDir(j.Slot), previous: j.From, target: j.Target, deadline: m.st.Deadline})
 	if err != nil {
 		if m.st.Committed {

@@ -351,3 +351,27 @@ func TestStateFileRefusesBrokenInvariant(t *testing.T) {
 	_ = http.StatusOK
 	_ = time.Second
 }
+
+// ota.set_boot_state while an update awaits its commit ends that update
+// with a report, so the cloud does not wait for it forever.
+func TestSetBootStateEndsAwaitingUpdate(t *testing.T) {
+	v2 := appBundle(t, "2.0.0", 1<<10)
+	for _, keep := range []bool{true, false} {
+		d := newDevice(t, mapVerifier{"hello/2.0.0": v2})
+		_, u := startServer(t, v2)
+		r, _ := d.m.Update(rpcproto.OTAUpdateParams{Target: "hello/2.0.0", URL: u, CommitTimeout: 60})
+		d.waitStatus(r.ID, "awaiting_commit")
+		p := rpcproto.OTABootState{ActiveSlot: "b", IsCommitted: true, RevertSlot: "a"}
+		want := "succeeded"
+		if !keep {
+			p = rpcproto.OTABootState{ActiveSlot: "a", IsCommitted: true, RevertSlot: "b"}
+			want = "rolled_back"
+		}
+		if _, err := d.m.SetBootState(t.Context(), p); err != nil {
+			t.Fatal(err)
+		}
+		if got := d.last(r.ID); got.Status != want {
+			t.Fatalf("keep=%v: last status %+v", keep, got)
+		}
+	}
+}
