@@ -375,3 +375,33 @@ func TestSetBootStateEndsAwaitingUpdate(t *testing.T) {
 		}
 	}
 }
+
+func TestMaxBundleBytes(t *testing.T) {
+	v2 := appBundle(t, "2.0.0", 2<<10)
+	for _, tt := range []struct {
+		name  string
+		limit int64
+		want  string
+	}{
+		{"at the limit", int64(len(v2)), "awaiting_commit"},
+		{"beyond the limit", int64(len(v2)) - 1, "failed"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newDevice(t, mapVerifier{"hello/2.0.0": v2}, func(c *Config) { c.MaxBundleBytes = tt.limit })
+			fs, u := startServer(t, v2)
+			r, err := d.m.Update(rpcproto.OTAUpdateParams{Target: "hello/2.0.0", URL: u, CommitTimeout: 60})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := d.waitStatus(r.ID, "awaiting_commit", "failed")
+			if st.Status != tt.want {
+				t.Fatalf("%+v", st)
+			}
+			if tt.want == "failed" {
+				if !strings.Contains(st.Reason, "the limit is") || fs.requests() != 0 || d.m.BootState().ActiveSlot != "a" {
+					t.Fatalf("%+v, %d requests", st, fs.requests())
+				}
+			}
+		})
+	}
+}
