@@ -276,6 +276,13 @@ func TestKill9AtEachStep(t *testing.T) {
 				}
 				var bs rpcproto.OTABootState
 				json.Unmarshal([]byte(strings.TrimPrefix(strings.TrimSpace(line), "SETTLED ")), &bs)
+				if step == "hook" {
+					// Killed in or before the hook: it ran (again) for slot b.
+					hl := strings.TrimSpace(readFileT(t, filepath.Join(filepath.Dir(dir), "hook.log")))
+					if !strings.HasSuffix(hl, "update "+filepath.Join(dir, "slots", "b")) {
+						t.Fatalf("run %d: hook log %q", run, hl)
+					}
+				}
 				switch {
 				case step == "awaiting_commit":
 					// Past its deadline: reverted to the committed slot a.
