@@ -3,7 +3,7 @@
 # runs in a short, bounded form.
 #
 #   ./scripts/soak.sh            everything below
-#   ./scripts/soak.sh session    only the named parts: session, bridge, e2e, d2c, flood
+#   ./scripts/soak.sh session    only the named parts: session, bridge, e2e, d2c, flood, ota
 #
 # With BOSUN_SOAK=1 the tests send 100,000 messages instead of 20,000:
 #   session  pkg/session TestManyCallsInARow: 100,000 calls each way between
@@ -17,6 +17,8 @@
 #            through the real cloud into PostgreSQL
 #   flood    cloud/internal/hub TestRegistrationFlood with 3,500 attempts per
 #            phase (BOSUN_FLOOD)
+#   ota      device/internal/ota TestKill9AtEachStep: 20 kill -9 runs at each
+#            step of an update (download, verify, unpack, switch, awaiting commit)
 # Each is bounded (go test -timeout 30m). PostgreSQL is a throwaway cluster,
 # as in scripts/test.sh. Output goes to artifacts/soak-<time>.txt.
 set -euo pipefail
@@ -27,7 +29,7 @@ cd "$ROOT"
 source scripts/lib/pg.sh
 
 PARTS=("$@")
-((${#PARTS[@]})) || PARTS=(session bridge e2e d2c flood)
+((${#PARTS[@]})) || PARTS=(session bridge e2e d2c flood ota)
 OUT_DIR=${BOSUN_ARTIFACTS_DIR:-$ROOT/artifacts}
 mkdir -p "$OUT_DIR"
 OUT=$OUT_DIR/soak-$(date +%Y%m%d-%H%M%S).txt
@@ -44,8 +46,9 @@ for part in "${PARTS[@]}"; do
 	e2e) args=(-run '^TestCallsInARow$' ./e2e) ;;
 	flood) args=(-run '^TestRegistrationFlood$' ./cloud/internal/hub) ;;
 	d2c) args=(-run '^TestDeviceToCloudInARow$' ./cloud/internal/hub) ;;
+	ota) args=(-run '^TestKill9AtEachStep$' ./device/internal/ota) ;;
 	*)
-		echo "soak.sh: unknown part $part (session, bridge, e2e, d2c, flood)" >&2
+		echo "soak.sh: unknown part $part (session, bridge, e2e, d2c, flood, ota)" >&2
 		exit 2
 		;;
 	esac

@@ -291,6 +291,7 @@ const (
 	CodeSessionEvicted = -32009 // the session ended before the answer came
 	CodeBusy           = -32010 // every handler of the receiving side is busy: try again
 	CodeTryLater       = -32011 // registration refused by a limit for now: try again later (the connection closes with 1013)
+	CodeConflict       = -32012 // the device's state does not allow this now (e.g. ota.update while a slot awaits its commit)
 )
 
 // ErrorMessages gives the stable message of each application code.
@@ -307,6 +308,7 @@ var ErrorMessages = map[int]string{
 	CodeSessionEvicted: "session ended",
 	CodeBusy:           "busy: too many requests in flight",
 	CodeTryLater:       "registration refused for now: try again later",
+	CodeConflict:       "conflict",
 }
 
 // Raw is a convenience alias for callers that pass params through untouched.

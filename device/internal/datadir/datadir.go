@@ -8,6 +8,7 @@
 //	nats.token         the token that NATS requires (0600)
 //	state.json         what the bridge last reported with state.report (State)
 //	outbox/            reports that must reach the cloud (ota.status), one file each
+//	ota/               bosun-ota's slots and boot state (device/internal/ota, docs/ota-device.md)
 //	logs/              bridge.log, worker.log, ... (LogsDir)
 package datadir
 
