@@ -23,7 +23,7 @@ import (
 // before any test starts: a test setting time.Local races with the servers
 // an earlier test (or an earlier -count round) is still shutting down.
 func TestMain(m *testing.M) {
-	time.Local = time.UTC
+	displayLoc = time.UTC
 	os.Exit(m.Run())
 }
 

@@ -134,7 +134,7 @@ func (a *app) auditTable(entries []wire.AuditEntry) {
 	}
 	tw := a.table("AT\tACTOR\tACTION\tTARGET\tOUTCOME")
 	for _, e := range entries {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.At.Local().Format(time.DateTime), e.Actor, e.Action, orDash(e.Target), orDash(e.Outcome))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.At.In(displayLoc).Format(time.DateTime), e.Actor, e.Action, orDash(e.Target), orDash(e.Outcome))
 	}
 	tw.Flush()
 }
@@ -161,7 +161,7 @@ func (a *app) printEvent(ev wire.Event) {
 	if at.IsZero() {
 		at = a.now()
 	}
-	fmt.Fprintf(&sb, "%s  %-21s %s", at.Local().Format(time.TimeOnly), ev.Type, orDash(ev.DeviceID))
+	fmt.Fprintf(&sb, "%s  %-21s %s", at.In(displayLoc).Format(time.TimeOnly), ev.Type, orDash(ev.DeviceID))
 	if ev.CallID != "" {
 		fmt.Fprintf(&sb, " call=%s", ev.CallID)
 	}
@@ -207,7 +207,7 @@ func (a *app) when(t time.Time) string {
 	if t.IsZero() {
 		return "never"
 	}
-	return t.Local().Format(time.DateTime) + " (" + a.ago(t) + ")"
+	return t.In(displayLoc).Format(time.DateTime) + " (" + a.ago(t) + ")"
 }
 
 func duration(ms int64) string {
@@ -245,3 +245,8 @@ func orDash(s string) string {
 }
 
 func encodeDER(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// displayLoc is the zone times are printed in: the machine's. Tests set it
+// to UTC (setting time.Local instead races with timers other packages
+// start at init).
+var displayLoc = time.Local
