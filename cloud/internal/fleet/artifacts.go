@@ -21,6 +21,7 @@ import (
 	"github.com/bosunhq/bosun/cloud/internal/artifacts"
 	"github.com/bosunhq/bosun/cloud/internal/store"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
+	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
 
 // This file is OTA artifacts: uploads (bytes on disk through package
@@ -47,10 +48,10 @@ const DefaultDownloadTokenTTL = 15 * time.Minute
 // DownloadPath is the path of device downloads; a token follows it.
 const DownloadPath = "/v1/ota/download/"
 
-// OTA method names the cloud serves to devices.
+// OTA method names the cloud serves to devices (rpcproto's).
 const (
-	MethodOTALatest    = "ota.latest"
-	MethodOTAAvailable = "ota.available"
+	MethodOTALatest    = rpcproto.MethodOTALatest
+	MethodOTAAvailable = rpcproto.MethodOTAAvailable
 )
 
 // ErrTooLarge is an upload beyond the size limit (nothing is stored).
