@@ -494,3 +494,30 @@ func TestDownloadTokenExpires(t *testing.T) {
 		t.Fatalf("refused before it expired at %s", latest.Expires)
 	}
 }
+
+// TestArtifactSameVersionConcurrently: uploads of one (name, version) with
+// different bytes racing: one wins, the others are 409 and leave no file.
+func TestArtifactSameVersionConcurrently(t *testing.T) {
+	srv, dir := artifactServer(t)
+	tok := srv.Token(t)
+	for round := 0; round < 10; round++ {
+		version := fmt.Sprintf("1.0.%d", round)
+		var wg sync.WaitGroup
+		codes := make([]int, 4)
+		for i := range codes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				codes[i], _ = upload(t, srv.URL(), tok, "contest", version, []byte(fmt.Sprintf("bytes %d of round %d", i, round)), false)
+			}()
+		}
+		wg.Wait()
+		slices.Sort(codes)
+		if !slices.Equal(codes, []int{201, 409, 409, 409}) {
+			t.Fatalf("round %d: codes %v", round, codes)
+		}
+		if n, f := rowCount(t, srv), len(files(t, dir)); n != round+1 || f != round+1 {
+			t.Fatalf("round %d: %d rows, %d files", round, n, f)
+		}
+	}
+}
