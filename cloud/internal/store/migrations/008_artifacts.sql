@@ -21,7 +21,8 @@ CREATE INDEX artifacts_sha256 ON artifacts (sha256);
 
 -- ota_download_keys holds the HMAC key of device download tokens, made
 -- by the first replica that needs it and shared by all (one row).
--- Deleting the row invalidates every token handed out; the next one made
+-- Deleting the row (and restarting the replicas, which cache it)
+-- invalidates every token handed out; the next one made
 -- makes a new key.
 CREATE TABLE ota_download_keys (
     id         smallint PRIMARY KEY CHECK (id = 1),
