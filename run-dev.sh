@@ -148,7 +148,7 @@ up() {
     cat "$creds"
   fi
 
-  start cloud "$LOGS/cloud.log" env BOSUN_LISTEN="$LISTEN" \
+  start cloud "$LOGS/cloud.log" env BOSUN_LISTEN="$LISTEN" BOSUN_DATA_DIR="$DEV/cloud" \
     BOSUN_CLOUD_KEY="$KEYS/cloud_private.pem" "$BIN/bosun-cloud" serve
   wait_for "the cloud" 30 curl -fsS "$CLOUD_URL/healthz"
 

@@ -137,7 +137,7 @@ func valueName(f *flag.Flag) (name, usage string) {
 }
 
 // valueNames name the values the rule of valueName names badly.
-var valueNames = map[string]string{"listen": "ADDR", "cloud-key": "PATH", "replica": "NAME", "user": "EMAIL"}
+var valueNames = map[string]string{"data-dir": "DIR", "listen": "ADDR", "cloud-key": "PATH", "replica": "NAME", "user": "EMAIL"}
 
 // allHelp is `bosun-cloud --help`: the usage, then each command's help.
 func allHelp() string {

@@ -54,6 +54,7 @@ func TestHelp(t *testing.T) {
 		{"replica NAME", "BOSUN_REPLICA"}, {"pending-ttl DURATION", "BOSUN_PENDING_TTL"}, {"max-pending N", "BOSUN_MAX_PENDING"},
 		{"max-pending-per-addr N", "BOSUN_MAX_PENDING_PER_ADDR"}, {"max-pending-devices N", "BOSUN_MAX_PENDING_DEVICES"},
 		{"max-new-pending-per-addr N", "BOSUN_MAX_NEW_PENDING_PER_ADDR"}, {"max-pending-keys N", "BOSUN_MAX_PENDING_KEYS"},
+		{"data-dir DIR", "BOSUN_DATA_DIR"}, {"max-artifact-size N", "BOSUN_MAX_ARTIFACT_SIZE"},
 	} {
 		if !regexp.MustCompile(`(?m)^  --` + regexp.QuoteMeta(want[0]) + ` +` + want[1] + ` +\S`).MatchString(serve) {
 			t.Errorf("serve --help lacks --%s with %s:\n%s", want[0], want[1], serve)

@@ -11,7 +11,8 @@
 // BOSUN_PUBLIC_URL, BOSUN_TLS_CERT, BOSUN_TLS_KEY, BOSUN_TRUSTED_PROXIES,
 // and the registration limits BOSUN_MAX_PENDING,
 // BOSUN_MAX_PENDING_PER_ADDR, BOSUN_MAX_PENDING_DEVICES,
-// BOSUN_MAX_NEW_PENDING_PER_ADDR, BOSUN_MAX_PENDING_KEYS, BOSUN_PENDING_TTL);
+// BOSUN_MAX_NEW_PENDING_PER_ADDR, BOSUN_MAX_PENDING_KEYS, BOSUN_PENDING_TTL,
+// and for OTA artifacts BOSUN_DATA_DIR, BOSUN_MAX_ARTIFACT_SIZE);
 // main only parses them into a Config and calls run. SIGHUP makes serve
 // read its TLS certificate again.
 package main
@@ -50,6 +51,9 @@ type Config struct {
 	TLSCert        string
 	TLSKey         string
 	TrustedProxies []netip.Prefix
+	// DataDir and MaxArtifactSize are server.Config's (OTA artifacts).
+	DataDir         string
+	MaxArtifactSize int64
 
 	// user add
 	Email string
@@ -101,6 +105,7 @@ const usage = `usage:
                     [--trusted-proxies CIDR,...] [--pending-ttl 72h]
                     [--max-pending N] [--max-pending-per-addr N] [--max-pending-devices N]
                     [--max-new-pending-per-addr N] [--max-pending-keys N]
+                    [--data-dir DIR] [--max-artifact-size N]
   bosun-cloud migrate [--database-url URL]
   bosun-cloud user add [--super | --role ROLE] [--org ORG] [--quiet] EMAIL
   bosun-cloud token create --user EMAIL [--name NAME]
@@ -180,6 +185,15 @@ func parse(args []string, getenv func(string) string) (Config, error) {
 			cfg.PendingTTL = d
 		}
 		fs.DurationVar(&cfg.PendingTTL, "pending-ttl", cfg.PendingTTL, "undecided devices and pending keys not seen for this long are deleted; 0: the default, 72h (BOSUN_PENDING_TTL)")
+		fs.StringVar(&cfg.DataDir, "data-dir", env("BOSUN_DATA_DIR", ""), "directory of the cloud's files: OTA artifacts under artifacts/sha256 (shared by every replica); empty: artifacts are refused (BOSUN_DATA_DIR)")
+		if v := env("BOSUN_MAX_ARTIFACT_SIZE", ""); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return cfg, fmt.Errorf("BOSUN_MAX_ARTIFACT_SIZE: want a number of bytes >= 0, got %q", v)
+			}
+			cfg.MaxArtifactSize = n
+		}
+		fs.Int64Var(&cfg.MaxArtifactSize, "max-artifact-size", cfg.MaxArtifactSize, "largest OTA artifact upload in bytes, accepted at it, refused beyond (413); 0: the default, 1073741824 (1 GiB) (BOSUN_MAX_ARTIFACT_SIZE)")
 		fs.StringVar(&cfg.Replica, "replica", env("BOSUN_REPLICA", ""), "this replica's name, held while it runs; default HOST:PORT of --listen, stable across restarts (BOSUN_REPLICA)")
 	case "migrate":
 		db()
@@ -271,8 +285,8 @@ func validate(cfg Config) error {
 			return errors.New("serve: --tls-cert and --tls-key (BOSUN_TLS_CERT, BOSUN_TLS_KEY) go together")
 		}
 		if cfg.MaxPendingPerOrg < 0 || cfg.MaxPendingPerAddr < 0 || cfg.MaxPendingDevices < 0 ||
-			cfg.MaxNewPendingPerAddr < 0 || cfg.MaxPendingKeys < 0 || cfg.PendingTTL < 0 {
-			return errors.New("serve: the registration limits and --pending-ttl must not be negative (0: the default)")
+			cfg.MaxNewPendingPerAddr < 0 || cfg.MaxPendingKeys < 0 || cfg.PendingTTL < 0 || cfg.MaxArtifactSize < 0 {
+			return errors.New("serve: the registration limits, --pending-ttl and --max-artifact-size must not be negative (0: the default)")
 		}
 	case "token create":
 		if cfg.Email == "" {

@@ -56,7 +56,10 @@ func TestParse(t *testing.T) {
 		{name: "tls cert without key", args: []string{"serve", "--tls-cert", "c.pem"}, wantErr: true},
 		{name: "tls key without cert", args: []string{"serve", "--tls-key", "k.pem"}, wantErr: true},
 		{name: "bad trusted proxy", args: []string{"serve", "--trusted-proxies", "10.0.0.0/8,proxy.local"}, wantErr: true},
-		{name: "no data dir: nothing used it", args: []string{"serve", "--data-dir", "/var/lib/bosun"}, wantErr: true},
+		{name: "data dir and artifact limit", args: []string{"serve", "--data-dir", "/var/lib/bosun", "--max-artifact-size", "1048576"},
+			check: func(c Config) bool { return c.DataDir == "/var/lib/bosun" && c.MaxArtifactSize == 1<<20 }},
+		{name: "no data dir by default", args: []string{"serve"}, check: func(c Config) bool { return c.DataDir == "" && c.MaxArtifactSize == 0 }},
+		{name: "negative artifact limit", args: []string{"serve", "--max-artifact-size", "-1"}, wantErr: true},
 		{name: "unknown", args: []string{"frobnicate"}, wantErr: true},
 		{name: "stray argument", args: []string{"migrate", "extra"}, wantErr: true},
 	}
@@ -160,6 +163,9 @@ func TestParseRegistrationLimitsFromEnv(t *testing.T) {
 		{name: "not a number", key: "BOSUN_MAX_PENDING_KEYS", value: "four", wantErr: true},
 		{name: "negative", key: "BOSUN_MAX_PENDING_PER_ADDR", value: "-2", wantErr: true},
 		{name: "not a duration", key: "BOSUN_PENDING_TTL", value: "3 days", wantErr: true},
+		{name: "data dir", key: "BOSUN_DATA_DIR", value: "/srv/bosun", check: func(c Config) bool { return c.DataDir == "/srv/bosun" }},
+		{name: "artifact limit", key: "BOSUN_MAX_ARTIFACT_SIZE", value: "4096", check: func(c Config) bool { return c.MaxArtifactSize == 4096 }},
+		{name: "artifact limit not a number", key: "BOSUN_MAX_ARTIFACT_SIZE", value: "1G", wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := map[string]string{"BOSUN_DATABASE_URL": "postgres://db", tc.key: tc.value}

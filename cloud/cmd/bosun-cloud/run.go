@@ -74,7 +74,8 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		CloudKey: key, CloudID: cfg.CloudID, Replica: cfg.Replica, PublicURL: cfg.PublicURL, TLSCertFile: cfg.TLSCert,
 		TLSKeyFile: cfg.TLSKey, TrustedProxies: cfg.TrustedProxies, MaxPendingPerOrg: cfg.MaxPendingPerOrg,
 		MaxPendingPerAddr: cfg.MaxPendingPerAddr, MaxPendingDevices: cfg.MaxPendingDevices,
-		MaxNewPendingPerAddr: cfg.MaxNewPendingPerAddr, MaxPendingKeys: cfg.MaxPendingKeys, PendingTTL: cfg.PendingTTL}, logger)
+		MaxNewPendingPerAddr: cfg.MaxNewPendingPerAddr, MaxPendingKeys: cfg.MaxPendingKeys, PendingTTL: cfg.PendingTTL,
+		DataDir: cfg.DataDir, MaxArtifactSize: cfg.MaxArtifactSize}, logger)
 	if err != nil {
 		return err
 	}

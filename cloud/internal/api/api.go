@@ -101,6 +101,11 @@ func newHandler(svc *fleet.Service, logger *slog.Logger, o *options) *handler {
 		{"GET /tokens", h.listTokens},
 		{"POST /tokens", h.createToken},
 		{"DELETE /tokens/{id}", h.revokeToken},
+		{"POST /artifacts", h.uploadArtifact}, // artifacts.go
+		{"GET /artifacts", h.listArtifacts},
+		{"GET /artifacts/{id}", h.getArtifact},
+		{"DELETE /artifacts/{id}", h.deleteArtifact},
+		{"PUT /artifacts/{id}/metadata", h.setArtifactMetadata},
 	}
 	for _, rt := range routes {
 		method, path, _ := strings.Cut(rt.pattern, " ")

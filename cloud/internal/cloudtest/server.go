@@ -115,6 +115,7 @@ func NewServer(tb testing.TB, opts ...Option) *Server {
 			}
 		},
 		ShutdownTimeout: 10 * time.Second,
+		DataDir:         tb.TempDir(), // OTA artifacts
 	}
 	if c.server != nil {
 		c.server(&cfg)

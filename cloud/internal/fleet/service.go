@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bosunhq/bosun/cloud/internal/artifacts"
 	"github.com/bosunhq/bosun/cloud/internal/store"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
@@ -63,6 +64,15 @@ type Options struct {
 	// DefaultOrg is the organisation of devices that name no enrollment
 	// token. Defaults to "default" (created by the first migration).
 	DefaultOrg string
+	// Artifacts stores OTA artifact bytes (see artifacts.go). nil means
+	// the cloud stores none: uploads are refused, ota.latest fails.
+	Artifacts *artifacts.Disk
+	// DownloadTokenTTL is how long a device's download token is valid.
+	// Defaults to DefaultDownloadTokenTTL (15m).
+	DownloadTokenTTL time.Duration
+	// PublicURL prefixes download URLs handed to devices. Empty means
+	// a URL of the path alone, resolved by the device against its cloud.
+	PublicURL string
 }
 
 // Service is the coordinator. Create it with New, start its sweeper with
@@ -88,6 +98,9 @@ type Service struct {
 	closeOnce sync.Once
 
 	throttled *auditOnce // which throttled logins were audited lately
+
+	dlKeyMu sync.Mutex // guards dlKey
+	dlKey   []byte     // the download token key, once loaded
 }
 
 // New checks the options and loads the default organisation.
@@ -127,6 +140,9 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	}
 	if opts.ReplicaRetention <= 0 {
 		opts.ReplicaRetention = 24 * time.Hour
+	}
+	if opts.DownloadTokenTTL <= 0 {
+		opts.DownloadTokenTTL = DefaultDownloadTokenTTL
 	}
 	if opts.DefaultOrg == "" {
 		opts.DefaultOrg = "default"

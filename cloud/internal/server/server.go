@@ -9,6 +9,7 @@
 //	/healthz     the process is up
 //	/readyz      the database and NATS answer
 //	/api/v1/     the JSON API (package api)
+//	/v1/ota/download/{token}  device artifact downloads (api.Download)
 //	/            the dashboard (package web)
 //
 // More handlers mount through Config.Mount or Server.Handle.
@@ -34,6 +35,7 @@ import (
 	"time"
 
 	"github.com/bosunhq/bosun/cloud/internal/api"
+	"github.com/bosunhq/bosun/cloud/internal/artifacts"
 	"github.com/bosunhq/bosun/cloud/internal/bus"
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
 	"github.com/bosunhq/bosun/cloud/internal/hub"
@@ -70,6 +72,17 @@ type Config struct {
 	PendingTTL           time.Duration
 	// SweepInterval: see fleet.Options. Defaults to 5s.
 	SweepInterval time.Duration
+	// DataDir holds the cloud's files: OTA artifacts under
+	// DataDir/artifacts/sha256 (see package artifacts). Replicas share
+	// it (one file system). Empty means no artifacts are stored: uploads
+	// are refused.
+	DataDir string
+	// MaxArtifactSize bounds one artifact upload in bytes. Defaults to
+	// artifacts.DefaultMaxSize (1 GiB).
+	MaxArtifactSize int64
+	// DownloadTokenTTL is how long a device's artifact download token is
+	// valid. Defaults to fleet.DefaultDownloadTokenTTL (15m).
+	DownloadTokenTTL time.Duration
 	// Hub tunes the device hub (Service, Key and Logger are filled in).
 	// nil means the defaults.
 	Hub func(*hub.Options)
@@ -163,13 +176,20 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	if len(applied) > 0 {
 		logger.Info("database migrated", "applied", applied)
 	}
+	var disk *artifacts.Disk
+	if cfg.DataDir != "" {
+		if disk, err = artifacts.OpenDisk(cfg.DataDir, cfg.MaxArtifactSize); err != nil {
+			return nil, err
+		}
+	}
 	if s.bus, err = bus.Open(ctx, bus.Options{URL: cfg.NATSURL, Name: "bosun-cloud " + cfg.Replica, Logger: logger}); err != nil {
 		return nil, err
 	}
 	if s.svc, err = fleet.New(ctx, fleet.Options{Store: s.st, NATS: s.bus.Conn(), CloudID: cfg.CloudID, Replica: cfg.Replica,
 		Logger: logger, MaxPendingPerOrg: cfg.MaxPendingPerOrg, MaxPendingPerAddr: cfg.MaxPendingPerAddr,
 		MaxPendingDevices: cfg.MaxPendingDevices, MaxNewPendingPerAddr: cfg.MaxNewPendingPerAddr,
-		MaxPendingKeys: cfg.MaxPendingKeys, PendingTTL: cfg.PendingTTL, SweepInterval: cfg.SweepInterval}); err != nil {
+		MaxPendingKeys: cfg.MaxPendingKeys, PendingTTL: cfg.PendingTTL, SweepInterval: cfg.SweepInterval,
+		Artifacts: disk, DownloadTokenTTL: cfg.DownloadTokenTTL, PublicURL: cfg.PublicURL}); err != nil {
 		return nil, err
 	}
 	if err = s.svc.Start(ctx); err != nil {
@@ -198,6 +218,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		w.Write([]byte("ready\n"))
 	})
 	s.mux.Handle("/api/v1/", api.New(s.svc, logger))
+	s.mux.Handle("GET "+fleet.DownloadPath+"{token}", api.Download(s.svc, logger))
 	var wopts web.Options
 	if public != nil {
 		wopts.SecureCookies = public.Scheme == "https"

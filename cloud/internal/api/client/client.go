@@ -77,13 +77,20 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 // an error answer of the API.
 func (c *Client) send(ctx context.Context, method, path string, q url.Values, body any, accept string) (*http.Response, error) {
 	var rd io.Reader
+	contentType := ""
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return nil, err
 		}
-		rd = bytes.NewReader(b)
+		rd, contentType = bytes.NewReader(b), "application/json"
 	}
+	return c.sendReader(ctx, method, path, q, rd, -1, contentType, accept)
+}
+
+// sendReader is send with a body of contentType read from rd (nil: none)
+// of length bytes (-1: unknown).
+func (c *Client) sendReader(ctx context.Context, method, path string, q url.Values, rd io.Reader, length int64, contentType, accept string) (*http.Response, error) {
 	u := c.base + "/api/v1" + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -92,8 +99,11 @@ func (c *Client) send(ctx context.Context, method, path string, q url.Values, bo
 	if err != nil {
 		return nil, err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if rd != nil {
+		req.Header.Set("Content-Type", contentType)
+		if length >= 0 {
+			req.ContentLength = length
+		}
 	}
 	req.Header.Set("Accept", accept)
 	if c.token != "" {
