@@ -1,6 +1,7 @@
 package artifacts
 
 import (
+	"cmp"
 	"regexp"
 	"strings"
 )
@@ -63,13 +64,13 @@ func CompareVersions(a, b string) int {
 			return c
 		}
 	}
-	return cmpInt(len(ia), len(ib))
+	return cmp.Compare(len(ia), len(ib))
 }
 
 // compareNumeric compares decimal strings without leading zeros of any
 // length (no overflow).
 func compareNumeric(a, b string) int {
-	if c := cmpInt(len(a), len(b)); c != 0 {
+	if c := cmp.Compare(len(a), len(b)); c != 0 {
 		return c
 	}
 	return strings.Compare(a, b)
@@ -95,14 +96,4 @@ func isNumeric(s string) bool {
 		}
 	}
 	return s != ""
-}
-
-func cmpInt(a, b int) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

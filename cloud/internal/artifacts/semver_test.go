@@ -1,6 +1,7 @@
 package artifacts
 
 import (
+	"cmp"
 	"math/rand"
 	"slices"
 	"testing"
@@ -75,7 +76,7 @@ func TestCompareVersionsOrder(t *testing.T) {
 	}
 	for i := range ordered {
 		for j := range ordered {
-			want := cmpInt(i, j)
+			want := cmp.Compare(i, j)
 			if got := CompareVersions(ordered[i], ordered[j]); got != want {
 				t.Errorf("CompareVersions(%q, %q) = %d, want %d", ordered[i], ordered[j], got, want)
 			}

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -174,7 +175,7 @@ func (s *Service) ListArtifacts(ctx context.Context, a Actor, f ArtifactFilter) 
 // sortArtifacts orders by organisation, name, then newest version first.
 func sortArtifacts(list []Artifact) {
 	slices.SortFunc(list, func(x, y Artifact) int {
-		if c := cmpI64(x.OrgID, y.OrgID); c != 0 {
+		if c := cmp.Compare(x.OrgID, y.OrgID); c != 0 {
 			return c
 		}
 		if c := strings.Compare(x.Name, y.Name); c != 0 {
@@ -185,16 +186,6 @@ func sortArtifacts(list []Artifact) {
 		}
 		return strings.Compare(y.Version, x.Version)
 	})
-}
-
-func cmpI64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // GetArtifact returns an artifact the actor sees; another organisation's
