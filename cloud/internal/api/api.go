@@ -87,6 +87,7 @@ func newHandler(svc *fleet.Service, logger *slog.Logger, o *options) *handler {
 		{"GET /devices", h.listDevices},
 		{"GET /devices/{id}", h.getDevice},
 		{"GET /devices/{id}/keys", h.listKeys},
+		{"GET /devices/{id}/ota/reports", h.listOTAReports},
 		{"POST /devices/{id}/accept", h.accept},
 		{"POST /devices/{id}/reject", h.reject},
 		{"POST /devices/{id}/decommission", h.decommission},

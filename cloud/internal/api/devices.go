@@ -210,3 +210,28 @@ func parsePublicKey(s string) ([]byte, error) {
 	}
 	return der, nil
 }
+
+// GET /devices/{id}/ota/reports[?limit=N] lists the device's ota.status
+// reports, newest first.
+func (h *handler) listOTAReports(w http.ResponseWriter, r *http.Request, a fleet.Actor) error {
+	q, err := parseQuery(r, "limit")
+	if err != nil {
+		return err
+	}
+	limit, err := q.intIn("limit", 50, 1, maxLimit)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	rs, err := h.svc.OTAReports(r.Context(), a, id, limit)
+	if err != nil {
+		return notFoundAs(err, "device %q not found", id)
+	}
+	out := wire.OTAReportList{Items: make([]wire.OTAReport, 0, len(rs))}
+	for _, x := range rs {
+		out.Items = append(out.Items, wire.OTAReport{DeviceID: x.DeviceID, Seq: x.Seq, UpdateID: x.UpdateID, Target: x.Target,
+			Status: x.Status, Percent: x.Percent, Reason: x.Reason, Slot: x.Slot, ReportedAt: x.ReportedAt, ReceivedAt: x.ReceivedAt})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}

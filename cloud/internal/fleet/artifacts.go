@@ -421,6 +421,7 @@ func (s *Service) otaMethods() map[string]jsonrpc.HandlerFunc {
 			vs, err := s.otaVersions(ctx, p.Name)
 			return OTAAvailableResult{Versions: vs}, err
 		}),
+		rpcproto.MethodOTAStatus: jsonrpc.Handler(s.otaStatus), // ota_status.go
 	}
 }
 

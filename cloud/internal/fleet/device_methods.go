@@ -88,7 +88,7 @@ func (s *Service) DeviceMethods(extra map[string]jsonrpc.HandlerFunc) *jsonrpc.D
 			s.reported(ctx, dev, p.Methods)
 			return rpcproto.StateReportResult{Stored: true}, nil
 		})))
-	for m, fn := range s.otaMethods() { // ota.latest, ota.available (artifacts.go)
+	for m, fn := range s.otaMethods() { // ota.latest, ota.available (artifacts.go), ota.status (ota_status.go)
 		d.Register(m, guard(m, fn))
 	}
 	for m, fn := range extra {

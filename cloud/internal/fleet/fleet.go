@@ -172,6 +172,7 @@ const (
 	EventDeviceKeyChanged     = "device.key_changed"
 	EventDeviceDecommissioned = "device.decommissioned"
 	EventCallFinished         = "call.finished"
+	EventOTAStatus            = "ota.status" // a device reported an update's status (Data: the report)
 )
 
 // Call limits.

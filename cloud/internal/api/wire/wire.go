@@ -275,3 +275,22 @@ type CreateTokenResponse struct {
 	Secret string `json:"secret"`
 	Token  Token  `json:"token"`
 }
+
+// OTAReport is one ota.status report of a device (docs/protocol.md §9.7).
+type OTAReport struct {
+	DeviceID   string    `json:"device_id"`
+	Seq        int64     `json:"seq"`
+	UpdateID   string    `json:"update_id"`
+	Target     string    `json:"target"`
+	Status     string    `json:"status"`
+	Percent    *int      `json:"percent,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	Slot       string    `json:"slot,omitempty"`
+	ReportedAt time.Time `json:"reported_at"`
+	ReceivedAt time.Time `json:"received_at"`
+}
+
+// OTAReportList answers GET /devices/{id}/ota/reports, newest first.
+type OTAReportList struct {
+	Items []OTAReport `json:"items"`
+}
