@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/bosunhq/bosun/cloud/internal/store"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
@@ -62,8 +61,9 @@ func checkOTAStatus(p rpcproto.OTAStatusParams) error {
 		return otaInvalid("at must be the time of the report (RFC 3339)")
 	}
 	for _, f := range []struct{ name, v string }{{"id", p.ID}, {"target", p.Target}, {"reason", p.Reason}, {"slot", p.Slot}} {
-		if !utf8.ValidString(f.v) || strings.ContainsRune(f.v, 0) {
-			return otaInvalid("%s must be UTF-8 text without NUL", f.name)
+		// (Invalid UTF-8 cannot arrive: the JSON decoder makes it U+FFFD.)
+		if strings.ContainsRune(f.v, 0) {
+			return otaInvalid("%s must be text without NUL", f.name)
 		}
 	}
 	return nil

@@ -108,7 +108,7 @@ func TestOTAStatusRefused(t *testing.T) {
 		"no time":        bad(func(p *rpcproto.OTAStatusParams) { p.At = time.Time{} }),
 		"long reason":    bad(func(p *rpcproto.OTAStatusParams) { p.Reason = strings.Repeat("x", 2049) }),
 		"NUL in reason":  bad(func(p *rpcproto.OTAStatusParams) { p.Reason = "disk\x00full" }),
-		"invalid UTF-8":  bad(func(p *rpcproto.OTAStatusParams) { p.Target = "hello/\xff" }),
+		"NUL in target":  bad(func(p *rpcproto.OTAStatusParams) { p.Target = "hello/\x00" }),
 	} {
 		if _, err := sendOTAStatus(ctx, d, p); !errors.As(err, &re) || re.Code != jsonrpc.CodeInvalidParams || len(re.Data) == 0 {
 			t.Errorf("%s: %v, want -32602 with a detail", name, err)
