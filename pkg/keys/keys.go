@@ -279,7 +279,7 @@ func writeExclusive(path string, data []byte, mode os.FileMode) error {
 		}
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	return SyncDir(filepath.Dir(path))
 }
 
 // WriteFileAtomic writes data to path through a synced temporary file and a
@@ -296,7 +296,7 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 		os.Remove(tmp)
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	return SyncDir(filepath.Dir(path))
 }
 
 func writeTemp(path string, data []byte, mode os.FileMode) (string, error) {
@@ -326,7 +326,10 @@ func writeTemp(path string, data []byte, mode os.FileMode) (string, error) {
 	return name, nil
 }
 
-func syncDir(dir string) error {
+// SyncDir makes a directory's entries (renames, creations, removals)
+// durable: what WriteFileAtomic does after its rename, for callers that
+// rename or remove files themselves.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

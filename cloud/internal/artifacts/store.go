@@ -22,6 +22,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/bosunhq/bosun/pkg/keys"
 )
 
 // DefaultMaxSize is the size limit of one artifact unless Options say
@@ -171,13 +173,9 @@ func (d *Disk) Files() ([]string, error) {
 	return names, nil
 }
 
+// syncDir is keys.SyncDir with the package's error prefix.
 func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("artifacts: %w", err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
+	if err := keys.SyncDir(dir); err != nil {
 		return fmt.Errorf("artifacts: syncing %s: %w", dir, err)
 	}
 	return nil

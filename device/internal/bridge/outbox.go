@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/bosunhq/bosun/pkg/keys"
 )
 
 // outbox is a small on-disk queue of device → cloud reports that must not be
@@ -126,7 +128,7 @@ func (o *outbox) remove(name string) error {
 	if err := os.Remove(filepath.Join(o.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return syncDir(o.dir)
+	return keys.SyncDir(o.dir)
 }
 
 // bury moves an entry the cloud will never accept to dead/.
@@ -138,7 +140,7 @@ func (o *outbox) bury(name string) error {
 	if err := os.Rename(filepath.Join(o.dir, name), filepath.Join(dead, name)); err != nil {
 		return err
 	}
-	return syncDir(o.dir)
+	return keys.SyncDir(o.dir)
 }
 
 // len returns the number of entries waiting.
@@ -171,14 +173,5 @@ func writeSynced(dir, name string, data []byte) error {
 		os.Remove(tmp)
 		return err
 	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return keys.SyncDir(dir)
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/bosunhq/bosun/pkg/keys"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
 
@@ -55,7 +56,7 @@ func (m *Manager) CreateSnapshot(ctx context.Context, p rpcproto.OTACreateSnapsh
 	if err := os.Rename(tmp, m.slotDir(dst)); err != nil {
 		return rpcproto.OTACreateSnapshotResult{}, err
 	}
-	if err := syncDir(filepath.Join(m.cfg.Dir, "slots")); err != nil {
+	if err := keys.SyncDir(filepath.Join(m.cfg.Dir, "slots")); err != nil {
 		return rpcproto.OTACreateSnapshotResult{}, err
 	}
 	st = m.st.clone()

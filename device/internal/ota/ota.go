@@ -39,6 +39,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bosunhq/bosun/pkg/keys"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
 
@@ -277,7 +278,7 @@ func (m *Manager) pointCurrent() error {
 	if err := os.Rename(tmp, cur); err != nil {
 		return err
 	}
-	return syncDir(m.cfg.Dir)
+	return keys.SyncDir(m.cfg.Dir)
 }
 
 // commitLocked writes st as the new state and points current at its
@@ -598,7 +599,7 @@ func (m *Manager) runJob(ctx context.Context, j job) error {
 	if err := os.Rename(tmp, slot); err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Join(m.cfg.Dir, "slots")); err != nil {
+	if err := keys.SyncDir(filepath.Join(m.cfg.Dir, "slots")); err != nil {
 		return err
 	}
 	os.RemoveAll(old)

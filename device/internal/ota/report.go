@@ -196,5 +196,5 @@ func (s *spool) deliver(ctx context.Context, name string) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return syncDir(s.dir)
+	return keys.SyncDir(s.dir)
 }

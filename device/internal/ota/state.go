@@ -146,14 +146,3 @@ func loadOrInit(path string, now time.Time) (state, error) {
 	}
 	return s, err
 }
-
-// syncDir makes a directory's entries (renames, creations, removals)
-// durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}

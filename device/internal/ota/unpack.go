@@ -10,6 +10,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/bosunhq/bosun/pkg/keys"
 )
 
 // ErrUnsafeBundle is wrapped by every refusal of a bundle's content: an
@@ -183,7 +185,7 @@ func unpack(r io.Reader, dir string, lim unpackLimits) error {
 		return unsafef("reading the gzip stream: %v", err)
 	}
 	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := syncDir(dirs[i]); err != nil {
+		if err := keys.SyncDir(dirs[i]); err != nil {
 			return err
 		}
 	}
@@ -198,7 +200,7 @@ func syncTree(root string) error {
 			return err
 		}
 		if d.IsDir() {
-			return syncDir(p)
+			return keys.SyncDir(p)
 		}
 		return nil
 	})
