@@ -21,7 +21,9 @@ package web
 import (
 	"crypto/subtle"
 	"errors"
+	"io"
 	"log/slog"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strings"
@@ -30,8 +32,10 @@ import (
 	"github.com/bosunhq/bosun/cloud/internal/web/app"
 	"github.com/bosunhq/bosun/cloud/internal/web/assets"
 	"github.com/bosunhq/bosun/cloud/internal/web/routes/account"
+	"github.com/bosunhq/bosun/cloud/internal/web/routes/artifacts"
 	"github.com/bosunhq/bosun/cloud/internal/web/routes/audit"
 	"github.com/bosunhq/bosun/cloud/internal/web/routes/calls"
+	"github.com/bosunhq/bosun/cloud/internal/web/routes/deployments"
 	"github.com/bosunhq/bosun/cloud/internal/web/routes/device"
 	"github.com/bosunhq/bosun/cloud/internal/web/routes/devices"
 	"github.com/bosunhq/bosun/cloud/internal/web/routes/events"
@@ -68,6 +72,8 @@ func Routes(svc *fleet.Service, logger *slog.Logger, opts Options) []app.Route {
 	rs = append(rs, pending.Routes(svc)...)
 	rs = append(rs, device.Routes(svc)...)
 	rs = append(rs, calls.Routes(svc)...)
+	rs = append(rs, artifacts.Routes(svc)...)
+	rs = append(rs, deployments.Routes(svc)...)
 	rs = append(rs, audit.Routes(svc)...)
 	rs = append(rs, users.Routes(svc)...)
 	rs = append(rs, tokens.Routes(svc)...)
@@ -139,7 +145,11 @@ func safeMethod(m string) bool {
 // wrap puts a route behind the chain described in the package doc.
 func (s *server) wrap(rt app.Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBody)
+		limit := s.opts.MaxBody
+		if rt.MaxBody > 0 {
+			limit = rt.MaxBody
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		ctx := r.Context()
 		var sess *fleet.WebSession
 		if secret := s.cookies.Session(r); secret != "" {
@@ -172,7 +182,17 @@ func (s *server) wrap(rt app.Route) http.Handler {
 		}
 		if !safeMethod(r.Method) && sess != nil && rt.Role != "" {
 			got := r.Header.Get(ui.CSRFHeader)
-			if got == "" {
+			if rt.Multipart {
+				mr, token, err := csrfPart(r)
+				if err != nil {
+					s.fail(w, r, err)
+					return
+				}
+				if got == "" {
+					got = token
+				}
+				r = r.WithContext(app.WithMultipart(r.Context(), mr))
+			} else if got == "" {
 				got = r.PostFormValue(ui.CSRFField)
 			}
 			if subtle.ConstantTimeCompare([]byte(got), []byte(sess.CSRFToken)) != 1 {
@@ -190,6 +210,26 @@ func (s *server) wrap(rt app.Route) http.Handler {
 			s.fail(w, r, err)
 		}
 	})
+}
+
+// csrfPart reads the first part of a multipart form, which must be the
+// CSRF field (forms put ui.CSRF first; browsers send fields in document
+// order), and returns the reader of the other parts.
+func csrfPart(r *http.Request) (*multipart.Reader, string, error) {
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return nil, "", app.Errorf(http.StatusBadRequest, "This form must be sent as multipart/form-data.")
+	}
+	expired := app.Errorf(http.StatusForbidden, "This form has expired. Reload the page and try again.")
+	p, err := mr.NextPart()
+	if err != nil || p.FormName() != ui.CSRFField {
+		return nil, "", expired
+	}
+	b, err := io.ReadAll(io.LimitReader(p, 256))
+	if err != nil {
+		return nil, "", expired
+	}
+	return mr, string(b), nil
 }
 
 // needLogin sends a visitor without a session to the login page.

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"mime/multipart"
 	"net/http"
 	"strconv"
 	"time"
@@ -33,6 +34,15 @@ type Route struct {
 	Role fleet.Role
 	// Handler serves the route.
 	Handler HandlerFunc
+	// Multipart marks a form post whose body is multipart/form-data read
+	// as a stream (file uploads): the chain checks the CSRF token in the
+	// form's first part, which must be the field "csrf", and hands the
+	// rest to the handler unread (MultipartFrom), so that no file is
+	// parsed into memory or temporary files before the handler sees it.
+	Multipart bool
+	// MaxBody limits the request body. 0 means the dashboard's
+	// Options.MaxBody (1 MiB by default).
+	MaxBody int64
 }
 
 // HTTPError is an error with a status and a message safe to show.
@@ -119,7 +129,21 @@ type ctxKey int
 const (
 	sessionKey ctxKey = iota
 	pageKey
+	multipartKey
 )
+
+// WithMultipart returns ctx carrying the rest of a Multipart route's form
+// (after its CSRF part).
+func WithMultipart(ctx context.Context, mr *multipart.Reader) context.Context {
+	return context.WithValue(ctx, multipartKey, mr)
+}
+
+// MultipartFrom returns the rest of a Multipart route's form, nil on any
+// other route.
+func MultipartFrom(r *http.Request) *multipart.Reader {
+	mr, _ := r.Context().Value(multipartKey).(*multipart.Reader)
+	return mr
+}
 
 // WithSession returns ctx carrying the request's session.
 func WithSession(ctx context.Context, s *fleet.WebSession) context.Context {

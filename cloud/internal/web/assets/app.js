@@ -7,6 +7,9 @@
 //
 //   bosun:device, bosun:device:<id>   a device connected, was accepted, ...
 //   bosun:call,   bosun:call:<device> a call finished
+//   bosun:deployment, bosun:deployment:<id>  a deployment or one of its
+//                                     devices changed
+//   bosun:ota,    bosun:ota:<device>  a device reported an update's status
 //   bosun:pending, bosun:devices      like bosun:device, but held back while
 //                                     a checkbox of a [data-hold] form is ticked
 //
@@ -157,6 +160,7 @@
     var kind = String(e.type || "").split(".")[0];
     fire("bosun:" + kind, e);
     if (e.device_id) fire("bosun:" + kind + ":" + e.device_id, e);
+    if (e.deployment) fire("bosun:" + kind + ":" + e.deployment, e);
     if (kind === "device") fireHeld(e);
   };
   // The session ended (logout elsewhere, role or password changed).

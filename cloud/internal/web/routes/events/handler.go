@@ -42,6 +42,22 @@ type wireEvent struct {
 	Type     string    `json:"type"`
 	DeviceID string    `json:"device_id,omitempty"`
 	At       time.Time `json:"at"`
+	// Deployment is the deployment an EventDeployment is about, so that
+	// its page refreshes for its own events only.
+	Deployment int64 `json:"deployment,omitempty"`
+}
+
+// deploymentOf is the "deployment" of an EventDeployment's data (0 for
+// any other event).
+func deploymentOf(e fleet.Event) int64 {
+	if e.Type != fleet.EventDeployment || len(e.Data) == 0 {
+		return 0
+	}
+	var d struct {
+		Deployment int64 `json:"deployment"`
+	}
+	json.Unmarshal(e.Data, &d)
+	return d.Deployment
 }
 
 func (h *handler) stream(w http.ResponseWriter, r *http.Request) error {
@@ -92,7 +108,7 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request) error {
 			if org > 0 && e.OrgID != org {
 				continue
 			}
-			b, _ := json.Marshal(wireEvent{Type: e.Type, DeviceID: e.DeviceID, At: e.At})
+			b, _ := json.Marshal(wireEvent{Type: e.Type, DeviceID: e.DeviceID, At: e.At, Deployment: deploymentOf(e)})
 			if !write("data: " + string(b) + "\n\n") {
 				return nil
 			}
