@@ -212,7 +212,9 @@ type statusCount struct {
 	N      int
 }
 
-func (c statusCount) Label() string { return strconv.Itoa(c.N) + " " + strings.ReplaceAll(c.Status, "_", " ") }
+func (c statusCount) Label() string {
+	return strconv.Itoa(c.N) + " " + strings.ReplaceAll(c.Status, "_", " ")
+}
 
 func phaseSummary(d fleet.Deployment) string {
 	ps := phasesOf(d)
