@@ -51,6 +51,16 @@ var access = map[string]struct {
 	"POST /devices/{id}/boot-state": {allow, allow, allow, deny, 0, nil},
 	"GET /devices/{id}/logs":        {allow, allow, allow, deny, 0, nil},
 	"POST /devices/{id}/logs":       {allow, allow, allow, deny, 0, url.Values{"container": {"c"}}},
+	"GET /artifacts":                {allow, allow, allow, allow, 0, nil},
+	"POST /artifacts":               {allow, allow, allow, deny, 0, nil}, // 400: not multipart
+	"POST /artifacts/{id}/delete":   {allow, allow, allow, deny, 0, nil}, // 404: no such artifact
+	"GET /deployments":              {allow, allow, allow, allow, 0, nil},
+	"GET /deployments/new":          {allow, allow, allow, deny, 0, nil},
+	"POST /deployments":             {allow, allow, allow, deny, 0, url.Values{"artifact": {"nosuch@1.0.0"}, "tag": {"t"}}},
+	"GET /deployments/{id}":         {allow, allow, allow, allow, 0, nil}, // 404: no such deployment
+	"POST /deployments/{id}/pause":  {allow, allow, allow, deny, 0, nil},
+	"POST /deployments/{id}/resume": {allow, allow, allow, deny, 0, nil},
+	"POST /deployments/{id}/abort":  {allow, allow, allow, deny, 0, url.Values{"confirm": {"yes"}}},
 	"GET /audit":                    {allow, allow, allow, allow, 0, nil},
 	"GET /users":                    {allow, allow, deny, deny, 0, nil},
 	"POST /users":                   {allow, allow, deny, deny, 0, url.Values{"email": {"not-an-email"}, "role": {"viewer"}}},
