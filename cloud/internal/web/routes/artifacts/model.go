@@ -111,3 +111,11 @@ func deploymentsNew(a fleet.Artifact) string {
 }
 
 func anchor(name string) string { return "artifact-" + name }
+
+// share is n of total in whole percent, e.g. "(80%)".
+func share(n, total int) string {
+	if total <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("(%d%%)", (n*100+total/2)/total)
+}
