@@ -41,9 +41,13 @@ func updatesOf(t *testing.T, n int, devs ...*otaDevice) map[*otaDevice]otaUpdate
 }
 
 // download fetches an update's URL as the device's worker would, and
-// checks it serves the artifact.
-func download(t *testing.T, u otaUpdate, want []byte) {
+// checks it serves the artifact. The test cloud has no public URL, so the
+// URL is a path on it.
+func download(t *testing.T, s *cloudtest.Server, u otaUpdate, want []byte) {
 	t.Helper()
+	if strings.HasPrefix(u.URL, "/") {
+		u.URL = s.URL() + u.URL
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u.URL, nil)
@@ -155,7 +159,7 @@ func TestBrowserDeployment(t *testing.T) {
 			b = d
 		}
 	}
-	download(t, first[a], bundle)
+	download(t, s, first[a], bundle)
 	a.status(t, first[a], rpcproto.OTADownloading, 30, "")
 	run(t, ctx, a.ID+" downloading 30% shows live",
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-member="`+a.ID+`"][data-status="downloading"] progress[value="30"]`)))

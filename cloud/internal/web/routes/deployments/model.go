@@ -281,7 +281,7 @@ func settings(d fleet.Deployment) string {
 	sp := d.Spec
 	s := fmt.Sprintf("phases %s · at most %d in flight · threshold %d%% · %d attempts · commit within %ds",
 		phasesText(d), sp.MaxInFlight, max(sp.FailureThreshold, 0), sp.MaxAttempts, sp.CommitTimeout)
-	if !sp.NotBefore.IsZero() {
+	if sp.NotBefore.After(d.CreatedAt) {
 		s += " · not before " + app.Stamp(sp.NotBefore)
 	}
 	return s
