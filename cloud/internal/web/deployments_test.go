@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -267,4 +268,43 @@ func TestDeploymentActions(t *testing.T) {
 	}
 	wantStatus(t, op.get("/deployments/999999"), http.StatusNotFound)
 	wantStatus(t, op.get(page+"?status=nope"), http.StatusBadRequest)
+}
+
+// TestDeploymentEventsStream: the dashboard's event stream names the
+// deployment of each deployment event (the page listens for its own:
+// bosun:deployment:<id>).
+func TestDeploymentEventsStream(t *testing.T) {
+	s := cloudtest.NewServer(t)
+	anArtifact(t, s, "app", "1.0.0", []byte("bundle"))
+	newOTADevice(t, s, "pi-1")
+	b := loggedIn(t, s, "viewer@example.com", fleet.RoleViewer, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.base+"/events", nil)
+	res, err := b.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	rd := bufio.NewReader(res.Body)
+	if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, "retry:") {
+		t.Fatalf("stream starts with %q, %v", line, err)
+	}
+	d, err := s.Service().CreateDeployment(context.Background(), s.Super, fleet.DeploymentSpec{Name: "app", Version: "1.0.0", DeviceIDs: []string{"pi-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(`"deployment":%d`, d.ID)
+	for {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatalf("no deployment event naming %d in the stream: %v", d.ID, err)
+		}
+		if strings.HasPrefix(line, "data: ") && strings.Contains(line, `"type":"deployment"`) {
+			if !strings.Contains(line, want) {
+				t.Fatalf("deployment event %s lacks %s", line, want)
+			}
+			return
+		}
+	}
 }
