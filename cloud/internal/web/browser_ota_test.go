@@ -12,6 +12,7 @@ import (
 
 	"github.com/bosunhq/bosun/cloud/internal/cloudtest"
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
+	"github.com/bosunhq/bosun/cloud/internal/server"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 	"github.com/chromedp/chromedp"
 )
@@ -66,19 +67,20 @@ func download(t *testing.T, s *cloudtest.Server, u otaUpdate, want []byte) {
 // artifacts page, deploy it from the form to the devices tagged lab in two
 // phases, watch the devices' statuses and download progress change on the
 // deployment page without a reload, pause, resume, and see it complete;
-// the artifacts page then shows the fleet on the new version. Screenshots
-// at 1280 px and 390 px (deployment: mid-rollout; artifacts: the fleet
-// breakdown).
+// the artifacts page then shows the fleet on the new version. One device
+// fails its first attempt: its reason shows, and it is tried again (after
+// a retry backoff of 8s here). Screenshots at 1280 px and 390 px
+// (deployment: mid-rollout; artifacts: the fleet breakdown).
 func TestBrowserDeployment(t *testing.T) {
 	ctx := newChrome(t)
-	s := cloudtest.NewServer(t)
+	s := cloudtest.NewServer(t, cloudtest.WithConfig(func(c *server.Config) { c.Deployments.RetryBackoff = 8 * time.Second }))
 	pw := user(t, s, "ops@example.com", fleet.RoleOperator, "")
 	anArtifact(t, s, "hello-worker", "1.0.0", []byte("hello-worker 1.0.0"))
 	var devs []*otaDevice
-	for _, id := range []string{"attic-pi", "garage-pi", "kitchen-pi", "porch-pi"} {
+	for _, id := range []string{"attic-pi", "barn-pi", "garage-pi", "kitchen-pi", "porch-pi", "shed-pi"} {
 		devs = append(devs, newOTADevice(t, s, id, "lab"))
 	}
-	newOTADevice(t, s, "shed-pi") // not tagged: it stays on no version of hello-worker
+	newOTADevice(t, s, "spare-pi") // not tagged: it stays on no version of hello-worker
 	dir := artifacts(t)
 	bundle := []byte(strings.Repeat("hello-worker 2.0.0 bundle\n", 4000))
 	file := filepath.Join(t.TempDir(), "hello-worker-2.0.0.tar.gz")
@@ -132,9 +134,9 @@ func TestBrowserDeployment(t *testing.T) {
 	if n := len(deploymentList(t, s)); n != 0 {
 		t.Fatalf("a refused form created %d deployments", n)
 	}
-	run(t, ctx, "create: two phases, two at a time",
+	run(t, ctx, "create: two phases, three at a time",
 		chromedp.SetValue(chromedp.ID("phases"), "50,100"),
-		chromedp.SetValue(chromedp.ID("max-in-flight"), "2"),
+		chromedp.SetValue(chromedp.ID("max-in-flight"), "3"),
 		chromedp.Click(chromedp.ID("create-deployment")),
 		chromedp.WaitVisible(chromedp.ID("deployment-head")),
 		chromedp.WaitVisible(chromedp.CSS("#live.on")),
@@ -150,15 +152,14 @@ func TestBrowserDeployment(t *testing.T) {
 		return chromedp.WaitVisible(chromedp.CSS(`tr[data-member="` + id + `"][data-status="` + status + `"]`))
 	}
 
-	first := updatesOf(t, 2, devs...)
-	var a, b *otaDevice
-	for d := range first {
-		if a == nil || d.ID < a.ID {
-			a, b = d, a
-		} else {
-			b = d
+	first := updatesOf(t, 3, devs...)
+	var ab []*otaDevice // phase 1, by id
+	for _, d := range devs {
+		if _, ok := first[d]; ok {
+			ab = append(ab, d)
 		}
 	}
+	a, b, c := ab[0], ab[1], ab[2]
 	download(t, s, first[a], bundle)
 	a.status(t, first[a], rpcproto.OTADownloading, 30, "")
 	run(t, ctx, a.ID+" downloading 30% shows live",
@@ -166,9 +167,14 @@ func TestBrowserDeployment(t *testing.T) {
 	b.status(t, first[b], rpcproto.OTADownloading, 70, "")
 	run(t, ctx, b.ID+" downloading 70% shows live",
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-member="`+b.ID+`"][data-status="downloading"] progress[value="70"]`)))
+	const why = "verifying: the bundle's sha256 is not the one the release signed"
+	c.status(t, first[c], rpcproto.OTAFailed, 0, why)
+	run(t, ctx, c.ID+"'s failed attempt shows its reason, and it waits to be tried again",
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-member="`+c.ID+`"][data-status="pending"] td.reason`)),
+		chromedp.Poll[chromedp.Void](`document.querySelector('tr[data-member="`+c.ID+`"] td.reason').textContent.includes("attempt 1 failed")`))
 	a.succeed(t, first[a])
 	run(t, ctx, a.ID+" succeeded, the bar moves", member(a.ID, "succeeded"),
-		chromedp.Poll[chromedp.Void](`document.getElementById("progress-label").textContent === "1 of 4 succeeded"`))
+		chromedp.Poll[chromedp.Void](`document.getElementById("progress-label").textContent === "1 of 6 succeeded"`))
 	noReload("progress")
 	shots(t, ctx, dir, "deployment", chromedp.WaitVisible(chromedp.ID("deployment-head")))
 	phoneFits(t, ctx, "the deployment page")
@@ -192,21 +198,33 @@ func TestBrowserDeployment(t *testing.T) {
 	}
 	run(t, ctx, "resume", chromedp.Click(chromedp.ID("resume")), chromedp.WaitVisible(chromedp.ID("pause")),
 		chromedp.WaitVisible(chromedp.CSS("#live.on")), chromedp.Evaluate[chromedp.Void](`window.bosunNoReload = true`))
+	// c is tried again (after its backoff) and succeeds: phase 1 is done.
+	var retry otaUpdate
+	select {
+	case retry = <-c.updates:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s was not tried again", c.ID)
+	}
+	if retry.ID == first[c].ID {
+		t.Fatalf("the second attempt has the first's id %s", retry.ID)
+	}
+	c.succeed(t, retry)
+	run(t, ctx, c.ID+" succeeded on its second attempt", member(c.ID, "succeeded"))
 	var rest []*otaDevice
 	for _, d := range devs {
 		if _, sent := first[d]; !sent {
 			rest = append(rest, d)
 		}
 	}
-	second := updatesOf(t, 2, rest...)
+	second := updatesOf(t, 3, rest...)
 	for d, u := range second {
 		d.succeed(t, u)
 	}
 	run(t, ctx, "it completes, live",
 		chromedp.WaitVisible(chromedp.CSS(`#deployment-state[data-state="completed"]`)),
-		chromedp.Poll[chromedp.Void](`document.getElementById("progress-label").textContent === "4 of 4 succeeded"`))
+		chromedp.Poll[chromedp.Void](`document.getElementById("progress-label").textContent === "6 of 6 succeeded"`))
 	noReload("completion")
-	if d := deploymentList(t, s)[0]; d.State != fleet.DeploymentCompleted || d.Counts[fleet.DevSucceeded] != 4 {
+	if d := deploymentList(t, s)[0]; d.State != fleet.DeploymentCompleted || d.Counts[fleet.DevSucceeded] != 6 {
 		t.Fatalf("deployment %+v", d)
 	}
 	shots(t, ctx, dir, "deployment-completed", chromedp.WaitVisible(chromedp.ID("deployment-head")))
@@ -219,7 +237,7 @@ func TestBrowserDeployment(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`[data-breakdown="hello-worker"]`)),
 	)
 	got := value(t, ctx, "breakdown", chromedp.Text(chromedp.CSS(`[data-breakdown="hello-worker"]`)))
-	if !strings.Contains(got, "2.0.0") || !strings.Contains(got, "4 devices") {
+	if !strings.Contains(got, "2.0.0") || !strings.Contains(got, "6 devices") {
 		t.Fatalf("breakdown %q", got)
 	}
 	phoneFits(t, ctx, "the artifacts page")
