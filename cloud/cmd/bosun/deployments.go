@@ -56,7 +56,7 @@ var versionsCommand = command{name: "versions", synopsis: "NAME [--json]",
 // createFlags are the flags of deployments create.
 type createFlags struct {
 	devices, tag, phases, commitTimeout, notBefore string
-	maxInFlight, threshold, maxAttempts           int
+	maxInFlight, threshold, maxAttempts            int
 }
 
 func cmdDeployments(ctx context.Context, a *app, args []string) error {
