@@ -107,6 +107,13 @@ func newHandler(svc *fleet.Service, logger *slog.Logger, o *options) *handler {
 		{"GET /artifacts/{id}", h.getArtifact},
 		{"DELETE /artifacts/{id}", h.deleteArtifact},
 		{"PUT /artifacts/{id}/metadata", h.setArtifactMetadata},
+		{"GET /deployments", h.listDeployments}, // deployments.go
+		{"POST /deployments", h.createDeployment},
+		{"GET /deployments/{id}", h.getDeployment},
+		{"POST /deployments/{id}/pause", h.deploymentAction(svc.PauseDeployment)},
+		{"POST /deployments/{id}/resume", h.deploymentAction(svc.ResumeDeployment)},
+		{"POST /deployments/{id}/abort", h.deploymentAction(svc.AbortDeployment)},
+		{"GET /ota/versions", h.otaVersions},
 	}
 	for _, rt := range routes {
 		method, path, _ := strings.Cut(rt.pattern, " ")
