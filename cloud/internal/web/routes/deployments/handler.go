@@ -64,7 +64,7 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) error {
 // newForm is the form, its artifact preselected from ?name=&version=.
 func (h *handler) newForm(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	f := Form{MaxInFlight: "", Phases: ""}
+	var f Form
 	if n, v := q.Get("name"), q.Get("version"); n != "" && v != "" {
 		f.Artifact = n + "@" + v
 	}
