@@ -418,6 +418,19 @@ func TestDeploymentRefused(t *testing.T) {
 	if d.Total != 2 {
 		t.Fatalf("at the cap: %d members", d.Total)
 	}
+	// Every other bound, at the bound.
+	d = create(t, s, with(func(p *fleet.DeploymentSpec) {
+		p.MaxInFlight, p.MaxAttempts, p.CommitTimeout, p.FailureThreshold = 10000, 10, 86400, 100
+		p.Phases = []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 100}
+	}))
+	if sp := d.Spec; sp.MaxInFlight != 10000 || sp.MaxAttempts != 10 || sp.CommitTimeout != 86400 || sp.FailureThreshold != 100 || len(sp.Phases) != 10 {
+		t.Fatalf("at the bounds: %+v", sp)
+	}
+	// -1 asks for 0 where 0 means the default.
+	d = create(t, s, with(func(p *fleet.DeploymentSpec) { p.CommitTimeout, p.FailureThreshold = -1, -1 }))
+	if d.Spec.CommitTimeout != 0 || d.Spec.FailureThreshold != 0 {
+		t.Fatalf("-1 for 0: %+v", d.Spec)
+	}
 	// Refusals are audited.
 	rows, err := s.Service().AuditLog(ctx, s.Super, fleet.AuditFilter{Action: "deployment.create", Limit: 500})
 	if err != nil {
