@@ -70,8 +70,8 @@ func TestSplitPhases(t *testing.T) {
 		want   []int // members per phase
 	}{
 		{10, []int{10, 100}, []int{1, 9}},
-		{10, []int{11, 100}, []int{2, 8}},  // ceil(1.1) = 2
-		{10, []int{1, 100}, []int{1, 9}},   // ceil(0.1) = 1
+		{10, []int{11, 100}, []int{2, 8}}, // ceil(1.1) = 2
+		{10, []int{1, 100}, []int{1, 9}},  // ceil(0.1) = 1
 		{3, []int{10, 50, 100}, []int{1, 1, 1}},
 		{1, []int{50, 100}, []int{1, 0}},
 		{10, []int{100}, []int{10}},
