@@ -498,7 +498,7 @@ func (s *Service) ResumeDeployment(ctx context.Context, a Actor, id int64) (Depl
 		}
 		failed := 0
 		for _, c := range counts {
-			if c.Phase == r.Phase && c.Status == DevFailed {
+			if c.Phase == r.Phase && (c.Status == DevFailed || c.Status == DevRolledBack) { // as tickRunning counts
 				failed += c.N
 			}
 		}
