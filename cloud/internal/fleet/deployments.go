@@ -294,15 +294,16 @@ func (s *Service) createDeployment(ctx context.Context, a Actor, org int64, spec
 	}
 	// lead: signed-target check
 	members := slices.Clone(spec.DeviceIDs)
+	elig, err := s.st.Eligibility(ctx, spec.DeviceIDs)
+	if err != nil {
+		return Deployment{}, err
+	}
 	for _, id := range spec.DeviceIDs {
-		dev, err := s.st.GetDevice(ctx, id)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && dev.OrgID != org) {
+		e, ok := elig[id]
+		if !ok || e.OrgID != org {
 			return Deployment{}, invalidf("device %s: no such device in this organisation", id)
 		}
-		if err != nil {
-			return Deployment{}, err
-		}
-		if dev.Status == "decommissioned" || !s.hasAcceptedKey(ctx, id) {
+		if e.Decommissioned || !e.Accepted {
 			return Deployment{}, invalidf("device %s has no accepted key (or is decommissioned): it cannot be updated", id)
 		}
 	}
@@ -337,21 +338,6 @@ func (s *Service) createDeployment(ctx context.Context, a Actor, org int64, spec
 		return Deployment{}, err
 	}
 	return s.loadDeployment(ctx, row)
-}
-
-// hasAcceptedKey reports whether the device has an accepted key set (not
-// only a preauthorised one: it must have connected).
-func (s *Service) hasAcceptedKey(ctx context.Context, id string) bool {
-	ks, err := s.st.ListKeySets(ctx, id)
-	if err != nil {
-		return false
-	}
-	for _, k := range ks {
-		if k.Status == "accepted" {
-			return true
-		}
-	}
-	return false
 }
 
 // loadDeployment adds the counts to a row.
@@ -512,7 +498,7 @@ func (s *Service) ResumeDeployment(ctx context.Context, a Actor, id int64) (Depl
 		}
 		failed := 0
 		for _, c := range counts {
-			if c.Phase == r.Phase && c.Status == DevFailed {
+			if c.Phase == r.Phase && (c.Status == DevFailed || c.Status == DevRolledBack) { // as tickRunning counts
 				failed += c.N
 			}
 		}

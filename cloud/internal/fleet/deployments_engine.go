@@ -391,7 +391,7 @@ func (s *Service) failUpdateCalls(ctx context.Context, d store.Deployment) error
 		return err
 	}
 	for _, mc := range mcs {
-		if s.lostAnswer(mc) && mc.Resends < maxResends {
+		if d.State != DeploymentAborted && s.lostAnswer(mc) && mc.Resends < maxResends {
 			if err := s.resendUpdate(ctx, d, mc.Member); err != nil {
 				return err
 			}
@@ -439,8 +439,8 @@ func (s *Service) lostAnswer(mc store.MemberCall) bool {
 
 // resendUpdate sends a member's current attempt again.
 func (s *Service) resendUpdate(ctx context.Context, d store.Deployment, m store.DeploymentMember) error {
-	if d.ArtifactID == nil || d.State == DeploymentAborted {
-		return nil // the next tick pauses, or the abort handles it
+	if d.ArtifactID == nil {
+		return nil // the next tick pauses
 	}
 	art, err := s.st.ArtifactByID(ctx, *d.ArtifactID)
 	if err != nil {

@@ -67,11 +67,15 @@ type otaDevice struct {
 	aborts  []string
 	current string // id of the latest update
 	resent  int    // updates sent again with the current id
+
+	done chan struct{}  // closed when the test ends: reporting stops
+	wg   sync.WaitGroup // the reporting goroutines
 }
 
 func newOTADevice(t *testing.T, s *cloudtest.Server, id string, do outcome) *otaDevice {
 	t.Helper()
 	o := &otaDevice{t: t, id: id, do: do}
+	o.start()
 	o.connect(s, cloudtest.DeviceOptions{})
 	if err := s.Service().Accept(ctxT(t), s.Super, id); err != nil {
 		t.Fatal(err)
@@ -83,6 +87,16 @@ func newOTADevice(t *testing.T, s *cloudtest.Server, id string, do outcome) *ota
 	}
 	o.reportMethods()
 	return o
+}
+
+// start makes the device's reporting stop, and waits for it, when the
+// test ends.
+func (o *otaDevice) start() {
+	o.done = make(chan struct{})
+	o.t.Cleanup(func() {
+		close(o.done)
+		o.wg.Wait()
+	})
 }
 
 func (o *otaDevice) connect(s *cloudtest.Server, opts cloudtest.DeviceOptions) {
@@ -108,11 +122,11 @@ func (o *otaDevice) connect(s *cloudtest.Server, opts cloudtest.DeviceOptions) {
 		o.mu.Unlock()
 		_, attempt := splitID(p.ID)
 		statuses := o.do(attempt)
-		go func() {
+		o.wg.Go(func() {
 			for _, st := range statuses {
 				o.report(p, st, "")
 			}
-		}()
+		})
 		return rpcproto.OTAUpdateResult{ID: p.ID, Slot: "b", Status: "downloading"}, nil
 	})
 	dev.Handle(rpcproto.MethodOTAAbort, func(ctx context.Context, raw json.RawMessage) (any, error) {
@@ -129,7 +143,7 @@ func (o *otaDevice) connect(s *cloudtest.Server, opts cloudtest.DeviceOptions) {
 		if cur != p.ID {
 			return nil, jsonrpc.NewError(rpcproto.CodeNotFound, "nothing to abort", nil)
 		}
-		go o.report(last, rpcproto.OTAFailed, "aborted: the cloud asked")
+		o.wg.Go(func() { o.report(last, rpcproto.OTAFailed, "aborted: the cloud asked") })
 		return rpcproto.OTAAbortResult{ID: p.ID, Status: rpcproto.OTAFailed}, nil
 	})
 }
@@ -164,9 +178,12 @@ func (o *otaDevice) report(p rpcproto.OTAUpdateParams, status, reason string) {
 		}
 	}
 	// Like the bridge's outbox: sent again until the cloud stores it,
-	// also over the next session.
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
+	// also over the next session, until the test ends (or 15s pass: the
+	// test then fails waiting for what the report would have done).
+	retry := time.NewTicker(20 * time.Millisecond)
+	defer retry.Stop()
+	giveUp := time.After(15 * time.Second)
+	for {
 		o.mu.Lock()
 		dev := o.dev
 		o.mu.Unlock()
@@ -177,9 +194,14 @@ func (o *otaDevice) report(p rpcproto.OTAUpdateParams, status, reason string) {
 		if err == nil && res.Stored {
 			return
 		}
-		time.Sleep(20 * time.Millisecond) // a retry interval, not a synchronisation
+		select {
+		case <-o.done:
+			return
+		case <-giveUp:
+			return
+		case <-retry.C:
+		}
 	}
-	o.t.Errorf("%s: report %+v never stored", o.id, r)
 }
 
 func (o *otaDevice) updateCount() int {
@@ -417,6 +439,19 @@ func TestDeploymentRefused(t *testing.T) {
 	d := create(t, s, with(func(p *fleet.DeploymentSpec) { p.DeviceIDs = []string{"ref-a", "ref-b"} }))
 	if d.Total != 2 {
 		t.Fatalf("at the cap: %d members", d.Total)
+	}
+	// Every other bound, at the bound.
+	d = create(t, s, with(func(p *fleet.DeploymentSpec) {
+		p.MaxInFlight, p.MaxAttempts, p.CommitTimeout, p.FailureThreshold = 10000, 10, 86400, 100
+		p.Phases = []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 100}
+	}))
+	if sp := d.Spec; sp.MaxInFlight != 10000 || sp.MaxAttempts != 10 || sp.CommitTimeout != 86400 || sp.FailureThreshold != 100 || len(sp.Phases) != 10 {
+		t.Fatalf("at the bounds: %+v", sp)
+	}
+	// -1 asks for 0 where 0 means the default.
+	d = create(t, s, with(func(p *fleet.DeploymentSpec) { p.CommitTimeout, p.FailureThreshold = -1, -1 }))
+	if d.Spec.CommitTimeout != 0 || d.Spec.FailureThreshold != 0 {
+		t.Fatalf("-1 for 0: %+v", d.Spec)
 	}
 	// Refusals are audited.
 	rows, err := s.Service().AuditLog(ctx, s.Super, fleet.AuditFilter{Action: "deployment.create", Limit: 500})
@@ -909,6 +944,7 @@ func TestDeploymentTwoReplicas(t *testing.T) {
 			srv = s2
 		}
 		o := &otaDevice{t: t, id: id, do: succeed}
+		o.start()
 		o.connect(srv, cloudtest.DeviceOptions{})
 		if err := s.Service().Accept(ctxT(t), s.Super, id); err != nil {
 			t.Fatal(err)

@@ -246,6 +246,34 @@ func (s *Store) TagDevices(ctx context.Context, org int64, tag string, limit int
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
+// DeviceEligibility is what a deployment needs to know of a named device.
+type DeviceEligibility struct {
+	ID             string
+	OrgID          int64
+	Decommissioned bool
+	Accepted       bool // it has an accepted key set
+}
+
+// Eligibility loads the eligibility of the devices ids that exist.
+func (s *Store) Eligibility(ctx context.Context, ids []string) (map[string]DeviceEligibility, error) {
+	rows, err := s.pool.Query(ctx, `SELECT d.id, d.org_id, d.decommissioned,
+		EXISTS (SELECT 1 FROM device_keys k WHERE k.device_id = d.id AND k.status = 'accepted')
+		FROM devices d WHERE d.id = ANY($1)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (DeviceEligibility, error) {
+		var e DeviceEligibility
+		err := r.Scan(&e.ID, &e.OrgID, &e.Decommissioned, &e.Accepted)
+		return e, err
+	})
+	out := make(map[string]DeviceEligibility, len(list))
+	for _, e := range list {
+		out[e.ID] = e
+	}
+	return out, err
+}
+
 // SplitPhases assigns every member its phase again (while the deployment
 // has not started).
 func (s *Store) SplitPhases(ctx context.Context, id int64, phases []int) error {
