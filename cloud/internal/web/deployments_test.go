@@ -308,3 +308,27 @@ func TestDeploymentEventsStream(t *testing.T) {
 		}
 	}
 }
+
+// TestDeploymentPausedByThreshold: a phase whose final failures pass the
+// threshold pauses the deployment by itself; the page says why, shows the
+// device's reason and offers Resume.
+func TestDeploymentPausedByThreshold(t *testing.T) {
+	s := cloudtest.NewServer(t)
+	anArtifact(t, s, "app", "1.0.0", []byte("bundle"))
+	d1 := newOTADevice(t, s, "pi-1")
+	d, err := s.Service().CreateDeployment(context.Background(), s.Super, fleet.DeploymentSpec{Name: "app", Version: "1.0.0",
+		DeviceIDs: []string{"pi-1"}, MaxAttempts: 1, FailureThreshold: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := d1.nextUpdate(t)
+	d1.status(t, u, rpcproto.OTAFailed, 0, "unpacking: an entry escapes the slot")
+	b := loggedIn(t, s, "op@example.com", fleet.RoleOperator, "")
+	page := fmt.Sprintf("/deployments/%d", d.ID)
+	cloudtest.Eventually(t, 10*time.Second, func() bool {
+		return strings.Contains(b.get(page).Body, `data-state="paused"`)
+	}, "the deployment pauses itself")
+	r := b.get(page)
+	mustContain(t, r, `id="reason"`, "threshold", "over the threshold", "unpacking: an entry escapes the slot", `id="resume"`,
+		"phase 1: 1 of 1 failed (threshold 0%)")
+}
