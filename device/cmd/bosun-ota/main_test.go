@@ -6,8 +6,6 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,6 +23,7 @@ import (
 	"github.com/bosunhq/bosun/device/internal/bridge"
 	"github.com/bosunhq/bosun/device/worker"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
+	"github.com/bosunhq/bosun/pkg/release"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 	"github.com/nats-io/nats.go"
 )
@@ -148,6 +147,46 @@ func outboxStatuses(tb testing.TB, dataDir string) []rpcproto.OTAStatusParams {
 	return out
 }
 
+// releaseRepo makes a real release repository (pkg/release: operator keys,
+// the cloud's online keys) with the bundles signed as hello VERSION, and
+// returns its 1.root.json and a directory of the metadata a device
+// fetches.
+func releaseRepo(t *testing.T, bundles map[string][]byte) ([]byte, string) {
+	t.Helper()
+	dir := t.TempDir()
+	online, err := release.OpenOnline(filepath.Join(dir, "online"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := filepath.Join(dir, "operator")
+	if err := release.InitRepo(op, online.Keys()); err != nil {
+		t.Fatal(err)
+	}
+	for v, body := range bundles {
+		f := filepath.Join(dir, v+".tar.gz")
+		os.WriteFile(f, body, 0o600)
+		if _, err := release.SignTarget(op, "hello", v, f, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, _ := os.ReadFile(filepath.Join(op, "1.root.json"))
+	targets, _ := os.ReadFile(filepath.Join(op, "targets.json"))
+	repo, err := online.Accept(release.Repo{}, root, targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := repo.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := filepath.Join(dir, "metadata")
+	os.Mkdir(meta, 0o700)
+	for name, b := range files {
+		os.WriteFile(filepath.Join(meta, name), b, 0o600)
+	}
+	return root, meta
+}
+
 func lastStatus(rs []rpcproto.OTAStatusParams) string {
 	if len(rs) == 0 {
 		return ""
@@ -174,13 +213,9 @@ func TestWorkerThroughBridge(t *testing.T) {
 		http.ServeContent(w, r, "b.tar.gz", time.Time{}, bytes.NewReader(body))
 	}))
 	defer srv.Close()
-	trusted := filepath.Join(t.TempDir(), "trusted")
-	var lines []string
-	for v, body := range map[string][]byte{"2.0.0": v2, "3.0.0": v3} {
-		s := sha256.Sum256(body)
-		lines = append(lines, fmt.Sprintf("hello/%s %s %d", v, hex.EncodeToString(s[:]), len(body)))
-	}
-	os.WriteFile(trusted, []byte(strings.Join(lines, "\n")), 0o600)
+	root, metaDir := releaseRepo(t, map[string][]byte{"2.0.0": v2, "3.0.0": v3})
+	rootFile := filepath.Join(t.TempDir(), "root.json")
+	os.WriteFile(rootFile, root, 0o600)
 	hookLog := filepath.Join(t.TempDir(), "hook.log")
 	hook := filepath.Join(t.TempDir(), "hook.sh")
 	os.WriteFile(hook, []byte("#!/bin/sh\necho \"$BOSUN_OTA_REASON $BOSUN_OTA_SLOT $1\" >> "+hookLog+"\n"), 0o755)
@@ -188,7 +223,7 @@ func TestWorkerThroughBridge(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, Config{DataDir: dataDir, Hook: hook, HookTimeout: 10 * time.Second, TrustedHashes: trusted}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		done <- run(ctx, Config{DataDir: dataDir, Hook: hook, HookTimeout: 10 * time.Second, ReleaseRoot: rootFile, ReleaseMetadata: metaDir}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}()
 	defer func() {
 		cancel()
