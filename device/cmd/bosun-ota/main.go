@@ -33,17 +33,17 @@ import (
 
 // Config is everything bosun-ota is told.
 type Config struct {
-	DataDir       string
-	NATSURL       string
-	NATSToken     string
-	Hook          string
-	HookTimeout   time.Duration
+	DataDir     string
+	NATSURL     string
+	NATSToken   string
+	Hook        string
+	HookTimeout time.Duration
 	// ReleaseRoot is the pinned root.json updates are verified against;
 	// ReleaseMetadata, when set, a directory to read the release
 	// metadata from instead of asking the cloud.
 	ReleaseRoot     string
 	ReleaseMetadata string
-	LogLevel      slog.Level
+	LogLevel        slog.Level
 }
 
 func loadConfig(args []string, getenv func(string) string) (Config, error) {
