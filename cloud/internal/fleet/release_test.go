@@ -12,6 +12,7 @@ import (
 
 	"github.com/bosunhq/bosun/cloud/internal/cloudtest"
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
+	"github.com/bosunhq/bosun/cloud/internal/server"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
 	"github.com/bosunhq/bosun/pkg/release"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
@@ -170,5 +171,51 @@ func TestReleaseUploadAndDeviceFetch(t *testing.T) {
 	repo.Sign(t, "hello", "3.0.0", []byte("not the uploaded bytes"))
 	if _, err := s.Service().SignedTarget(ctx, wrong); !errors.Is(err, fleet.ErrConflict) || !strings.Contains(fleet.PublicText(err), "signed with other bytes") {
 		t.Fatalf("SignedTarget of other bytes: %v", err)
+	}
+}
+
+// TestReleaseRefreshKeepsDevicesFresh: the cloud re-signs the timestamp
+// (and snapshot) before it expires, so a device verifies long after the
+// first timestamp's lifetime; without the refresh it would call the
+// repository frozen.
+func TestReleaseRefreshKeepsDevicesFresh(t *testing.T) {
+	s := cloudtest.NewServer(t, cloudtest.WithConfig(func(c *server.Config) {
+		c.ReleaseOptions = &release.OnlineOptions{TimestampExpiry: 2 * time.Second, SnapshotExpiry: 4 * time.Second}
+		c.ReleaseRefresh = 100 * time.Millisecond
+	}))
+	ctx := ctxT(t)
+	admin := s.Actor(t, "admin@fresh", fleet.RoleAdmin, "")
+	repo := cloudtest.InitRelease(t, s, admin)
+	repo.Sign(t, "hello", "2.0.0", []byte("hello 2.0.0"))
+	first, err := s.Service().Release(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := cloudtest.MustConnect(t, s, "dev-fresh", cloudtest.DeviceOptions{})
+	if err := s.Service().Accept(ctx, s.Super, "dev-fresh"); err != nil {
+		t.Fatal(err)
+	}
+	<-d.Accepted()
+	v, err := release.NewVerifier(repo.Root(t), sessionFetcher{d}, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Past the first timestamp's and snapshot's expiry.
+	for time.Now().Before(first.SnapshotExpires.Add(500 * time.Millisecond)) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := v.Target(ctx, "hello", "2.0.0"); err != nil {
+		t.Fatalf("after the first metadata expired: %v", err)
+	}
+	now, err := s.Service().Release(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now.TimestampVersion <= first.TimestampVersion || now.SnapshotVersion <= first.SnapshotVersion || !now.TimestampExpires.After(time.Now()) {
+		t.Fatalf("not refreshed: timestamp v%d→v%d (expires %s), snapshot v%d→v%d", first.TimestampVersion, now.TimestampVersion,
+			now.TimestampExpires, first.SnapshotVersion, now.SnapshotVersion)
+	}
+	if now.TargetsVersion != first.TargetsVersion {
+		t.Fatalf("the refresh changed targets: v%d→v%d", first.TargetsVersion, now.TargetsVersion)
 	}
 }

@@ -81,6 +81,11 @@ type Config struct {
 	// system). Empty means no artifacts are stored and no release
 	// metadata signed: uploads are refused.
 	DataDir string
+	// ReleaseOptions and ReleaseRefresh tune the signing of release
+	// metadata (fleet.Options.ReleaseRefresh); nil and zero mean the
+	// defaults. Tests shorten them.
+	ReleaseOptions *release.OnlineOptions
+	ReleaseRefresh time.Duration
 	// MaxArtifactSize bounds one artifact upload in bytes. Defaults to
 	// artifacts.DefaultMaxSize (1 GiB).
 	MaxArtifactSize int64
@@ -188,7 +193,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		}
 		// The online release keys: made by the first replica, shared
 		// with the others through the data directory.
-		if online, err = release.OpenOnline(filepath.Join(cfg.DataDir, "release"), nil); err != nil {
+		if online, err = release.OpenOnline(filepath.Join(cfg.DataDir, "release"), cfg.ReleaseOptions); err != nil {
 			return nil, fmt.Errorf("release keys: %w", err)
 		}
 	}
@@ -199,7 +204,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		Logger: logger, MaxPendingPerOrg: cfg.MaxPendingPerOrg, MaxPendingPerAddr: cfg.MaxPendingPerAddr,
 		MaxPendingDevices: cfg.MaxPendingDevices, MaxNewPendingPerAddr: cfg.MaxNewPendingPerAddr,
 		MaxPendingKeys: cfg.MaxPendingKeys, PendingTTL: cfg.PendingTTL, SweepInterval: cfg.SweepInterval,
-		Artifacts: disk, DownloadTokenTTL: cfg.DownloadTokenTTL, PublicURL: cfg.PublicURL, Release: online}); err != nil {
+		Artifacts: disk, DownloadTokenTTL: cfg.DownloadTokenTTL, PublicURL: cfg.PublicURL, Release: online, ReleaseRefresh: cfg.ReleaseRefresh}); err != nil {
 		return nil, err
 	}
 	if err = s.svc.Start(ctx); err != nil {
