@@ -6,11 +6,21 @@ import "time"
 // device/internal/ota) and of the ota.status report it sends. The method
 // names are in rpcproto.go.
 
+// MethodOTAAbort stops the update of an id (cloud → device): the job in
+// progress fails ("aborted: ..."), a slot awaiting its commit reverts.
+const MethodOTAAbort = "ota.abort"
+
 // OTAUpdateParams are the params of ota.update. Target is NAME/VERSION
 // (the TUF target NAME/VERSION/bundle.tar.gz); URL is where to download
 // the bundle; CommitTimeout is how many seconds the new version has to
-// call ota.commit (0: committed as soon as it is switched to).
+// call ota.commit (0: committed as soon as it is switched to). ID, when
+// set (1 to 64 of A-Z, a-z, 0-9, '.', '_', '-'), is the update's id
+// instead of a random one: the cloud's deployments send
+// dep-<deployment>-<attempt>, and an ota.update naming the id of the
+// update in progress (or awaiting its commit) answers its state instead
+// of starting another.
 type OTAUpdateParams struct {
+	ID            string `json:"id,omitempty"`
 	Target        string `json:"target"`
 	URL           string `json:"url"`
 	CommitTimeout int    `json:"commit_timeout"`
@@ -21,6 +31,19 @@ type OTAUpdateParams struct {
 type OTAUpdateResult struct {
 	ID     string `json:"id"`
 	Slot   string `json:"slot"`
+	Status string `json:"status"`
+}
+
+// OTAAbortParams are the params of ota.abort: the id of the update to stop.
+type OTAAbortParams struct {
+	ID string `json:"id"`
+}
+
+// OTAAbortResult answers ota.abort: what the device did (failed: the job
+// in progress was stopped; rolled_back: the slot awaiting its commit was
+// reverted).
+type OTAAbortResult struct {
+	ID     string `json:"id"`
 	Status string `json:"status"`
 }
 

@@ -105,7 +105,9 @@ func init() {
 		{name: "tokens", synopsis: "[list | create NAME | revoke ID] [--json]", summary: "list, create or revoke API tokens",
 			args: []arg{{"list", "list the tokens (the default)"}, {"create NAME", "create a token called NAME and print its secret, once"},
 				{"revoke ID", "revoke the token with this number, as `bosun tokens` lists it"}}, run: cmdTokens},
-		artifactsCommand, // artifacts.go
+		artifactsCommand,   // artifacts.go
+		deploymentsCommand, // deployments.go
+		versionsCommand,
 		releaseCommand,
 		{name: "help", synopsis: "[COMMAND]", summary: "show this help, or a command's", args: []arg{{"COMMAND", "show this command's help, as `bosun COMMAND -h` does"}}},
 	}

@@ -109,6 +109,13 @@ func newHandler(svc *fleet.Service, logger *slog.Logger, o *options) *handler {
 		{"PUT /artifacts/{id}/metadata", h.setArtifactMetadata},
 		{"GET /release", h.getRelease}, // release.go
 		{"PUT /release", h.putRelease},
+		{"GET /deployments", h.listDeployments}, // deployments.go
+		{"POST /deployments", h.createDeployment},
+		{"GET /deployments/{id}", h.getDeployment},
+		{"POST /deployments/{id}/pause", h.deploymentAction(svc.PauseDeployment)},
+		{"POST /deployments/{id}/resume", h.deploymentAction(svc.ResumeDeployment)},
+		{"POST /deployments/{id}/abort", h.deploymentAction(svc.AbortDeployment)},
+		{"GET /ota/versions", h.otaVersions},
 	}
 	for _, rt := range routes {
 		method, path, _ := strings.Cut(rt.pattern, " ")

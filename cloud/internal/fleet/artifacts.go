@@ -298,11 +298,17 @@ func tokenMAC(key, payload []byte) []byte {
 // DownloadToken makes a token for deviceID to download art, valid for
 // Options.DownloadTokenTTL from now.
 func (s *Service) DownloadToken(ctx context.Context, deviceID string, art Artifact) (string, time.Time, error) {
+	return s.downloadTokenUntil(ctx, deviceID, art, time.Now().Add(s.opts.DownloadTokenTTL))
+}
+
+// downloadTokenUntil makes a token valid until exp (a deployment's, which
+// lives as long as its queued call may wait; see sendUpdate).
+func (s *Service) downloadTokenUntil(ctx context.Context, deviceID string, art Artifact, exp time.Time) (string, time.Time, error) {
 	key, err := s.downloadKey(ctx)
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	exp := time.Now().Add(s.opts.DownloadTokenTTL).Truncate(time.Second)
+	exp = exp.Truncate(time.Second)
 	p := make([]byte, tokenFixed, tokenFixed+len(deviceID)+tokenMACLen)
 	p[0] = tokenVersion
 	binary.BigEndian.PutUint64(p[1:], uint64(art.ID))

@@ -87,6 +87,7 @@ func (s *Service) otaStatus(ctx context.Context, p rpcproto.OTAStatusParams) (OT
 	}
 	if fresh {
 		s.publish(Event{Type: EventOTAStatus, OrgID: dev.OrgID, DeviceID: dev.ID, Data: mustJSON(p)})
+		s.deploymentReport(ctx, r) // deployments_engine.go
 	}
 	return OTAStatusResult{Stored: true, Duplicate: !fresh}, nil
 }

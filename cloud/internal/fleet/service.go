@@ -82,6 +82,9 @@ type Options struct {
 	// ReleaseRefresh is how often snapshots and timestamps near their
 	// expiry are re-signed. Defaults to DefaultReleaseRefresh (10m).
 	ReleaseRefresh time.Duration
+	// Deployments tune the deployments engine; the zero value means
+	// every default (see DeploymentOptions).
+	Deployments DeploymentOptions
 }
 
 // Service is the coordinator. Create it with New, start its sweeper with
@@ -110,6 +113,8 @@ type Service struct {
 
 	dlKeyMu sync.Mutex // guards dlKey
 	dlKey   []byte     // the download token key, once loaded
+
+	depWake chan struct{} // wakes the deployments engine; buffered 1
 }
 
 // New checks the options and loads the default organisation.
@@ -156,6 +161,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if opts.DownloadTokenTTL <= 0 {
 		opts.DownloadTokenTTL = DefaultDownloadTokenTTL
 	}
+	opts.Deployments.defaults()
 	if opts.DefaultOrg == "" {
 		opts.DefaultOrg = "default"
 	}
@@ -164,7 +170,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		return nil, fmt.Errorf("loading default organisation %q: %w", opts.DefaultOrg, err)
 	}
 	s := &Service{st: opts.Store, nc: opts.NATS, log: opts.Logger, opts: opts, defOrg: org.ID, lost: make(chan error, 1),
-		throttled: newAuditOnce(throttledAuditEvery, 4096)}
+		throttled: newAuditOnce(throttledAuditEvery, 4096), depWake: make(chan struct{}, 1)}
 	s.stopCtx, s.stop = context.WithCancel(context.Background())
 	s.subCtx, s.subStop = context.WithCancel(s.stopCtx)
 	return s, nil
@@ -200,7 +206,7 @@ func (s *Service) Ready(ctx context.Context) error {
 // Start takes this replica's name, marks offline the devices a previous
 // run of the same name left online, ends the sessions of replicas that
 // stopped heart-beating, and starts the heartbeat (every second, with the
-// janitor) and the sweeper. A name held by another live process is
+// janitor), the sweeper and the deployments engine. A name held by another live process is
 // ErrReplicaTaken.
 //
 // Why a replica holds its name: the previous run of a name is dead once
@@ -232,6 +238,7 @@ func (s *Service) Start(ctx context.Context) error {
 	s.goOwned(s.heartbeatLoop)
 	s.goOwned(s.sweepLoop)
 	s.goOwned(s.releaseLoop)
+	s.goOwned(s.deploymentLoop)
 	return nil
 }
 

@@ -92,6 +92,9 @@ type Config struct {
 	// DownloadTokenTTL is how long a device's artifact download token is
 	// valid. Defaults to fleet.DefaultDownloadTokenTTL (15m).
 	DownloadTokenTTL time.Duration
+	// Deployments tune the OTA deployments engine (fleet.DeploymentOptions;
+	// the zero value means its defaults).
+	Deployments fleet.DeploymentOptions
 	// Hub tunes the device hub (Service, Key and Logger are filled in).
 	// nil means the defaults.
 	Hub func(*hub.Options)
@@ -204,7 +207,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		Logger: logger, MaxPendingPerOrg: cfg.MaxPendingPerOrg, MaxPendingPerAddr: cfg.MaxPendingPerAddr,
 		MaxPendingDevices: cfg.MaxPendingDevices, MaxNewPendingPerAddr: cfg.MaxNewPendingPerAddr,
 		MaxPendingKeys: cfg.MaxPendingKeys, PendingTTL: cfg.PendingTTL, SweepInterval: cfg.SweepInterval,
-		Artifacts: disk, DownloadTokenTTL: cfg.DownloadTokenTTL, PublicURL: cfg.PublicURL, Release: online, ReleaseRefresh: cfg.ReleaseRefresh}); err != nil {
+		Artifacts: disk, DownloadTokenTTL: cfg.DownloadTokenTTL, PublicURL: cfg.PublicURL, Release: online, ReleaseRefresh: cfg.ReleaseRefresh,
+		Deployments: cfg.Deployments}); err != nil {
 		return nil, err
 	}
 	if err = s.svc.Start(ctx); err != nil {

@@ -23,6 +23,7 @@ func (m *Manager) Register(w Registrar) {
 	w.Handle(rpcproto.MethodOTARevert, "Go back to the revert slot", worker.Func(m.handleRevert))
 	w.Handle(rpcproto.MethodOTACreateSnap, "Copy the active slot into the other one (set_as_revert, commit_timeout)", worker.Func(m.handleSnapshot))
 	w.Handle(rpcproto.MethodOTAGetBootState, "Active slot, committed or not, revert slot, seconds left to commit", worker.Func(m.handleGetBootState))
+	w.Handle(rpcproto.MethodOTAAbort, "Stop the update of an id: in progress it fails, awaiting its commit it reverts (id)", worker.Func(m.handleAbort))
 	w.Handle(rpcproto.MethodOTASetBootState, "Choose the active and revert slot (active_slot, is_committed, revert_slot, commit_timeout)", worker.Func(m.handleSetBootState))
 }
 
@@ -37,12 +38,19 @@ func rpcError(err error) error {
 		return &jsonrpc.Error{Code: rpcproto.CodeBusy, Message: "busy: " + err.Error()}
 	case errors.Is(err, ErrNotCommitted), errors.Is(err, ErrNothingToRevert):
 		return &jsonrpc.Error{Code: rpcproto.CodeConflict, Message: "conflict: " + err.Error()}
+	case errors.Is(err, ErrNothingToAbort):
+		return &jsonrpc.Error{Code: rpcproto.CodeNotFound, Message: err.Error()}
 	}
 	return err
 }
 
 func (m *Manager) handleUpdate(_ context.Context, p rpcproto.OTAUpdateParams) (rpcproto.OTAUpdateResult, error) {
 	r, err := m.Update(p)
+	return r, rpcError(err)
+}
+
+func (m *Manager) handleAbort(_ context.Context, p rpcproto.OTAAbortParams) (rpcproto.OTAAbortResult, error) {
+	r, err := m.Abort(p.ID)
 	return r, rpcError(err)
 }
 

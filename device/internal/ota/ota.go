@@ -37,6 +37,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bosunhq/bosun/pkg/keys"
@@ -140,14 +141,20 @@ type Manager struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex // guards the following; held while the state changes (hooks included)
-	st      state
-	running bool // a job goroutine is running
-	timer   *time.Timer
-	closed  bool
+	mu        sync.Mutex // guards the following; held while the state changes (hooks included)
+	st        state
+	running   bool                    // a job goroutine is running
+	jobCancel context.CancelCauseFunc // stops the running job (ota.abort)
+	timer     *time.Timer
+	closed    bool
 	// transferred sums the bytes downloaded (tests, logs).
 	transferred int64
+
+	jobStatus atomic.Pointer[jobStatus] // the latest status reported of the running job
 }
+
+// jobStatus is the latest status reported of a job in progress.
+type jobStatus struct{ id, status string }
 
 // New opens (or initialises) the slots in cfg.Dir and recovers: an
 // uncommitted slot past its deadline is reverted now, one before its
@@ -292,8 +299,22 @@ func (m *Manager) commitLocked(st state) error {
 }
 
 // report spools an ota.status report. A report that cannot be spooled is
-// logged: the state change it describes has happened already.
+// logged: the state change it describes has happened already. A final
+// report (succeeded, failed, rolled_back) is always made with m.mu held
+// (the state change it reports has just been written) and records the
+// outcome as state.Last; the others are recorded as the running job's
+// status (ota.update sent again answers it).
 func (m *Manager) report(j job, status, reason string, percent *int) {
+	switch status {
+	case rpcproto.OTASucceeded, rpcproto.OTAFailed, rpcproto.OTARolledBack:
+		st := m.st.clone()
+		st.Last = &lastUpdate{ID: j.ID, Target: j.Target, Status: status}
+		if err := m.commitLocked(st); err != nil {
+			m.log.Error("recording the outcome of an update", "id", j.ID, "err", err)
+		}
+	default:
+		m.jobStatus.Store(&jobStatus{id: j.ID, status: status})
+	}
 	p := rpcproto.OTAStatusParams{ID: j.ID, Target: j.Target, Status: status, Reason: reason, Percent: percent, Slot: j.Slot, At: m.cfg.Now().UTC()}
 	seq, err := m.spool.add(p)
 	if err != nil {
@@ -428,17 +449,27 @@ func (m *Manager) Update(p rpcproto.OTAUpdateParams) (rpcproto.OTAUpdateResult, 
 	if p.CommitTimeout < 0 || p.CommitTimeout > MaxCommitTimeout {
 		return rpcproto.OTAUpdateResult{}, invalidf("commit_timeout must be 0..%d seconds, got %d", MaxCommitTimeout, p.CommitTimeout)
 	}
+	if p.ID != "" && !idRe.MatchString(p.ID) {
+		return rpcproto.OTAUpdateResult{}, invalidf("id must be 1 to 64 of A-Z, a-z, 0-9, '.', '_', '-', got %.80q", p.ID)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.st.Job != nil && m.st.Job.Phase == "" {
+	if r, ok := m.sameUpdateLocked(p.ID); ok {
+		return r, nil
+	}
+	if (m.st.Job != nil && m.st.Job.Phase == "") || m.running {
 		return rpcproto.OTAUpdateResult{}, ErrBusy
 	}
 	if !m.st.Committed {
 		return rpcproto.OTAUpdateResult{}, ErrNotCommitted
 	}
-	var idb [8]byte
-	rand.Read(idb[:])
-	j := job{ID: hex.EncodeToString(idb[:]), Target: p.Target, URL: p.URL, CommitTimeout: p.CommitTimeout,
+	id := p.ID
+	if id == "" {
+		var idb [8]byte
+		rand.Read(idb[:])
+		id = hex.EncodeToString(idb[:])
+	}
+	j := job{ID: id, Target: p.Target, URL: p.URL, CommitTimeout: p.CommitTimeout,
 		Slot: otherSlot(m.st.Active), From: m.st.Active, StartedAt: m.cfg.Now().UTC()}
 	st := m.st.clone()
 	st.Job = &j
@@ -460,13 +491,23 @@ func (m *Manager) startJobLocked(j job) {
 		return
 	}
 	m.running = true
+	jctx, cancel := context.WithCancelCause(m.ctx)
+	m.jobCancel = cancel
 	m.wg.Go(func() {
-		err := m.runJob(m.ctx, j)
+		err := m.runJob(jctx, j)
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		m.running = false
+		m.jobCancel = nil
+		cancel(nil)
 		if err == nil || m.ctx.Err() != nil {
 			return // done, or stopped by Close: the next New takes it up
+		}
+		if errors.Is(context.Cause(jctx), errAborted) {
+			// ota.abort: the slot and the partial download go.
+			err = errAborted
+			os.Remove(filepath.Join(m.cfg.Dir, "download", j.Slot+".partial"))
+			os.Remove(filepath.Join(m.cfg.Dir, "download", j.Slot+".partial.meta"))
 		}
 		m.log.Error("update failed", "id", j.ID, "target", j.Target, "err", err)
 		st := m.st.clone()
@@ -589,6 +630,12 @@ func (m *Manager) runJob(ctx context.Context, j job) error {
 	defer m.mu.Unlock()
 	if m.closed {
 		return context.Canceled
+	}
+	if ctx.Err() != nil {
+		// Aborted while unpacking: checked under the lock, so an
+		// ota.abort that answered "failed" never sees the switch.
+		os.RemoveAll(tmp)
+		return context.Cause(ctx)
 	}
 	slot := m.slotDir(j.Slot)
 	old := filepath.Join(m.cfg.Dir, "slots", "."+j.Slot+".old")

@@ -68,6 +68,17 @@ type state struct {
 	Deadline  time.Time            `json:"commit_deadline,omitzero"`
 	Slots     map[string]*slotInfo `json:"slots"`
 	Job       *job                 `json:"job,omitempty"`
+	// Last is the outcome of the latest update that ended, so that an
+	// ota.update sent again with its id (the cloud lost the answer) is
+	// answered with it instead of starting the update again.
+	Last *lastUpdate `json:"last_update,omitempty"`
+}
+
+// lastUpdate is how an update ended.
+type lastUpdate struct {
+	ID     string `json:"id"`
+	Target string `json:"target"`
+	Status string `json:"status"` // succeeded, failed or rolled_back
 }
 
 func (s *state) clone() state {
@@ -80,6 +91,10 @@ func (s *state) clone() state {
 	if s.Job != nil {
 		j := *s.Job
 		c.Job = &j
+	}
+	if s.Last != nil {
+		l := *s.Last
+		c.Last = &l
 	}
 	return c
 }
