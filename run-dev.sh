@@ -214,7 +214,8 @@ up() {
     printf '#!/bin/sh\n# the factory hello-worker (./run-dev.sh)\nexec "$(dirname "$0")/bin/hello-worker"\n' >"$ota/slots/a/run"
     chmod 755 "$ota/slots/a/run"
   fi
-  start ota "$LOGS/ota.log" env BOSUN_DATA_DIR="$DEV/$DEVICE_ID" BOSUN_OTA_HOOK="$HOOK" "$BIN/bosun-ota"
+  start ota "$LOGS/ota.log" env BOSUN_DATA_DIR="$DEV/$DEVICE_ID" BOSUN_OTA_HOOK="$HOOK" \
+    BOSUN_CLOUD_URL="ws://$LISTEN/v1/device" "$BIN/bosun-ota"
   wait_for "the OTA worker" 30 test -L "$ota/current"
   if [[ -s "$ota/app.pid" ]] && alive "$(cat "$ota/app.pid")"; then
     say "hello-worker already running from its OTA slot (pid $(cat "$ota/app.pid"))"

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -43,7 +44,10 @@ type Config struct {
 	// metadata from instead of asking the cloud.
 	ReleaseRoot     string
 	ReleaseMetadata string
-	LogLevel        slog.Level
+	// BaseURL is where a download URL of a path alone points: the
+	// http(s) form of the bridge's cloud URL (BOSUN_CLOUD_URL).
+	BaseURL  *url.URL
+	LogLevel slog.Level
 }
 
 func loadConfig(args []string, getenv func(string) string) (Config, error) {
@@ -55,7 +59,7 @@ func loadConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	fs := flag.NewFlagSet("bosun-ota", flag.ContinueOnError)
 	var c Config
-	var level, hookTimeout string
+	var level, hookTimeout, cloudURL string
 	fs.StringVar(&c.DataDir, "data-dir", or("BOSUN_DATA_DIR", worker.DefaultDataDir), "the bridge's data directory; slots live in <data-dir>/ota (env BOSUN_DATA_DIR)")
 	fs.StringVar(&c.NATSURL, "nats-url", getenv("BOSUN_NATS_URL"), "device-local NATS (env BOSUN_NATS_URL; default: <data-dir>/nats.url)")
 	fs.StringVar(&c.NATSToken, "nats-token", getenv("BOSUN_NATS_TOKEN"), "NATS token (env BOSUN_NATS_TOKEN; default: <data-dir>/nats.token)")
@@ -63,6 +67,7 @@ func loadConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&hookTimeout, "hook-timeout", or("BOSUN_OTA_HOOK_TIMEOUT", "60s"), "how long the hook may run (env BOSUN_OTA_HOOK_TIMEOUT)")
 	fs.StringVar(&c.ReleaseRoot, "release-root", getenv("BOSUN_OTA_RELEASE_ROOT"), "the pinned release root (the organisation's 1.root.json) every update is verified against (env BOSUN_OTA_RELEASE_ROOT; default: <data-dir>/release-root.json)")
 	fs.StringVar(&c.ReleaseMetadata, "release-metadata", getenv("BOSUN_OTA_RELEASE_METADATA"), "read the release metadata (timestamp.json, snapshot.json, targets.json, N.root.json) from this directory instead of the cloud, e.g. for installs from a USB stick (env BOSUN_OTA_RELEASE_METADATA)")
+	fs.StringVar(&cloudURL, "cloud-url", getenv("BOSUN_CLOUD_URL"), "the bridge's cloud URL (ws(s)://host/v1/device): a download URL of a path alone is fetched from its host (env BOSUN_CLOUD_URL; the bridge's)")
 	fs.StringVar(&level, "log-level", or("BOSUN_LOG_LEVEL", "info"), "debug, info, warn or error (env BOSUN_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -78,6 +83,13 @@ func loadConfig(args []string, getenv func(string) string) (Config, error) {
 		return c, fmt.Errorf("hook timeout %q: must be a positive duration", hookTimeout)
 	}
 	c.HookTimeout = d
+	if cloudURL != "" {
+		u, err := url.Parse(cloudURL)
+		if err != nil || u.Host == "" || (u.Scheme != "ws" && u.Scheme != "wss" && u.Scheme != "http" && u.Scheme != "https") {
+			return c, fmt.Errorf("cloud URL %q: want ws(s)://host/... as the bridge's", cloudURL)
+		}
+		c.BaseURL = &url.URL{Scheme: map[string]string{"ws": "http", "wss": "https", "http": "http", "https": "https"}[u.Scheme], Host: u.Host}
+	}
 	if c.DataDir == "" {
 		return c, errors.New("data dir: set BOSUN_DATA_DIR or --data-dir")
 	}
@@ -132,6 +144,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Dir:         filepath.Join(cfg.DataDir, "ota"),
 		Verifier:    v,
 		Hook:        cfg.Hook,
+		BaseURL:     cfg.BaseURL,
 		HookTimeout: cfg.HookTimeout,
 		Send: func(ctx context.Context, p rpcproto.OTAStatusParams) error {
 			return worker.Call(ctx, nc, rpcproto.MethodOTAStatus, p, nil)

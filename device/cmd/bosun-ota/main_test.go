@@ -46,6 +46,8 @@ func TestLoadConfig(t *testing.T) {
 		{name: "hook missing", args: []string{"--hook", filepath.Join(dir, "none")}, wantErr: "not an executable file"},
 		{name: "bad hook timeout", args: []string{"--hook-timeout", "-1s"}, wantErr: "positive duration"},
 		{name: "stray argument", args: []string{"x"}, wantErr: "unexpected arguments"},
+		{name: "cloud url", env: map[string]string{"BOSUN_CLOUD_URL": "wss://cloud.example:8443/v1/device"}},
+		{name: "bad cloud url", args: []string{"--cloud-url", "ftp://x"}, wantErr: "want ws(s)://host"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,8 +55,12 @@ func TestLoadConfig(t *testing.T) {
 			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Fatalf("err %v, want %q", err, tt.wantErr)
 			}
-			if tt.name == "defaults" && (c.DataDir != worker.DefaultDataDir || c.HookTimeout != time.Minute) {
+			if tt.name == "defaults" && (c.DataDir != worker.DefaultDataDir || c.HookTimeout != time.Minute || c.BaseURL != nil ||
+				c.ReleaseRoot != filepath.Join(worker.DefaultDataDir, "release-root.json")) {
 				t.Fatalf("%+v", c)
+			}
+			if tt.name == "cloud url" && (c.BaseURL == nil || c.BaseURL.String() != "https://cloud.example:8443") {
+				t.Fatalf("base URL %v", c.BaseURL)
 			}
 		})
 	}
