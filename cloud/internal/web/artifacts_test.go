@@ -13,10 +13,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bosunhq/bosun/cloud/internal/cloudtest"
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
 	"github.com/bosunhq/bosun/cloud/internal/server"
+	"github.com/bosunhq/bosun/pkg/release"
 )
 
 // upload is one field of an upload form, in order; file fields have a
@@ -66,12 +68,13 @@ func artifactServer(t *testing.T, max int64) (*cloudtest.Server, string) {
 	return s, dir
 }
 
-// storedFiles counts the files under the artifact store (blobs and
-// temporary files alike).
+// storedFiles counts the files of the artifact store under the data
+// directory (blobs and temporary files alike; the release's online keys
+// live beside it).
 func storedFiles(t *testing.T, dir string) int {
 	t.Helper()
 	n := 0
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	filepath.WalkDir(filepath.Join(dir, "artifacts"), func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
 			n++
 		}
@@ -260,4 +263,82 @@ func TestArtifactsDelete(t *testing.T) {
 	mustContain(t, op.get("/artifacts"), "Deleted app 1.0.0.", "No artifacts yet.")
 }
 
-var _ = os.Remove
+// TestArtifactsUploadSigned: a bundle uploaded with the targets.json that
+// signs it (bosun release sign) is published with it and shows signed; one
+// uploaded alone shows not signed, and why. A targets.json the release
+// refuses, or one beyond its bound, keeps nothing: no row, no file, the
+// release as it was.
+func TestArtifactsUploadSigned(t *testing.T) {
+	s, dir := artifactServer(t, 1<<20)
+	repo := releaseOf(t, s)
+	op := loggedIn(t, s, "op@example.com", fleet.RoleOperator, "")
+	sign := func(name, version string, bundle []byte) []byte {
+		t.Helper()
+		f := filepath.Join(t.TempDir(), "bundle.tar.gz")
+		os.WriteFile(f, bundle, 0o600)
+		b, err := release.SignTarget(repo.Dir, name, version, f, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	withTargets := func(name, version string, bundle, targets []byte) []field {
+		f := uploadForm(op.csrf, name, version, bundle)
+		return append(f[:3:3], field{"targets", string(targets), "targets.json"}, f[3])
+	}
+	releaseVersion := func() int64 {
+		in, err := s.Service().Release(context.Background(), s.Super)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in.TargetsVersion
+	}
+
+	op.get("/artifacts")
+	bundle := []byte("hello 2.0.0")
+	r := op.postMultipart("/artifacts", withTargets("hello", "2.0.0", bundle, sign("hello", "2.0.0", bundle))...)
+	wantStatus(t, r, http.StatusSeeOther)
+	wantStatus(t, op.postMultipart("/artifacts", uploadForm(op.csrf, "hello", "2.1.0", []byte("unsigned"))...), http.StatusSeeOther)
+	page := op.get("/artifacts")
+	mustContain(t, page, "Uploaded hello 2.1.0", `id="upload-targets"`)
+	row := func(version string) string {
+		i := strings.Index(page.Body, `data-version="`+version+`"`)
+		j := strings.Index(page.Body[i:], "</tr>")
+		return page.Body[i : i+j]
+	}
+	if v := row("2.0.0"); !strings.Contains(v, `badge succeeded">signed<`) {
+		t.Errorf("2.0.0 is not shown signed: %s", v)
+	}
+	if v := row("2.1.0"); !strings.Contains(v, ">not signed<") || !strings.Contains(v, "not in this organisation") {
+		t.Errorf("2.1.0 is not shown unsigned with the reason: %s", v)
+	}
+
+	rows, files, version := len(artifactRows(t, s)), storedFiles(t, dir), releaseVersion()
+	stale := sign("hello", "3.0.0", []byte("three")) // then superseded: an older targets version
+	sign("hello", "3.0.1", []byte("three"))
+	for _, c := range []struct {
+		name    string
+		targets []byte
+		status  int
+		want    string
+	}{
+		{"not metadata", []byte(`{"signed": {}}`), http.StatusUnprocessableEntity, "The targets.json was refused, so the bundle was not kept: "},
+		{"older than the release's", stale, http.StatusUnprocessableEntity, "The targets.json was refused, so the bundle was not kept: "},
+		{"beyond the bound", bytes.Repeat([]byte(" "), fleet.MaxSessionMetadata+1), http.StatusRequestEntityTooLarge, "larger than 524288 bytes; nothing was stored"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.name == "older than the release's" {
+				wantStatus(t, op.postMultipart("/artifacts", withTargets("hello", "3.0.1", []byte("three"), sign("hello", "3.0.2", []byte("x")))...), http.StatusSeeOther)
+				op.post("/artifacts/"+itoa(artifactRows(t, s)[0].ID)+"/delete", url.Values{"confirm": {"yes"}})
+				version = releaseVersion()
+			}
+			op.get("/artifacts")
+			r := op.postMultipart("/artifacts", withTargets("hello", "3.0.0", []byte("three"), c.targets)...)
+			wantStatus(t, r, c.status)
+			mustContain(t, r, c.want, `value="3.0.0"`)
+			if n, f, v := len(artifactRows(t, s)), storedFiles(t, dir), releaseVersion(); n != rows || f != files || v != version {
+				t.Fatalf("after the refusal: %d rows, %d files, targets version %d; want %d, %d, %d", n, f, v, rows, files, version)
+			}
+		})
+	}
+}

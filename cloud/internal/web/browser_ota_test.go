@@ -13,6 +13,7 @@ import (
 	"github.com/bosunhq/bosun/cloud/internal/cloudtest"
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
 	"github.com/bosunhq/bosun/cloud/internal/server"
+	"github.com/bosunhq/bosun/pkg/release"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 	"github.com/chromedp/chromedp"
 )
@@ -64,9 +65,10 @@ func download(t *testing.T, s *cloudtest.Server, u otaUpdate, want []byte) {
 }
 
 // TestBrowserDeployment (issue 10, item 7): upload a bundle from the
-// artifacts page, deploy it from the form to the devices tagged lab in two
-// phases, watch the devices' statuses and download progress change on the
-// deployment page without a reload, pause, resume, and see it complete;
+// artifacts page with the targets.json that signs it, deploy it from the
+// form to the devices tagged lab in two phases, watch the devices'
+// statuses and download progress change on the deployment page without a
+// reload, pause, resume, and see it complete;
 // the artifacts page then shows the fleet on the new version. One device
 // fails its first attempt: its reason shows, and it is tried again (after
 // a retry backoff of 8s here). Screenshots at 1280 px and 390 px
@@ -87,6 +89,15 @@ func TestBrowserDeployment(t *testing.T) {
 	if err := os.WriteFile(file, bundle, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Signed on the operator's machine (bosun release sign), uploaded with it.
+	signed, err := release.SignTarget(releaseOf(t, s).Dir, "hello-worker", "2.0.0", file, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := filepath.Join(t.TempDir(), "targets.json")
+	if err := os.WriteFile(targets, signed, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	logIn(t, ctx, s.URL(), "ops@example.com", pw)
 
 	run(t, ctx, "upload 2.0.0 from the artifacts page",
@@ -94,11 +105,12 @@ func TestBrowserDeployment(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("upload-form")),
 		chromedp.SendKeys(chromedp.ID("upload-name"), "hello-worker"),
 		chromedp.SendKeys(chromedp.ID("upload-version"), "2.0.0"),
+		chromedp.SetUploadFiles(chromedp.ID("upload-targets"), []string{targets}),
 		chromedp.SetUploadFiles(chromedp.ID("upload-file"), []string{file}),
 		chromedp.Click(chromedp.ID("upload-submit")),
-		chromedp.WaitVisible(chromedp.CSS(`tr[data-version="2.0.0"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-version="2.0.0"] .badge.succeeded`)),
 	)
-	if got := value(t, ctx, "flash", chromedp.Text(chromedp.CSS(".flash"))); !strings.Contains(got, "Uploaded hello-worker 2.0.0") {
+	if got := value(t, ctx, "flash", chromedp.Text(chromedp.CSS(".flash"))); !strings.Contains(got, "Uploaded hello-worker 2.0.0") || !strings.Contains(got, "published its signature") {
 		t.Fatalf("flash %q", got)
 	}
 	run(t, ctx, "a version that exists is refused, the form keeps its values",

@@ -2,12 +2,12 @@ package web_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,14 +16,35 @@ import (
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
 
-// anArtifact uploads name@version in the default organisation.
+var (
+	releasesMu sync.Mutex // guards releases
+	releases   = map[*cloudtest.Server]*cloudtest.ReleaseRepo{}
+)
+
+// releaseOf is the default organisation's release repository of s, made
+// (as bosun release init does) on first use.
+func releaseOf(t testing.TB, s *cloudtest.Server) *cloudtest.ReleaseRepo {
+	t.Helper()
+	releasesMu.Lock()
+	defer releasesMu.Unlock()
+	if r, ok := releases[s]; ok {
+		return r
+	}
+	r := cloudtest.InitRelease(t, s, s.Actor(t, "release-admin@example.com", fleet.RoleAdmin, ""))
+	releases[s] = r
+	t.Cleanup(func() {
+		releasesMu.Lock()
+		delete(releases, s)
+		releasesMu.Unlock()
+	})
+	return r
+}
+
+// anArtifact uploads name@version in the default organisation and signs
+// it in the organisation's release (devices install only what is signed).
 func anArtifact(t testing.TB, s *cloudtest.Server, name, version string, data []byte) fleet.Artifact {
 	t.Helper()
-	art, err := s.Service().UploadArtifact(context.Background(), s.Super, name, version, int64(len(data)), bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return art
+	return releaseOf(t, s).UploadSigned(t, name, version, data)
 }
 
 func deploymentList(t testing.TB, s *cloudtest.Server) []fleet.Deployment {

@@ -85,6 +85,18 @@ func (h *handler) load(r *http.Request) (Model, error) {
 			return m, err
 		}
 	}
+	m.Signed = map[int64]string{}
+	for _, g := range m.Groups {
+		for _, art := range g.Versions {
+			if _, err := h.svc.SignedTarget(r.Context(), art); err != nil {
+				msg, ok := fleet.PublicMessage(err)
+				if !ok {
+					return m, err
+				}
+				m.Signed[art.ID] = msg
+			}
+		}
+	}
 	return m, nil
 }
 
@@ -101,6 +113,7 @@ func (h *handler) upload(w http.ResponseWriter, r *http.Request) error {
 		return app.Errorf(http.StatusBadRequest, "This form must be sent as multipart/form-data.")
 	}
 	var f Form
+	var targets []byte
 	for {
 		p, err := mr.NextPart()
 		if err == io.EOF {
@@ -124,18 +137,31 @@ func (h *handler) upload(w http.ResponseWriter, r *http.Request) error {
 			} else {
 				f.Version = v
 			}
+		case "targets":
+			// The optional signed targets.json comes before the bundle: it
+			// is small (read whole, bounded) and published after the
+			// bundle is stored.
+			b, err := io.ReadAll(io.LimitReader(p, fleet.MaxSessionMetadata+1))
+			if err != nil {
+				return h.readError(w, r, f, err)
+			}
+			if len(b) > fleet.MaxSessionMetadata {
+				return h.refuse(w, r, f, http.StatusRequestEntityTooLarge,
+					fmt.Sprintf("The targets.json is larger than %d bytes; nothing was stored.", fleet.MaxSessionMetadata))
+			}
+			targets = b
 		case "file":
 			if p.FileName() == "" {
 				return h.refuse(w, r, f, http.StatusUnprocessableEntity, "Choose a file to upload.")
 			}
-			// TODO(lead): an optional "signed targets.json" file input once
-			// fleet.UploadRelease exists; until then the CLI signs and
-			// uploads the metadata (bosun artifacts upload).
 			art, err := h.svc.UploadArtifact(r.Context(), app.Actor(r), f.Name, f.Version, -1, p)
 			if err != nil {
 				return h.uploadError(w, r, f, err)
 			}
-			return app.Redirect(w, r, "/artifacts", fmt.Sprintf("Uploaded %s %s (%s).", art.Name, art.Version, Size(art.Length)))
+			if len(targets) == 0 {
+				return app.Redirect(w, r, "/artifacts", fmt.Sprintf("Uploaded %s %s (%s).", art.Name, art.Version, Size(art.Length)))
+			}
+			return h.publish(w, r, f, art, targets)
 		default:
 			// Unknown parts are skipped (bounded by the body limit).
 			if _, err := io.Copy(io.Discard, p); err != nil {
@@ -143,6 +169,23 @@ func (h *handler) upload(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
+}
+
+// publish uploads the signed targets.json that came with art. A refusal
+// deletes art again, so that a refused upload stores nothing.
+func (h *handler) publish(w http.ResponseWriter, r *http.Request, f Form, art fleet.Artifact, targets []byte) error {
+	a := app.Actor(r)
+	if _, err := h.svc.UploadRelease(r.Context(), a, fleet.ReleaseUpload{Targets: targets}); err != nil {
+		msg, ok := fleet.PublicMessage(err)
+		if !ok {
+			return err
+		}
+		if derr := h.svc.DeleteArtifact(r.Context(), a, art.ID); derr != nil {
+			return fmt.Errorf("deleting artifact %d after its targets.json was refused: %w", art.ID, derr)
+		}
+		return h.refuse(w, r, f, http.StatusUnprocessableEntity, "The targets.json was refused, so the bundle was not kept: "+msg+".")
+	}
+	return app.Redirect(w, r, "/artifacts", fmt.Sprintf("Uploaded %s %s (%s) and published its signature.", art.Name, art.Version, Size(art.Length)))
 }
 
 // uploadError shows a refused upload. The rest of the body is read (it is

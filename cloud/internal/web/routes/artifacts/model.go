@@ -25,6 +25,9 @@ type Model struct {
 	// the fleet breakdown is then left out).
 	ShowOrg bool
 	Form    Form // the upload form's values after a refusal
+	// Signed says, by artifact id, why a version is not signed in its
+	// organisation's release (fleet.SignedTarget); no entry: signed.
+	Signed map[int64]string
 }
 
 // Group is one artifact name: its versions, newest first, and what the
