@@ -154,8 +154,8 @@ func TestArtifactsUploadRefused(t *testing.T) {
 		{"one byte beyond the limit", op, func(c string) []field {
 			return uploadForm(c, "app", "2.0.0", bytes.Repeat([]byte("x"), max+1))
 		}, http.StatusRequestEntityTooLarge, []string{"The artifact is larger than this cloud&#39;s limit of 1000 bytes.", `value="2.0.0"`}},
-		{"far beyond the limit", op, func(c string) []field {
-			return uploadForm(c, "app", "2.0.1", bytes.Repeat([]byte("x"), 200<<10))
+		{"beyond the whole form's limit too", op, func(c string) []field {
+			return uploadForm(c, "app", "2.0.1", bytes.Repeat([]byte("x"), 1<<20))
 		}, http.StatusRequestEntityTooLarge, []string{"limit of 1000 bytes"}},
 		{"a version that exists", op, func(c string) []field { return uploadForm(c, "app", "1.0.0", []byte("again")) },
 			http.StatusUnprocessableEntity, []string{"Artifact app version 1.0.0 exists already", `value="app"`}},

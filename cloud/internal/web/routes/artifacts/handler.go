@@ -23,8 +23,8 @@ import (
 )
 
 // formSlack is what an upload's body may carry beyond the artifact: the
-// other fields and the multipart framing.
-const formSlack = 64 << 10
+// signed targets.json, the other fields and the multipart framing.
+const formSlack = fleet.MaxSessionMetadata + 64<<10
 
 // Routes are the artifacts page, the upload and the deletion.
 func Routes(svc *fleet.Service) []app.Route {
