@@ -145,8 +145,9 @@ type DeploymentOptions struct {
 	// MaxRetryBackoff caps the wait between attempts. Defaults to 10m.
 	MaxRetryBackoff time.Duration
 	// CallTTL is the ttl of the queued ota.update and ota.abort calls: how
-	// long an offline device may take to come back and still get them.
-	// Defaults to 24h.
+	// long an offline device may take to come back and still get them. A
+	// device in flight that reports nothing for CallTTL plus the commit
+	// timeout fails its attempt. Defaults to 24h.
 	CallTTL time.Duration
 	// MaxMembers bounds the members of one deployment: a create naming
 	// more is refused, and a tag gaining devices beyond it adds none

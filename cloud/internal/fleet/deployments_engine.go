@@ -145,6 +145,9 @@ func (s *Service) tickDeployment(ctx context.Context, id int64) error {
 	if err := s.failUpdateCalls(ctx, d); err != nil {
 		return fmt.Errorf("reading call outcomes: %w", err)
 	}
+	if err := s.failSilent(ctx, d); err != nil {
+		return fmt.Errorf("failing silent devices: %w", err)
+	}
 	switch d.State {
 	case DeploymentAborted:
 		return s.tickAborted(ctx, d)
@@ -454,6 +457,31 @@ func (s *Service) resendUpdate(ctx context.Context, d store.Deployment, m store.
 	m.CallID = &callID
 	s.log.Info("ota.update answer lost: sending the attempt again", "deployment", d.ID, "device_id", m.DeviceID, "attempt", m.Attempts)
 	return s.sendUpdate(ctx, d, art, m)
+}
+
+// failSilent fails the attempts of members in flight whose device has
+// said nothing for CallTTL plus the commit timeout (it answered ota.update
+// and went quiet: gone, or its worker lost the update): without it such a
+// member would hold its phase open for ever.
+func (s *Service) failSilent(ctx context.Context, d store.Deployment) error {
+	if d.State == DeploymentCompleted {
+		return nil
+	}
+	ms, err := s.st.SilentMembers(ctx, d.ID, s.opts.Deployments.CallTTL)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		why := fmt.Sprintf("no report for %s after %s", s.opts.Deployments.CallTTL+time.Duration(d.CommitTimeout)*time.Second, m.Status)
+		nm, ok, err := s.st.UpdateMember(ctx, s.failure(d, m, DevFailed, why))
+		if err != nil {
+			return err
+		}
+		if ok {
+			s.memberEvent(d, nm)
+		}
+	}
+	return nil
 }
 
 // errCancelled is the error of a queued ota.update call cancelled by an

@@ -962,3 +962,23 @@ func TestDeploymentTwoReplicas(t *testing.T) {
 		}
 	}
 }
+
+// TestDeploymentSilentDeviceFails: a device that answers ota.update and
+// then never reports fails its attempt after the call ttl (here 300ms)
+// plus the commit timeout (0), and is set aside after its attempts: its
+// phase does not stay open for ever.
+func TestDeploymentSilentDeviceFails(t *testing.T) {
+	s := cloudtest.NewServer(t, deployOpts(fleet.DeploymentOptions{CallTTL: 300 * time.Millisecond}))
+	upload(t, s, "hello", "2.0.0")
+	o := newOTADevice(t, s, "quiet-1", hang)
+	d := create(t, s, fleet.DeploymentSpec{Name: "hello", Version: "2.0.0", DeviceIDs: []string{"quiet-1"}, MaxAttempts: 2,
+		CommitTimeout: -1, FailureThreshold: 100})
+	d = waitState(t, s, d.ID, fleet.DeploymentCompleted)
+	_, ms := getDep(t, s, d.ID)
+	if m := ms["quiet-1"]; m.Status != fleet.DevFailed || m.Attempts != 2 || !strings.Contains(m.Reason, "set aside after 2 attempts: failed: no report for 300ms after sent") {
+		t.Fatalf("silent member %+v", m)
+	}
+	if o.updateCount() != 2 {
+		t.Fatalf("%d updates sent", o.updateCount())
+	}
+}
