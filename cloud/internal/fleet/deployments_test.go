@@ -17,6 +17,7 @@ import (
 	"github.com/bosunhq/bosun/cloud/internal/store"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
+	"github.com/coder/websocket"
 )
 
 // These tests drive deployments through the real cloud (PostgreSQL, NATS,
@@ -65,8 +66,10 @@ type otaDevice struct {
 	seq     uint64
 	updates []rpcproto.OTAUpdateParams
 	aborts  []string
-	current string // id of the latest update
-	resent  int    // updates sent again with the current id
+	current string   // id of the latest update
+	resent  int      // updates sent again with the current id
+	drop    int      // the next drop updates close the session instead of answering
+	dropped []string // ids of the updates whose answer was lost so
 
 	done chan struct{}  // closed when the test ends: reporting stops
 	wg   sync.WaitGroup // the reporting goroutines
@@ -110,6 +113,18 @@ func (o *otaDevice) connect(s *cloudtest.Server, opts cloudtest.DeviceOptions) {
 			return nil, err
 		}
 		o.mu.Lock()
+		if o.drop > 0 {
+			// The answer is lost: the session ends before it.
+			o.drop--
+			o.dropped = append(o.dropped, p.ID)
+			o.mu.Unlock()
+			dev.Peer.Close(websocket.StatusGoingAway, "dropped")
+			select { // no answer: the session ends first
+			case <-dev.Peer.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+			return nil, errors.New("dropped")
+		}
 		if o.current == p.ID {
 			// Sent again (its answer was lost): the state of the
 			// update in progress, as bosun-ota answers.
@@ -980,5 +995,45 @@ func TestDeploymentSilentDeviceFails(t *testing.T) {
 	}
 	if o.updateCount() != 2 {
 		t.Fatalf("%d updates sent", o.updateCount())
+	}
+}
+
+// TestDeploymentLostAnswerSentAgain: the session ends after ota.update
+// reached the device and before its answer: the engine sends the same
+// attempt again, with the same id, when the device is back (not a failed
+// attempt), and the deployment completes with one attempt.
+func TestDeploymentLostAnswerSentAgain(t *testing.T) {
+	s := cloudtest.NewServer(t, deployOpts(fleet.DeploymentOptions{}))
+	upload(t, s, "hello", "2.0.0")
+	o := newOTADevice(t, s, "lost-1", succeed)
+	o.mu.Lock()
+	o.drop = 1
+	o.mu.Unlock()
+	key := o.dev.Key
+	d := create(t, s, fleet.DeploymentSpec{Name: "hello", Version: "2.0.0", DeviceIDs: []string{"lost-1"}})
+	cloudtest.Eventually(t, 10*time.Second, func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return len(o.dropped) == 1
+	}, "the first answer is lost")
+	waitOffline(t, s, "lost-1")
+	o.connect(s, cloudtest.DeviceOptions{Key: key})
+	o.reportMethods()
+	d = waitState(t, s, d.ID, fleet.DeploymentCompleted)
+	_, ms := getDep(t, s, d.ID)
+	id := fleet.UpdateID(d.ID, 1)
+	if m := ms["lost-1"]; m.Attempts != 1 || m.Status != fleet.DevSucceeded {
+		calls, _ := s.Service().ListCalls(ctxT(t), s.Super, fleet.CallFilter{DeviceID: "lost-1"})
+		for _, c := range calls {
+			t.Logf("call %s %s delivered %v err %+v", c.ID, c.Status, c.DeliveredAt, c.Error)
+		}
+		t.Fatalf("member %+v, want succeeded at its first attempt", m)
+	}
+	if o.dropped[0] != id || o.updateCount() != 1 || o.updates[0].ID != id {
+		t.Fatalf("dropped %v, then updates %+v; want %s twice", o.dropped, o.updates, id)
+	}
+	calls, _ := s.Service().ListCalls(ctxT(t), s.Super, fleet.CallFilter{DeviceID: "lost-1"})
+	if len(calls) != 2 || calls[1].Error == nil || calls[1].Error.Code != rpcproto.CodeSessionEvicted || calls[0].Status != "succeeded" {
+		t.Fatalf("calls (newest first) %+v", calls)
 	}
 }
