@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # run-dev.sh — run Bosun's cloud and one dev device on this machine.
 #
-#   ./run-dev.sh           build, start PostgreSQL, the cloud, a bridge and a
-#                          worker for device dev-1 (and a Podman demo container
-#                          when Podman is installed); idempotent
+#   ./run-dev.sh           build, start PostgreSQL, the cloud, a bridge, the
+#                          built-in worker, the OTA worker and hello-worker (run
+#                          from its OTA slot) for device dev-1 (and a Podman
+#                          demo container when Podman is installed); make the
+#                          dev release key in keys/release; idempotent
 #   ./run-dev.sh status    show what run-dev.sh started and whether it still
 #                          runs; exit 0 when all of it runs, 1 when a part of
 #                          it is down, 3 when nothing was started
@@ -28,6 +30,7 @@ DEVICE_ID=${BOSUN_DEV_DEVICE_ID:-dev-1}
 LISTEN=${BOSUN_LISTEN:-127.0.0.1:8080}
 CLOUD_URL="http://$LISTEN"
 SUPER_EMAIL=${BOSUN_DEV_EMAIL:-admin@bosun.local}
+HOOK="$root/device/examples/ota-hook/run-slot.sh"
 
 # shellcheck source=scripts/lib/pg.sh
 source "$root/scripts/lib/pg.sh"
@@ -117,7 +120,7 @@ up() {
 
   say "building binaries into .dev/bin"
   go build -o "$BIN/" ./cloud/cmd/bosun-cloud ./cloud/cmd/bosun \
-    ./device/cmd/bosun-bridge ./device/cmd/bosun-worker ./device/examples/hello-worker
+    ./device/cmd/bosun-bridge ./device/cmd/bosun-worker ./device/cmd/bosun-ota ./device/examples/hello-worker
 
   say "ensuring cloud keys in keys/"
   BOSUN_CLOUD_BIN="$BIN/bosun-cloud" "$root/scripts/ensure-cloud-keys.sh" "$KEYS"
@@ -149,8 +152,23 @@ up() {
   fi
 
   start cloud "$LOGS/cloud.log" env BOSUN_LISTEN="$LISTEN" BOSUN_DATA_DIR="$DEV/cloud" \
-    BOSUN_CLOUD_KEY="$KEYS/cloud_private.pem" "$BIN/bosun-cloud" serve
+    BOSUN_PUBLIC_URL="$CLOUD_URL" BOSUN_CLOUD_KEY="$KEYS/cloud_private.pem" "$BIN/bosun-cloud" serve
   wait_for "the cloud" 30 curl -fsS "$CLOUD_URL/healthz"
+
+  # The dev release repository: root and targets keys in keys/release
+  # (git-ignored, 0600), made once and published to the cloud; the device
+  # pins its 1.root.json. In production these keys live offline.
+  export BOSUN_CONFIG="$cli"
+  if [[ ! -f "$KEYS/release/1.root.json" ]]; then
+    say "making the dev release key in ${KEYS#"$root/"}/release (signs OTA bundles; the cloud never holds it)"
+    "$BIN/bosun" release init "$KEYS/release" >/dev/null || die "bosun release init failed"
+  fi
+  if ! "$BIN/bosun" release publish "$KEYS/release" >>"$LOGS/release.log" 2>&1; then
+    say "the cloud refused ${KEYS#"$root/"}/release (see .dev/logs/release.log): it was made for another cloud's online keys;"
+    say "  move it away (mv keys/release keys/release.old) and rerun ./run-dev.sh to make a new one"
+  fi
+  mkdir -p "$DEV/$DEVICE_ID"
+  cp "$KEYS/release/1.root.json" "$DEV/$DEVICE_ID/release-root.json"
 
   # The built-in worker reaches a container engine through DOCKER_HOST: yours
   # when set, else the Podman demo when Podman is installed (BOSUN_DEV_PODMAN=0
@@ -186,7 +204,25 @@ up() {
   start worker "$LOGS/worker.log" env BOSUN_DATA_DIR="$DEV/$DEVICE_ID" ${docker_host:+DOCKER_HOST="$docker_host"} \
     "$BIN/bosun-worker"
 
-  export BOSUN_CONFIG="$cli"
+  # OTA: the device's first ("factory") slot holds hello-worker as built
+  # here; bosun-ota switches slots and runs the hook, which restarts
+  # hello-worker from the new slot.
+  local ota="$DEV/$DEVICE_ID/ota"
+  if [[ ! -e "$ota/state.json" && ! -x "$ota/slots/a/run" ]]; then
+    mkdir -p "$ota/slots/a/bin"
+    cp "$BIN/hello-worker" "$ota/slots/a/bin/hello-worker"
+    printf '#!/bin/sh\n# the factory hello-worker (./run-dev.sh)\nexec "$(dirname "$0")/bin/hello-worker"\n' >"$ota/slots/a/run"
+    chmod 755 "$ota/slots/a/run"
+  fi
+  start ota "$LOGS/ota.log" env BOSUN_DATA_DIR="$DEV/$DEVICE_ID" BOSUN_OTA_HOOK="$HOOK" \
+    BOSUN_CLOUD_URL="ws://$LISTEN/v1/device" "$BIN/bosun-ota"
+  wait_for "the OTA worker" 30 test -L "$ota/current"
+  if [[ -s "$ota/app.pid" ]] && alive "$(cat "$ota/app.pid")"; then
+    say "hello-worker already running from its OTA slot (pid $(cat "$ota/app.pid"))"
+  else
+    BOSUN_DATA_DIR="$DEV/$DEVICE_ID" BOSUN_OTA_DATA_DIR="$ota" "$HOOK" "$ota/current" >>"$LOGS/ota.log" 2>&1
+    say "started hello-worker from OTA slot $(readlink "$ota/current") (pid $(cat "$ota/app.pid"), log ${ota#"$root/"}/app.log)"
+  fi
   wait_for "device $DEVICE_ID registering" 30 sh -c "'$BIN/bosun' device '$DEVICE_ID' --json"
 
   # Say where the device stands: on a second start it is often accepted.
@@ -216,6 +252,8 @@ Try:
   export BOSUN_CONFIG=\$PWD/.dev/bosun.json
 ${accept_hint}  .dev/bin/bosun call $DEVICE_ID system.info
   .dev/bin/bosun call $DEVICE_ID containers.list
+  .dev/bin/bosun call $DEVICE_ID hello.greet '{"name":"you"}'
+  an OTA update of hello-worker: README.md, "Update a device over the air"
 
 Stop everything with ./run-dev.sh down
 EOF
@@ -229,7 +267,27 @@ device_status() {
     sed -n 's/^  "status": "\([a-z]*\)",\{0,1\}$/\1/p' | head -n 1
 }
 
+# stop_app stops hello-worker, which the OTA hook started from the active
+# slot (its pid file is the hook's).
+stop_app() {
+  local f="$DEV/$DEVICE_ID/ota/app.pid" pid
+  [[ -s "$f" ]] || return 0
+  pid=$(cat "$f")
+  if alive "$pid"; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+      alive "$pid" || break
+      sleep 0.1
+    done
+    alive "$pid" && { kill -KILL -- "-$pid" 2>/dev/null || true; }
+    say "stopped hello-worker"
+  fi
+  rm -f "$f"
+}
+
 down() {
+  stop ota
+  stop_app
   stop worker
   stop bridge
   stop cloud
@@ -251,7 +309,7 @@ down() {
 # every part runs, 1 when a part is down, 3 when nothing was started.
 status() {
   local n pid started=0 down=0
-  for n in cloud bridge worker; do
+  for n in cloud bridge worker ota; do
     [[ -f "$PIDS/$n.pid" ]] || continue
     started=1
     pid=$(cat "$PIDS/$n.pid")
@@ -262,6 +320,16 @@ status() {
       down=1
     fi
   done
+  local app="$DEV/$DEVICE_ID/ota/app.pid"
+  if [[ -s "$app" ]]; then
+    started=1
+    if alive "$(cat "$app")"; then
+      printf '%-13s running (pid %s, from OTA slot %s)\n' hello-worker "$(cat "$app")" "$(readlink "$DEV/$DEVICE_ID/ota/current" 2>/dev/null)"
+    else
+      printf '%-13s DOWN (pid %s is gone; see %s)\n' hello-worker "$(cat "$app")" "${DEV#"$root/"}/$DEVICE_ID/ota/app.log"
+      down=1
+    fi
+  fi
   if [[ -f "$DEV/postgres/started-by-run-dev" ]]; then
     started=1
     if pg__running "$DEV/postgres"; then

@@ -3,9 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os/exec"
+	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,7 +28,7 @@ func TestDevStack(t *testing.T) {
 			t.Errorf("run-dev.sh output lacks %q:\n%s", want, s.Output)
 		}
 	}
-	expectStatus(t, s, 0, []string{"cloud", "bridge", "worker"}, nil)
+	expectStatus(t, s, 0, []string{"cloud", "bridge", "worker", "ota", "hello-worker"}, nil)
 
 	// The dev device registers by itself and waits, pending.
 	Eventually(t, 30*time.Second, "dev-1 pending", func() error {
@@ -93,24 +94,19 @@ func TestDevStack(t *testing.T) {
 		})
 	})
 
-	t.Run("hello-worker", func(t *testing.T) {
-		cmd := exec.Command(s.Bin("hello-worker"))
-		cmd.Env = s.Env("BOSUN_DATA_DIR=" + filepath.Join(s.Dir, s.Device))
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-			cmd.Wait()
-		})
+	t.Run("hello-worker from its OTA slot", func(t *testing.T) {
+		// run-dev.sh runs hello-worker from the device's OTA slot a
+		// (the "factory" slot) through the OTA hook.
 		Eventually(t, 20*time.Second, "hello.greet in rpc.list", func() error {
 			out, err := call("rpc.list")
 			if err != nil {
 				return err
 			}
-			if !strings.Contains(out, `"hello.greet"`) {
+			if !strings.Contains(out, `"hello.greet"`) || !strings.Contains(out, `"ota.update"`) {
 				return fmt.Errorf("not yet:\n%s", out)
+			}
+			if strings.Contains(out, `"hello.version"`) {
+				return fmt.Errorf("the factory hello-worker serves hello.version:\n%s", out)
 			}
 			return nil
 		})
@@ -121,9 +117,12 @@ func TestDevStack(t *testing.T) {
 		if !strings.Contains(out, "hello, Ada") {
 			t.Fatalf("hello.greet answered:\n%s", out)
 		}
-		// A worker run-dev.sh did not start is not its business.
-		if out, _ := expectStatus(t, s, 0, []string{"cloud", "bridge", "worker"}, nil); strings.Contains(out, "hello") {
-			t.Errorf("status reports a worker it never started:\n%s", out)
+		out, err = call("ota.get_boot_state")
+		if err != nil || !strings.Contains(out, `"active_slot": "a"`) || !strings.Contains(out, `"is_committed": true`) {
+			t.Fatalf("ota.get_boot_state: %v\n%s", err, out)
+		}
+		if out, _ := expectStatus(t, s, 0, []string{"cloud", "bridge", "worker", "ota", "hello-worker"}, nil); !strings.Contains(out, "from OTA slot slots/a") {
+			t.Errorf("status does not say hello-worker runs from slot a:\n%s", out)
 		}
 	})
 
@@ -194,11 +193,17 @@ func TestDevStack(t *testing.T) {
 
 	// down stops every process it started.
 	pids := map[string]int{}
-	for _, n := range []string{"cloud", "bridge", "worker"} {
+	for _, n := range []string{"cloud", "bridge", "worker", "ota"} {
 		pids[n] = s.Pid(n)
 		if !Alive(pids[n]) {
 			t.Errorf("%s (pid %d) not running before down", n, pids[n])
 		}
+	}
+	if b, err := os.ReadFile(filepath.Join(s.Dir, s.Device, "ota", "app.pid")); err != nil {
+		t.Errorf("no pid file of hello-worker: %v", err)
+	} else {
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		pids["hello-worker"] = pid
 	}
 	if out, err := s.RunDev(ctx, "down"); err != nil {
 		t.Fatalf("./run-dev.sh down: %v\n%s", err, out)
@@ -223,7 +228,7 @@ func expectStatus(t *testing.T, s *Stack, code int, up, down []string) (string, 
 		t.Errorf("./run-dev.sh status: exit %d, want %d\n%s", got, code, out)
 	}
 	for _, n := range up {
-		if !regexp.MustCompile(`(?m)^` + n + ` +running \(pid \d+\)$`).MatchString(out) {
+		if !regexp.MustCompile(`(?m)^` + n + ` +running \(pid \d+(\)|, from OTA slot slots/[ab]\))$`).MatchString(out) {
 			t.Errorf("./run-dev.sh status: %s not running:\n%s", n, out)
 		}
 	}

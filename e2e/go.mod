@@ -11,6 +11,7 @@ require (
 )
 
 require (
+	github.com/bosunhq/bosun/pkg v0.1.0
 	github.com/chromedp/cdproto v0.159.0 // indirect
 	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect

@@ -16,7 +16,7 @@ const EnvSystemdAnalyze = "BOSUN_TEST_SYSTEMD_ANALYZE"
 
 // systemdUnits are the unit files of device/systemd, installed under
 // /etc/systemd/system.
-var systemdUnits = []string{"bosun-bridge.service", "bosun-worker@.service"}
+var systemdUnits = []string{"bosun-bridge.service", "bosun-worker@.service", "bosun-ota.service"}
 
 // installUnits lays out an installed device under root as
 // docs/device-install.md describes it: the binaries in /usr/local/bin, the
@@ -38,7 +38,7 @@ func installUnits(tb testing.TB, root, bin string, env string) {
 			tb.Fatal(err)
 		}
 	}
-	for _, b := range []string{"bosun-bridge", "bosun-worker", "hello-worker"} {
+	for _, b := range []string{"bosun-bridge", "bosun-worker", "hello-worker", "bosun-ota"} {
 		copyFile(filepath.Join(bin, b), filepath.Join(root, "usr/local/bin", b), 0o755)
 	}
 	for _, u := range systemdUnits {
@@ -86,7 +86,7 @@ func TestSystemdUnitsVerify(t *testing.T) {
 	if out, err := exec.Command("cp", "-a", system, filepath.Join(root, "usr/lib/systemd/")).CombinedOutput(); err != nil {
 		t.Fatalf("copying %s: %v\n%s", system, err, out)
 	}
-	bin := Build(t, "./device/cmd/bosun-bridge", "./device/cmd/bosun-worker", "./device/examples/hello-worker")
+	bin := Build(t, "./device/cmd/bosun-bridge", "./device/cmd/bosun-worker", "./device/examples/hello-worker", "./device/cmd/bosun-ota")
 	installUnits(t, root, bin, "BOSUN_CLOUD_URL=wss://bosun.example.com/v1/device\n")
 
 	verify := func(units ...string) (string, error) {
@@ -95,7 +95,7 @@ func TestSystemdUnitsVerify(t *testing.T) {
 		out, err := exec.CommandContext(ctx, sa, append([]string{"--root=" + root, "--man=no", "verify"}, units...)...).CombinedOutput()
 		return string(out), err
 	}
-	out, err := verify("/etc/systemd/system/bosun-bridge.service", "bosun-worker@bosun-worker.service", "bosun-worker@hello-worker.service")
+	out, err := verify("/etc/systemd/system/bosun-bridge.service", "bosun-worker@bosun-worker.service", "bosun-worker@hello-worker.service", "bosun-ota.service")
 	if err != nil || strings.TrimSpace(out) != "" {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}

@@ -356,3 +356,49 @@ func ListTargets(targetsJSON []byte) ([]TargetInfo, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out, nil
 }
+
+// RepoInfo describes a Repo: each role's version and expiry (zero when the
+// Repo has no such file) and the targets it lists.
+type RepoInfo struct {
+	RootVersion, TargetsVersion, SnapshotVersion, TimestampVersion int64
+	RootExpires, TargetsExpires, SnapshotExpires, TimestampExpires time.Time
+	Targets                                                        []TargetInfo
+}
+
+// Info parses r (metadata Accept made; signatures are not checked again)
+// and describes it.
+func (r Repo) Info() (RepoInfo, error) {
+	var in RepoInfo
+	if len(r.Root) > 0 {
+		m, err := parseRoot(r.Root)
+		if err != nil {
+			return RepoInfo{}, err
+		}
+		in.RootVersion, in.RootExpires = m.Signed.Version, m.Signed.Expires
+	}
+	if len(r.Targets) > 0 {
+		m, err := parseTargets(r.Targets)
+		if err != nil {
+			return RepoInfo{}, err
+		}
+		in.TargetsVersion, in.TargetsExpires = m.Signed.Version, m.Signed.Expires
+		if in.Targets, err = ListTargets(r.Targets); err != nil {
+			return RepoInfo{}, err
+		}
+	}
+	if len(r.Snapshot) > 0 {
+		m, err := parseSnapshot(r.Snapshot)
+		if err != nil {
+			return RepoInfo{}, err
+		}
+		in.SnapshotVersion, in.SnapshotExpires = m.Signed.Version, m.Signed.Expires
+	}
+	if len(r.Timestamp) > 0 {
+		m, err := parseTimestamp(r.Timestamp)
+		if err != nil {
+			return RepoInfo{}, err
+		}
+		in.TimestampVersion, in.TimestampExpires = m.Signed.Version, m.Signed.Expires
+	}
+	return in, nil
+}

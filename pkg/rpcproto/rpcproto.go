@@ -18,6 +18,7 @@ const (
 	MethodOTAStatus    = "ota.status"
 	MethodOTALatest    = "ota.latest"
 	MethodOTAAvailable = "ota.available"
+	MethodOTAMetadata  = "ota.metadata"
 )
 
 // Notifications the cloud sends to a device.

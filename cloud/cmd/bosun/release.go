@@ -13,17 +13,23 @@ import (
 )
 
 // releaseCommand is `bosun release`: the operator's side of release
-// signing (pkg/release). It works on local files only and never talks to
-// the cloud: the root and targets keys it makes stay on this machine.
+// signing (pkg/release). The root and targets keys it makes stay on this
+// machine: init, sign, remove and rotate work on local files (init asks
+// the cloud for its public keys unless given them), publish uploads the
+// signed metadata, status shows what the cloud has.
 var releaseCommand = command{
 	name: "release",
-	synopsis: "init DIR --snapshot-key FILE --timestamp-key FILE [--json]\n" +
+	synopsis: "init DIR [--snapshot-key FILE --timestamp-key FILE] [--json]\n" +
+		"publish DIR [--json]\n" +
+		"status [--json]\n" +
 		"sign DIR NAME VERSION BUNDLE [--expires 2160h] [--json]\n" +
 		"remove DIR NAME VERSION [--expires 2160h] [--json]\n" +
 		"rotate DIR [--new-root-key] [--new-targets-key] [--snapshot-key FILE --timestamp-key FILE] [--json]",
-	summary: "make release keys, sign bundles for devices, rotate keys (local files, offline)",
+	summary: "make release keys, sign bundles for devices, upload the signed metadata, rotate keys",
 	args: []arg{
-		{"init DIR", "make a release repository in DIR: root and targets keys (DIR/keys, 0600, never overwritten), 1.root.json naming the cloud's online keys, and an empty targets.json"},
+		{"init DIR", "make a release repository in DIR: root and targets keys (DIR/keys, 0600, never overwritten), 1.root.json naming the cloud's online keys (asked from the cloud unless --snapshot-key and --timestamp-key are given), and an empty targets.json"},
+		{"publish DIR", "upload to the cloud the root.json versions and the targets.json of DIR that it does not have yet (the first root needs an admin)"},
+		{"status", "show the cloud's release metadata: versions, expiries, signed targets and its online public keys"},
 		{"sign DIR NAME VERSION BUNDLE", "add the bundle file BUNDLE as artifact NAME (a-z0-9._-) at VERSION (semantic version, no v) to DIR/targets.json and sign it with the targets key"},
 		{"remove DIR NAME VERSION", "take artifact NAME at VERSION out of DIR/targets.json and sign it: once uploaded, devices refuse that version"},
 		{"rotate DIR", "write the next N.root.json of DIR, signed by the old and the new root keys: with new root or targets keys, new cloud keys, or (no flags) only a renewed expiry"},
@@ -43,17 +49,30 @@ func cmdRelease(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	if len(pos) == 0 {
-		return usagef("want init, sign, remove or rotate")
+		return usagef("want init, publish, status, sign, remove or rotate")
 	}
 	switch pos[0] {
 	case "init":
 		if len(pos) != 2 {
 			return usagef("want init DIR")
 		}
-		if *snapshotKey == "" || *timestampKey == "" {
-			return usagef("init needs --snapshot-key and --timestamp-key (the cloud's public keys)")
+		if (*snapshotKey == "") != (*timestampKey == "") {
+			return usagef("init takes --snapshot-key and --timestamp-key together (or neither: then the cloud is asked)")
+		}
+		if *snapshotKey == "" {
+			return releaseInitFromCloud(ctx, a, pos[1])
 		}
 		return releaseInit(a, pos[1], *snapshotKey, *timestampKey)
+	case "publish":
+		if len(pos) != 2 {
+			return usagef("want publish DIR")
+		}
+		return releasePublish(ctx, a, pos[1])
+	case "status":
+		if len(pos) != 1 {
+			return usagef("want status")
+		}
+		return releaseStatus(ctx, a)
 	case "sign":
 		if len(pos) != 5 {
 			return usagef("want sign DIR NAME VERSION BUNDLE")
@@ -79,7 +98,7 @@ func cmdRelease(ctx context.Context, a *app, args []string) error {
 		}
 		return releaseRotate(a, pos[1], *newRoot, *newTargets, *snapshotKey, *timestampKey)
 	default:
-		return usagef("unknown release command %q: want init, sign, remove or rotate", pos[0])
+		return usagef("unknown release command %q: want init, publish, status, sign, remove or rotate", pos[0])
 	}
 }
 
@@ -106,8 +125,9 @@ func releaseInit(a *app, dir, snapshotFile, timestampFile string) error {
 	}
 	fmt.Fprintf(a.stdout, "made a release repository in %s\n", dir)
 	fmt.Fprintf(a.stdout, "  %s: the root and targets private keys; keep them offline and backed up\n", res.Keys)
-	fmt.Fprintf(a.stdout, "  %s: install it on devices as their pinned release root; upload it to the cloud\n", res.Root)
-	fmt.Fprintf(a.stdout, "  %s: upload it to the cloud after `bosun release sign`\n", res.Targets)
+	fmt.Fprintf(a.stdout, "  %s: install it on devices as their pinned release root (bosun-ota --release-root)\n", res.Root)
+	fmt.Fprintf(a.stdout, "  %s: signed by `bosun release sign` or `bosun artifacts upload --release %s`\n", res.Targets, dir)
+	fmt.Fprintf(a.stdout, "next: bosun release publish %s\n", dir)
 	return nil
 }
 

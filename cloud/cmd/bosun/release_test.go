@@ -114,7 +114,8 @@ func TestRelease(t *testing.T) {
 		wantErr  string
 	}{
 		{"init again", []string{"release", "init", dir, "--snapshot-key", snap, "--timestamp-key", ts}, exitFailure, "already initialised"},
-		{"init without keys", []string{"release", "init", filepath.Join(tmp, "other")}, exitUsage, "needs --snapshot-key and --timestamp-key"},
+		{"init with one key", []string{"release", "init", filepath.Join(tmp, "other"), "--snapshot-key", snap}, exitUsage, "together"},
+		{"init without keys or a cloud", []string{"release", "init", filepath.Join(tmp, "other")}, exitFailure, "no cloud URL"},
 		{"init with a missing key file", []string{"release", "init", filepath.Join(tmp, "other"), "--snapshot-key", filepath.Join(tmp, "none"), "--timestamp-key", ts}, exitFailure, "snapshot key"},
 		{"init with a private key", []string{"release", "init", filepath.Join(tmp, "other"), "--snapshot-key", filepath.Join(cloudKeys, "snapshot.key"), "--timestamp-key", ts}, exitFailure, "no PEM block"},
 		{"sign a v-version", []string{"release", "sign", dir, "hello", "v1.0.0", bundle}, exitFailure, "not a semantic version"},
@@ -122,7 +123,7 @@ func TestRelease(t *testing.T) {
 		{"sign a missing bundle", []string{"release", "sign", dir, "hello", "1.0.0", filepath.Join(tmp, "none")}, exitFailure, "no such file"},
 		{"sign with too few arguments", []string{"release", "sign", dir, "hello", "1.0.0"}, exitUsage, "want sign DIR NAME VERSION BUNDLE"},
 		{"sign with a zero expiry", []string{"release", "sign", dir, "hello", "1.0.0", bundle, "--expires", "0s"}, exitUsage, "--expires must be positive"},
-		{"no subcommand", []string{"release"}, exitUsage, "want init, sign, remove or rotate"},
+		{"no subcommand", []string{"release"}, exitUsage, "want init, publish, status, sign, remove or rotate"},
 		{"remove an unsigned version", []string{"release", "remove", dir, "hello", "1.2.4"}, exitFailure, "no such target"},
 		{"remove with too many arguments", []string{"release", "remove", dir, "hello", "1.2.3", "x"}, exitUsage, "want remove DIR NAME VERSION"},
 		{"unknown subcommand", []string{"release", "resign", dir}, exitUsage, `unknown release command "resign"`},

@@ -107,6 +107,8 @@ func newHandler(svc *fleet.Service, logger *slog.Logger, o *options) *handler {
 		{"GET /artifacts/{id}", h.getArtifact},
 		{"DELETE /artifacts/{id}", h.deleteArtifact},
 		{"PUT /artifacts/{id}/metadata", h.setArtifactMetadata},
+		{"GET /release", h.getRelease}, // release.go
+		{"PUT /release", h.putRelease},
 		{"GET /deployments", h.listDeployments}, // deployments.go
 		{"POST /deployments", h.createDeployment},
 		{"GET /deployments/{id}", h.getDeployment},

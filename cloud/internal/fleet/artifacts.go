@@ -427,7 +427,8 @@ func (s *Service) otaMethods() map[string]jsonrpc.HandlerFunc {
 			vs, err := s.otaVersions(ctx, p.Name)
 			return OTAAvailableResult{Versions: vs}, err
 		}),
-		rpcproto.MethodOTAStatus: jsonrpc.Handler(s.otaStatus), // ota_status.go
+		rpcproto.MethodOTAStatus:   jsonrpc.Handler(s.otaStatus),   // ota_status.go
+		rpcproto.MethodOTAMetadata: jsonrpc.Handler(s.otaMetadata), // release.go
 	}
 }
 

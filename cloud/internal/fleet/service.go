@@ -14,6 +14,7 @@ import (
 	"github.com/bosunhq/bosun/cloud/internal/artifacts"
 	"github.com/bosunhq/bosun/cloud/internal/store"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
+	"github.com/bosunhq/bosun/pkg/release"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 	"github.com/nats-io/nats.go"
 )
@@ -73,6 +74,14 @@ type Options struct {
 	// PublicURL prefixes download URLs handed to devices. Empty means
 	// a URL of the path alone, resolved by the device against its cloud.
 	PublicURL string
+	// Release holds the online snapshot and timestamp keys that sign
+	// each organisation's release metadata (release.go). nil means the
+	// cloud signs none: release uploads are refused and devices find no
+	// metadata.
+	Release *release.Online
+	// ReleaseRefresh is how often snapshots and timestamps near their
+	// expiry are re-signed. Defaults to DefaultReleaseRefresh (10m).
+	ReleaseRefresh time.Duration
 	// Deployments tune the deployments engine; the zero value means
 	// every default (see DeploymentOptions).
 	Deployments DeploymentOptions
@@ -145,6 +154,9 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	}
 	if opts.ReplicaRetention <= 0 {
 		opts.ReplicaRetention = 24 * time.Hour
+	}
+	if opts.ReleaseRefresh <= 0 {
+		opts.ReleaseRefresh = DefaultReleaseRefresh
 	}
 	if opts.DownloadTokenTTL <= 0 {
 		opts.DownloadTokenTTL = DefaultDownloadTokenTTL
@@ -225,6 +237,7 @@ func (s *Service) Start(ctx context.Context) error {
 	s.janitor(ctx)
 	s.goOwned(s.heartbeatLoop)
 	s.goOwned(s.sweepLoop)
+	s.goOwned(s.releaseLoop)
 	s.goOwned(s.deploymentLoop)
 	return nil
 }

@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -41,6 +42,7 @@ import (
 	"github.com/bosunhq/bosun/cloud/internal/hub"
 	"github.com/bosunhq/bosun/cloud/internal/store"
 	"github.com/bosunhq/bosun/cloud/internal/web"
+	"github.com/bosunhq/bosun/pkg/release"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
 
@@ -73,10 +75,17 @@ type Config struct {
 	// SweepInterval: see fleet.Options. Defaults to 5s.
 	SweepInterval time.Duration
 	// DataDir holds the cloud's files: OTA artifacts under
-	// DataDir/artifacts/sha256 (see package artifacts). Replicas share
-	// it (one file system). Empty means no artifacts are stored: uploads
-	// are refused.
+	// DataDir/artifacts/sha256 (see package artifacts) and the online
+	// release keys under DataDir/release (snapshot.key, timestamp.key,
+	// made on first start; pkg/release). Replicas share it (one file
+	// system). Empty means no artifacts are stored and no release
+	// metadata signed: uploads are refused.
 	DataDir string
+	// ReleaseOptions and ReleaseRefresh tune the signing of release
+	// metadata (fleet.Options.ReleaseRefresh); nil and zero mean the
+	// defaults. Tests shorten them.
+	ReleaseOptions *release.OnlineOptions
+	ReleaseRefresh time.Duration
 	// MaxArtifactSize bounds one artifact upload in bytes. Defaults to
 	// artifacts.DefaultMaxSize (1 GiB).
 	MaxArtifactSize int64
@@ -180,9 +189,15 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		logger.Info("database migrated", "applied", applied)
 	}
 	var disk *artifacts.Disk
+	var online *release.Online
 	if cfg.DataDir != "" {
 		if disk, err = artifacts.OpenDisk(cfg.DataDir, cfg.MaxArtifactSize); err != nil {
 			return nil, err
+		}
+		// The online release keys: made by the first replica, shared
+		// with the others through the data directory.
+		if online, err = release.OpenOnline(filepath.Join(cfg.DataDir, "release"), cfg.ReleaseOptions); err != nil {
+			return nil, fmt.Errorf("release keys: %w", err)
 		}
 	}
 	if s.bus, err = bus.Open(ctx, bus.Options{URL: cfg.NATSURL, Name: "bosun-cloud " + cfg.Replica, Logger: logger}); err != nil {
@@ -192,7 +207,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		Logger: logger, MaxPendingPerOrg: cfg.MaxPendingPerOrg, MaxPendingPerAddr: cfg.MaxPendingPerAddr,
 		MaxPendingDevices: cfg.MaxPendingDevices, MaxNewPendingPerAddr: cfg.MaxNewPendingPerAddr,
 		MaxPendingKeys: cfg.MaxPendingKeys, PendingTTL: cfg.PendingTTL, SweepInterval: cfg.SweepInterval,
-		Artifacts: disk, DownloadTokenTTL: cfg.DownloadTokenTTL, PublicURL: cfg.PublicURL,
+		Artifacts: disk, DownloadTokenTTL: cfg.DownloadTokenTTL, PublicURL: cfg.PublicURL, Release: online, ReleaseRefresh: cfg.ReleaseRefresh,
 		Deployments: cfg.Deployments}); err != nil {
 		return nil, err
 	}

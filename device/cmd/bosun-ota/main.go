@@ -11,33 +11,43 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/bosunhq/bosun/device/internal/datadir"
 	"github.com/bosunhq/bosun/device/internal/ota"
 	"github.com/bosunhq/bosun/device/worker"
+	"github.com/bosunhq/bosun/pkg/jsonrpc"
+	"github.com/bosunhq/bosun/pkg/release"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
+	"github.com/nats-io/nats.go"
 )
 
 // Config is everything bosun-ota is told.
 type Config struct {
-	DataDir       string
-	NATSURL       string
-	NATSToken     string
-	Hook          string
-	HookTimeout   time.Duration
-	TrustedHashes string // dev only: file of "NAME/VERSION SHA256 LENGTH" lines
-	LogLevel      slog.Level
+	DataDir     string
+	NATSURL     string
+	NATSToken   string
+	Hook        string
+	HookTimeout time.Duration
+	// ReleaseRoot is the pinned root.json updates are verified against;
+	// ReleaseMetadata, when set, a directory to read the release
+	// metadata from instead of asking the cloud.
+	ReleaseRoot     string
+	ReleaseMetadata string
+	// BaseURL is where a download URL of a path alone points: the
+	// http(s) form of the bridge's cloud URL (BOSUN_CLOUD_URL).
+	BaseURL  *url.URL
+	LogLevel slog.Level
 }
 
 func loadConfig(args []string, getenv func(string) string) (Config, error) {
@@ -49,13 +59,15 @@ func loadConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	fs := flag.NewFlagSet("bosun-ota", flag.ContinueOnError)
 	var c Config
-	var level, hookTimeout string
+	var level, hookTimeout, cloudURL string
 	fs.StringVar(&c.DataDir, "data-dir", or("BOSUN_DATA_DIR", worker.DefaultDataDir), "the bridge's data directory; slots live in <data-dir>/ota (env BOSUN_DATA_DIR)")
 	fs.StringVar(&c.NATSURL, "nats-url", getenv("BOSUN_NATS_URL"), "device-local NATS (env BOSUN_NATS_URL; default: <data-dir>/nats.url)")
 	fs.StringVar(&c.NATSToken, "nats-token", getenv("BOSUN_NATS_TOKEN"), "NATS token (env BOSUN_NATS_TOKEN; default: <data-dir>/nats.token)")
 	fs.StringVar(&c.Hook, "hook", getenv("BOSUN_OTA_HOOK"), "restart hook run with the new active slot's directory after every switch (env BOSUN_OTA_HOOK; default: none)")
 	fs.StringVar(&hookTimeout, "hook-timeout", or("BOSUN_OTA_HOOK_TIMEOUT", "60s"), "how long the hook may run (env BOSUN_OTA_HOOK_TIMEOUT)")
-	fs.StringVar(&c.TrustedHashes, "trusted-hashes", getenv("BOSUN_OTA_TRUSTED_HASHES"), "until TUF verification is wired in: a file of \"NAME/VERSION SHA256 LENGTH\" lines naming the only targets that may be installed (env BOSUN_OTA_TRUSTED_HASHES)")
+	fs.StringVar(&c.ReleaseRoot, "release-root", getenv("BOSUN_OTA_RELEASE_ROOT"), "the pinned release root (the organisation's 1.root.json) every update is verified against (env BOSUN_OTA_RELEASE_ROOT; default: <data-dir>/release-root.json)")
+	fs.StringVar(&c.ReleaseMetadata, "release-metadata", getenv("BOSUN_OTA_RELEASE_METADATA"), "read the release metadata (timestamp.json, snapshot.json, targets.json, N.root.json) from this directory instead of the cloud, e.g. for installs from a USB stick (env BOSUN_OTA_RELEASE_METADATA)")
+	fs.StringVar(&cloudURL, "cloud-url", getenv("BOSUN_CLOUD_URL"), "the bridge's cloud URL (ws(s)://host/v1/device): a download URL of a path alone is fetched from its host (env BOSUN_CLOUD_URL; the bridge's)")
 	fs.StringVar(&level, "log-level", or("BOSUN_LOG_LEVEL", "info"), "debug, info, warn or error (env BOSUN_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -71,8 +83,18 @@ func loadConfig(args []string, getenv func(string) string) (Config, error) {
 		return c, fmt.Errorf("hook timeout %q: must be a positive duration", hookTimeout)
 	}
 	c.HookTimeout = d
+	if cloudURL != "" {
+		u, err := url.Parse(cloudURL)
+		if err != nil || u.Host == "" || (u.Scheme != "ws" && u.Scheme != "wss" && u.Scheme != "http" && u.Scheme != "https") {
+			return c, fmt.Errorf("cloud URL %q: want ws(s)://host/... as the bridge's", cloudURL)
+		}
+		c.BaseURL = &url.URL{Scheme: map[string]string{"ws": "http", "wss": "https", "http": "http", "https": "https"}[u.Scheme], Host: u.Host}
+	}
 	if c.DataDir == "" {
 		return c, errors.New("data dir: set BOSUN_DATA_DIR or --data-dir")
+	}
+	if c.ReleaseRoot == "" {
+		c.ReleaseRoot = filepath.Join(c.DataDir, "release-root.json")
 	}
 	if c.Hook != "" {
 		if fi, err := os.Stat(c.Hook); err != nil || fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
@@ -109,23 +131,20 @@ func main() {
 }
 
 func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
-	var v ota.Verifier
-	if cfg.TrustedHashes != "" {
-		hv, err := loadHashVerifier(cfg.TrustedHashes)
-		if err != nil {
-			return err
-		}
-		v = hv
-	}
 	nc, err := worker.Connect(worker.ConnectOptions{DataDir: cfg.DataDir, URL: cfg.NATSURL, Token: cfg.NATSToken, Name: "bosun-ota"})
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
+	v, err := newVerifier(cfg, nc)
+	if err != nil {
+		return err
+	}
 	m, err := ota.New(ota.Config{
 		Dir:         filepath.Join(cfg.DataDir, "ota"),
 		Verifier:    v,
 		Hook:        cfg.Hook,
+		BaseURL:     cfg.BaseURL,
 		HookTimeout: cfg.HookTimeout,
 		Send: func(ctx context.Context, p rpcproto.OTAStatusParams) error {
 			return worker.Call(ctx, nc, rpcproto.MethodOTAStatus, p, nil)
@@ -143,40 +162,67 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	return w.Run(ctx)
 }
 
-// hashVerifier trusts the targets a local file lists. It stands in for
-// pkg/release's TUF verifier until that is wired in.
-type hashVerifier map[string]ota.TargetInfo
+// sessionFetcher fetches release metadata from the cloud through the
+// bridge: ota.metadata, answered from the device's organisation's release
+// repository inside the signed session.
+type sessionFetcher struct{ nc *nats.Conn }
 
-func loadHashVerifier(path string) (hashVerifier, error) {
-	b, err := os.ReadFile(path)
+func (f sessionFetcher) Fetch(ctx context.Context, name string, maxLen int64) ([]byte, error) {
+	var res struct {
+		Data []byte `json:"data"`
+	}
+	err := worker.Call(ctx, f.nc, rpcproto.MethodOTAMetadata, map[string]string{"file": name}, &res)
+	var je *jsonrpc.Error
+	if errors.As(err, &je) && je.Code == rpcproto.CodeNotFound {
+		return nil, fmt.Errorf("%w: %s", release.ErrNotFound, name)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("trusted hashes: %w", err)
+		return nil, fmt.Errorf("fetching %s from the cloud: %w", name, err)
 	}
-	v := hashVerifier{}
-	for i, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		f := strings.Fields(line)
-		var n int64
-		if len(f) == 3 {
-			_, err = fmt.Sscan(f[2], &n)
-		}
-		sum, herr := hex.DecodeString(f[min(1, len(f)-1)])
-		if len(f) != 3 || err != nil || n <= 0 || herr != nil || len(sum) != 32 {
-			return nil, fmt.Errorf("trusted hashes %s:%d: want \"NAME/VERSION SHA256 LENGTH\"", path, i+1)
-		}
-		name, version, _ := strings.Cut(f[0], "/")
-		v[f[0]] = ota.TargetInfo{Path: f[0] + "/bundle.tar.gz", Length: n, Hashes: map[string][]byte{"sha256": sum}, Name: name, Version: version}
+	if int64(len(res.Data)) > maxLen {
+		return nil, fmt.Errorf("%s from the cloud is %d bytes, over the limit of %d", name, len(res.Data), maxLen)
 	}
-	return v, nil
+	return res.Data, nil
 }
 
-func (v hashVerifier) Target(_ context.Context, name, version string) (ota.TargetInfo, error) {
-	t, ok := v[name+"/"+version]
-	if !ok {
-		return ota.TargetInfo{}, fmt.Errorf("target %s/%s is not trusted", name, version)
+// tufVerifier is the ota.Verifier of pkg/release: TUF metadata checked
+// against the pinned root, refreshed before every update.
+type tufVerifier struct{ v *release.Verifier }
+
+func (t tufVerifier) Target(ctx context.Context, name, version string) (ota.TargetInfo, error) {
+	ti, err := t.v.Target(ctx, name, version)
+	if err != nil {
+		return ota.TargetInfo{}, err
 	}
-	return t, nil
+	return ota.TargetInfo{Path: ti.Path, Length: ti.Length, Hashes: ti.Hashes, Name: ti.Name, Version: ti.Version}, nil
+}
+
+// noRoot is the Verifier of a device without a pinned release root: every
+// update fails, saying what to install.
+type noRoot struct{ path string }
+
+func (n noRoot) Target(context.Context, string, string) (ota.TargetInfo, error) {
+	return ota.TargetInfo{}, fmt.Errorf("no pinned release root at %s: install the organisation's 1.root.json there (see docs/ota-device.md)", n.path)
+}
+
+// newVerifier makes the Verifier: the pinned root from cfg.ReleaseRoot,
+// metadata from cfg.ReleaseMetadata or else the cloud, trusted state in
+// <data dir>/ota/tuf.
+func newVerifier(cfg Config, nc *nats.Conn) (ota.Verifier, error) {
+	root, err := os.ReadFile(cfg.ReleaseRoot)
+	if errors.Is(err, fs.ErrNotExist) {
+		return noRoot{cfg.ReleaseRoot}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("release root: %w", err)
+	}
+	var f release.Fetcher = sessionFetcher{nc}
+	if cfg.ReleaseMetadata != "" {
+		f = release.DirFetcher(cfg.ReleaseMetadata)
+	}
+	v, err := release.NewVerifier(root, f, filepath.Join(cfg.DataDir, "ota", "tuf"), nil)
+	if err != nil {
+		return nil, fmt.Errorf("release root %s: %w", cfg.ReleaseRoot, err)
+	}
+	return tufVerifier{v}, nil
 }

@@ -6,8 +6,6 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,6 +23,7 @@ import (
 	"github.com/bosunhq/bosun/device/internal/bridge"
 	"github.com/bosunhq/bosun/device/worker"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
+	"github.com/bosunhq/bosun/pkg/release"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 	"github.com/nats-io/nats.go"
 )
@@ -47,6 +46,8 @@ func TestLoadConfig(t *testing.T) {
 		{name: "hook missing", args: []string{"--hook", filepath.Join(dir, "none")}, wantErr: "not an executable file"},
 		{name: "bad hook timeout", args: []string{"--hook-timeout", "-1s"}, wantErr: "positive duration"},
 		{name: "stray argument", args: []string{"x"}, wantErr: "unexpected arguments"},
+		{name: "cloud url", env: map[string]string{"BOSUN_CLOUD_URL": "wss://cloud.example:8443/v1/device"}},
+		{name: "bad cloud url", args: []string{"--cloud-url", "ftp://x"}, wantErr: "want ws(s)://host"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -54,8 +55,12 @@ func TestLoadConfig(t *testing.T) {
 			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Fatalf("err %v, want %q", err, tt.wantErr)
 			}
-			if tt.name == "defaults" && (c.DataDir != worker.DefaultDataDir || c.HookTimeout != time.Minute) {
+			if tt.name == "defaults" && (c.DataDir != worker.DefaultDataDir || c.HookTimeout != time.Minute || c.BaseURL != nil ||
+				c.ReleaseRoot != filepath.Join(worker.DefaultDataDir, "release-root.json")) {
 				t.Fatalf("%+v", c)
+			}
+			if tt.name == "cloud url" && (c.BaseURL == nil || c.BaseURL.String() != "https://cloud.example:8443") {
+				t.Fatalf("base URL %v", c.BaseURL)
 			}
 		})
 	}
@@ -148,6 +153,46 @@ func outboxStatuses(tb testing.TB, dataDir string) []rpcproto.OTAStatusParams {
 	return out
 }
 
+// releaseRepo makes a real release repository (pkg/release: operator keys,
+// the cloud's online keys) with the bundles signed as hello VERSION, and
+// returns its 1.root.json and a directory of the metadata a device
+// fetches.
+func releaseRepo(t *testing.T, bundles map[string][]byte) ([]byte, string) {
+	t.Helper()
+	dir := t.TempDir()
+	online, err := release.OpenOnline(filepath.Join(dir, "online"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := filepath.Join(dir, "operator")
+	if err := release.InitRepo(op, online.Keys()); err != nil {
+		t.Fatal(err)
+	}
+	for v, body := range bundles {
+		f := filepath.Join(dir, v+".tar.gz")
+		os.WriteFile(f, body, 0o600)
+		if _, err := release.SignTarget(op, "hello", v, f, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, _ := os.ReadFile(filepath.Join(op, "1.root.json"))
+	targets, _ := os.ReadFile(filepath.Join(op, "targets.json"))
+	repo, err := online.Accept(release.Repo{}, root, targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := repo.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := filepath.Join(dir, "metadata")
+	os.Mkdir(meta, 0o700)
+	for name, b := range files {
+		os.WriteFile(filepath.Join(meta, name), b, 0o600)
+	}
+	return root, meta
+}
+
 func lastStatus(rs []rpcproto.OTAStatusParams) string {
 	if len(rs) == 0 {
 		return ""
@@ -174,13 +219,9 @@ func TestWorkerThroughBridge(t *testing.T) {
 		http.ServeContent(w, r, "b.tar.gz", time.Time{}, bytes.NewReader(body))
 	}))
 	defer srv.Close()
-	trusted := filepath.Join(t.TempDir(), "trusted")
-	var lines []string
-	for v, body := range map[string][]byte{"2.0.0": v2, "3.0.0": v3} {
-		s := sha256.Sum256(body)
-		lines = append(lines, fmt.Sprintf("hello/%s %s %d", v, hex.EncodeToString(s[:]), len(body)))
-	}
-	os.WriteFile(trusted, []byte(strings.Join(lines, "\n")), 0o600)
+	root, metaDir := releaseRepo(t, map[string][]byte{"2.0.0": v2, "3.0.0": v3})
+	rootFile := filepath.Join(t.TempDir(), "root.json")
+	os.WriteFile(rootFile, root, 0o600)
 	hookLog := filepath.Join(t.TempDir(), "hook.log")
 	hook := filepath.Join(t.TempDir(), "hook.sh")
 	os.WriteFile(hook, []byte("#!/bin/sh\necho \"$BOSUN_OTA_REASON $BOSUN_OTA_SLOT $1\" >> "+hookLog+"\n"), 0o755)
@@ -188,7 +229,7 @@ func TestWorkerThroughBridge(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, Config{DataDir: dataDir, Hook: hook, HookTimeout: 10 * time.Second, TrustedHashes: trusted}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		done <- run(ctx, Config{DataDir: dataDir, Hook: hook, HookTimeout: 10 * time.Second, ReleaseRoot: rootFile, ReleaseMetadata: metaDir}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}()
 	defer func() {
 		cancel()

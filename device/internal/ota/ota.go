@@ -103,6 +103,10 @@ type Config struct {
 	// Send hands ota.status reports to the bridge. nil means reports stay
 	// in reports/ (tests read them there).
 	Send SendFunc
+	// BaseURL resolves an ota.update url that is a path alone (what a
+	// cloud without a public URL sends): scheme and host of the cloud.
+	// nil means such a url is refused.
+	BaseURL *url.URL
 	// HTTPClient downloads bundles. nil means a client with a 30s
 	// response-header timeout (no overall timeout: bundles are big).
 	HTTPClient *http.Client
@@ -441,6 +445,11 @@ func (m *Manager) Update(p rpcproto.OTAUpdateParams) (rpcproto.OTAUpdateResult, 
 	mt := targetRe.FindStringSubmatch(p.Target)
 	if mt == nil || !semverRe.MatchString(mt[2]) {
 		return rpcproto.OTAUpdateResult{}, invalidf("target must be NAME/VERSION (NAME: lowercase letters, digits, '.', '_', '-'; VERSION: a semantic version), got %q", p.Target)
+	}
+	if strings.HasPrefix(p.URL, "/") && !strings.HasPrefix(p.URL, "//") && m.cfg.BaseURL != nil {
+		// A path alone: the cloud has no public URL, the device knows
+		// where its cloud is.
+		p.URL = m.cfg.BaseURL.JoinPath(p.URL).String()
 	}
 	u, err := url.Parse(p.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

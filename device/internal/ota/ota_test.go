@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -403,5 +404,33 @@ func TestMaxBundleBytes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRelativeURL: a url of a path alone (a cloud without a public URL)
+// is fetched from Config.BaseURL; without one it is refused and nothing
+// changes.
+func TestRelativeURL(t *testing.T) {
+	v := appBundle(t, "1.0.0", 10)
+	fs, u := startServer(t, v)
+	base, _ := url.Parse(strings.TrimSuffix(u, "/bundle.tar.gz"))
+	d := newDevice(t, mapVerifier{"hello/1.0.0": v}, func(c *Config) { c.BaseURL = base })
+	r, err := d.m.Update(rpcproto.OTAUpdateParams{Target: "hello/1.0.0", URL: "/bundle.tar.gz"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.waitStatus(r.ID, "succeeded")
+	if fs.requests() == 0 {
+		t.Fatal("the bundle was not fetched from the base URL")
+	}
+	bare := newDevice(t, mapVerifier{"hello/1.0.0": v})
+	before := bare.stateBytes()
+	for _, p := range []string{"/bundle.tar.gz", "//evil.example/x"} {
+		if _, err := bare.m.Update(rpcproto.OTAUpdateParams{Target: "hello/1.0.0", URL: p}); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("%s without a base URL: %v", p, err)
+		}
+	}
+	if !bytes.Equal(before, bare.stateBytes()) {
+		t.Fatal("a refused url changed the state")
 	}
 }
