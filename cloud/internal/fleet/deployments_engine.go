@@ -324,8 +324,8 @@ func (s *Service) backoff(n int) time.Duration {
 
 // failure is the update of a member whose attempt failed (status is the
 // device's failed or rolled_back, or failed for a call that did not
-// succeed) with why: a retry later, set aside after the last attempt, or
-// aborted when the deployment was.
+// succeed) with why: a retry later; after the last attempt, set aside
+// with that status for good; aborted when the deployment was.
 func (s *Service) failure(d store.Deployment, m store.DeploymentMember, status, why string) store.MemberUpdate {
 	u := store.MemberUpdate{DeploymentID: d.ID, DeviceID: m.DeviceID, Attempts: m.Attempts, ReportSeq: m.ReportSeq,
 		Status: m.Status, NewReportSeq: m.ReportSeq}
@@ -333,13 +333,21 @@ func (s *Service) failure(d store.Deployment, m store.DeploymentMember, status, 
 	case d.State == DeploymentAborted:
 		u.NewStatus, u.Reason = DevAborted, "aborted: "+status+": "+why
 	case m.Attempts >= d.MaxAttempts:
-		u.NewStatus, u.Reason = DevFailed, fmt.Sprintf("set aside after %d attempts: %s: %s", m.Attempts, status, why)
+		u.NewStatus, u.Reason = status, fmt.Sprintf("set aside after %s: %s", plural(m.Attempts, "attempt"), why)
 	default:
 		at := time.Now().Add(s.backoff(m.Attempts)).UTC()
 		u.NewStatus, u.RetryAt = DevPending, &at
 		u.Reason = fmt.Sprintf("attempt %d %s: %s (retry at %s)", m.Attempts, status, why, at.Format(time.RFC3339))
 	}
 	return u
+}
+
+// plural is "1 attempt", "3 attempts".
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.Itoa(n) + " " + what + "s"
 }
 
 // applyReports applies the newest unapplied report of each member's
