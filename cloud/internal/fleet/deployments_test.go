@@ -1037,3 +1037,67 @@ func TestDeploymentLostAnswerSentAgain(t *testing.T) {
 		t.Fatalf("calls (newest first) %+v", calls)
 	}
 }
+
+// TestDeploymentCreateEventsBound: a create publishes one pending event
+// per member up to 200 members (at the bound: 200), and none beyond it
+// (201: the deployment's own event carries the counts), so that a
+// subscriber is not dropped for a burst.
+func TestDeploymentCreateEventsBound(t *testing.T) {
+	s := cloudtest.NewServer(t, deployOpts(fleet.DeploymentOptions{Tick: time.Hour}))
+	ctx := ctxT(t)
+	upload(t, s, "hello", "2.0.0")
+	pool := s.Service().Store().Pool()
+	if _, err := pool.Exec(ctx, `INSERT INTO devices (id, org_id, status, tags)
+		SELECT format('bulk-%s', lpad(i::text, 3, '0')), $1, 'accepted',
+			ARRAY[CASE WHEN i < 200 THEN 'two-hundred' ELSE 'extra' END, 'all'] FROM generate_series(0, 200) i`, s.Super.OrgID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO device_keys (device_id, public_key, fingerprint, alg, status)
+		SELECT id, '\x00', 'SHA256:' || id, 'ed25519', 'accepted' FROM devices WHERE id LIKE 'bulk-%'`); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		tag     string
+		members int
+		events  int
+	}{{"two-hundred", 200, 200}, {"all", 201, 0}} {
+		events, err := s.Service().Subscribe(ctx, s.Super)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := create(t, s, fleet.DeploymentSpec{Name: "hello", Version: "2.0.0", Tag: c.tag})
+		if d.Total != c.members {
+			t.Fatalf("tag %s: %d members", c.tag, d.Total)
+		}
+		pending, sawDeployment := 0, false
+		quiet := time.NewTimer(500 * time.Millisecond)
+	read:
+		for {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					t.Fatal("the subscriber was dropped")
+				}
+				var data struct {
+					Deployment int64
+					Status     string
+				}
+				json.Unmarshal(ev.Data, &data)
+				if ev.Type != fleet.EventDeployment || data.Deployment != d.ID {
+					continue
+				}
+				if ev.DeviceID == "" {
+					sawDeployment = true
+				} else if data.Status == fleet.DevPending {
+					pending++
+				}
+				quiet.Reset(500 * time.Millisecond)
+			case <-quiet.C:
+				break read
+			}
+		}
+		if !sawDeployment || pending != c.events {
+			t.Fatalf("%d members: deployment event %v, %d pending events; want %d", c.members, sawDeployment, pending, c.events)
+		}
+	}
+}
