@@ -65,7 +65,8 @@ type DeploymentSpec struct {
 	// for 0 (any final failure pauses).
 	FailureThreshold int
 	// MaxAttempts bounds the attempts per device, 1..10. 0 means 3. A
-	// device failing MaxAttempts times is set aside (failed, final).
+	// device failing MaxAttempts times is set aside (failed or
+	// rolled_back, final).
 	MaxAttempts int
 	// CommitTimeout is the seconds passed to ota.update, 0..86400. 0
 	// means 300; -1 asks for 0 (the device commits as soon as it has
@@ -145,8 +146,9 @@ type DeploymentOptions struct {
 	// MaxRetryBackoff caps the wait between attempts. Defaults to 10m.
 	MaxRetryBackoff time.Duration
 	// CallTTL is the ttl of the queued ota.update and ota.abort calls: how
-	// long an offline device may take to come back and still get them.
-	// Defaults to 24h.
+	// long an offline device may take to come back and still get them. A
+	// device in flight that reports nothing for CallTTL plus the commit
+	// timeout fails its attempt. Defaults to 24h.
 	CallTTL time.Duration
 	// MaxMembers bounds the members of one deployment: a create naming
 	// more is refused, and a tag gaining devices beyond it adds none
@@ -275,9 +277,24 @@ func (s *Service) CreateDeployment(ctx context.Context, a Actor, spec Deployment
 	s.audit(ctx, org, a, "deployment.create", deploymentRef(d.ID), "ok", map[string]any{
 		"artifact": ref, "devices": len(d.Spec.DeviceIDs), "tag": d.Spec.Tag, "phases": d.Spec.Phases, "members": d.Total})
 	s.deploymentEvent(d, nil)
+	if d.Total <= maxCreateEvents {
+		// Every member starts pending; beyond the bound the deployment's
+		// event (with its counts) says it, so that a subscriber is not
+		// dropped for a burst of events.
+		ms, err := s.st.ListMembers(ctx, d.ID)
+		if err == nil {
+			for _, m := range ms {
+				s.memberEvent(store.Deployment{ID: d.ID, OrgID: d.OrgID, State: d.State, Phase: d.Phase}, m)
+			}
+		}
+	}
 	s.wakeEngine()
 	return d, nil
 }
+
+// maxCreateEvents bounds the members whose pending status a create
+// publishes one event each for.
+const maxCreateEvents = 200
 
 func deploymentRef(id int64) string { return fmt.Sprintf("deployment:%d", id) }
 

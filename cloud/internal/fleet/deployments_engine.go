@@ -145,6 +145,9 @@ func (s *Service) tickDeployment(ctx context.Context, id int64) error {
 	if err := s.failUpdateCalls(ctx, d); err != nil {
 		return fmt.Errorf("reading call outcomes: %w", err)
 	}
+	if err := s.failSilent(ctx, d); err != nil {
+		return fmt.Errorf("failing silent devices: %w", err)
+	}
 	switch d.State {
 	case DeploymentAborted:
 		return s.tickAborted(ctx, d)
@@ -321,8 +324,8 @@ func (s *Service) backoff(n int) time.Duration {
 
 // failure is the update of a member whose attempt failed (status is the
 // device's failed or rolled_back, or failed for a call that did not
-// succeed) with why: a retry later, set aside after the last attempt, or
-// aborted when the deployment was.
+// succeed) with why: a retry later; after the last attempt, set aside
+// with that status for good; aborted when the deployment was.
 func (s *Service) failure(d store.Deployment, m store.DeploymentMember, status, why string) store.MemberUpdate {
 	u := store.MemberUpdate{DeploymentID: d.ID, DeviceID: m.DeviceID, Attempts: m.Attempts, ReportSeq: m.ReportSeq,
 		Status: m.Status, NewReportSeq: m.ReportSeq}
@@ -330,13 +333,21 @@ func (s *Service) failure(d store.Deployment, m store.DeploymentMember, status, 
 	case d.State == DeploymentAborted:
 		u.NewStatus, u.Reason = DevAborted, "aborted: "+status+": "+why
 	case m.Attempts >= d.MaxAttempts:
-		u.NewStatus, u.Reason = DevFailed, fmt.Sprintf("set aside after %d attempts: %s: %s", m.Attempts, status, why)
+		u.NewStatus, u.Reason = status, fmt.Sprintf("set aside after %s: %s", plural(m.Attempts, "attempt"), why)
 	default:
 		at := time.Now().Add(s.backoff(m.Attempts)).UTC()
 		u.NewStatus, u.RetryAt = DevPending, &at
 		u.Reason = fmt.Sprintf("attempt %d %s: %s (retry at %s)", m.Attempts, status, why, at.Format(time.RFC3339))
 	}
 	return u
+}
+
+// plural is "1 attempt", "3 attempts".
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.Itoa(n) + " " + what + "s"
 }
 
 // applyReports applies the newest unapplied report of each member's
@@ -454,6 +465,31 @@ func (s *Service) resendUpdate(ctx context.Context, d store.Deployment, m store.
 	m.CallID = &callID
 	s.log.Info("ota.update answer lost: sending the attempt again", "deployment", d.ID, "device_id", m.DeviceID, "attempt", m.Attempts)
 	return s.sendUpdate(ctx, d, art, m)
+}
+
+// failSilent fails the attempts of members in flight whose device has
+// said nothing for CallTTL plus the commit timeout (it answered ota.update
+// and went quiet: gone, or its worker lost the update): without it such a
+// member would hold its phase open for ever.
+func (s *Service) failSilent(ctx context.Context, d store.Deployment) error {
+	if d.State == DeploymentCompleted {
+		return nil
+	}
+	ms, err := s.st.SilentMembers(ctx, d.ID, s.opts.Deployments.CallTTL)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		why := fmt.Sprintf("no report for %s after %s", s.opts.Deployments.CallTTL+time.Duration(d.CommitTimeout)*time.Second, m.Status)
+		nm, ok, err := s.st.UpdateMember(ctx, s.failure(d, m, DevFailed, why))
+		if err != nil {
+			return err
+		}
+		if ok {
+			s.memberEvent(d, nm)
+		}
+	}
+	return nil
 }
 
 // errCancelled is the error of a queued ota.update call cancelled by an

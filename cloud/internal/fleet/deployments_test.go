@@ -17,6 +17,7 @@ import (
 	"github.com/bosunhq/bosun/cloud/internal/store"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
+	"github.com/coder/websocket"
 )
 
 // These tests drive deployments through the real cloud (PostgreSQL, NATS,
@@ -65,8 +66,10 @@ type otaDevice struct {
 	seq     uint64
 	updates []rpcproto.OTAUpdateParams
 	aborts  []string
-	current string // id of the latest update
-	resent  int    // updates sent again with the current id
+	current string   // id of the latest update
+	resent  int      // updates sent again with the current id
+	drop    int      // the next drop updates close the session instead of answering
+	dropped []string // ids of the updates whose answer was lost so
 
 	done chan struct{}  // closed when the test ends: reporting stops
 	wg   sync.WaitGroup // the reporting goroutines
@@ -110,6 +113,18 @@ func (o *otaDevice) connect(s *cloudtest.Server, opts cloudtest.DeviceOptions) {
 			return nil, err
 		}
 		o.mu.Lock()
+		if o.drop > 0 {
+			// The answer is lost: the session ends before it.
+			o.drop--
+			o.dropped = append(o.dropped, p.ID)
+			o.mu.Unlock()
+			dev.Peer.Close(websocket.StatusGoingAway, "dropped")
+			select { // no answer: the session ends first
+			case <-dev.Peer.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+			return nil, errors.New("dropped")
+		}
 		if o.current == p.ID {
 			// Sent again (its answer was lost): the state of the
 			// update in progress, as bosun-ota answers.
@@ -334,7 +349,7 @@ func TestDeploymentSucceeds(t *testing.T) {
 	// Every member passed through every status, as events.
 	seen := map[string][]string{}
 	deadline := time.After(10 * time.Second)
-	for len(seen["dep-c"]) < 5 || len(seen["dep-a"]) < 5 || len(seen["dep-b"]) < 5 {
+	for len(seen["dep-c"]) < 6 || len(seen["dep-a"]) < 6 || len(seen["dep-b"]) < 6 {
 		select {
 		case ev := <-events:
 			if ev.Type != fleet.EventDeployment || ev.DeviceID == "" {
@@ -352,7 +367,7 @@ func TestDeploymentSucceeds(t *testing.T) {
 			t.Fatalf("events per device: %v", seen)
 		}
 	}
-	want := []string{"sent", "downloading", "installing", "awaiting_commit", "succeeded"}
+	want := []string{"pending", "sent", "downloading", "installing", "awaiting_commit", "succeeded"}
 	for dev, got := range seen {
 		if !slices.Equal(got, want) {
 			t.Fatalf("%s went through %v, want %v", dev, got, want)
@@ -654,7 +669,7 @@ func TestDeploymentFailureThresholdPauses(t *testing.T) {
 		t.Fatalf("paused with reason %q", p.Reason)
 	}
 	m := waitMember(t, s, d.ID, "thr-1", fleet.DevFailed)
-	if m.Attempts != 1 || !strings.Contains(m.Reason, "set aside after 1 attempts: failed: the test device says no") {
+	if m.Attempts != 1 || m.Reason != "set aside after 1 attempt: the test device says no" {
 		t.Fatalf("failed member %+v", m)
 	}
 	for range 10 {
@@ -689,10 +704,10 @@ func TestDeploymentRetriesBounded(t *testing.T) {
 		FailureThreshold: 100})
 	d = waitState(t, s, d.ID, fleet.DeploymentCompleted)
 	_, ms := getDep(t, s, d.ID)
-	if m := ms["rt-bad"]; m.Status != fleet.DevFailed || m.Attempts != 3 || !strings.HasPrefix(m.Reason, "set aside after 3 attempts") {
+	if m := ms["rt-bad"]; m.Status != fleet.DevFailed || m.Attempts != 3 || m.Reason != "set aside after 3 attempts: the test device says no" {
 		t.Fatalf("always failing: %+v", m)
 	}
-	if m := ms["rt-rb"]; m.Status != fleet.DevFailed || m.Attempts != 3 || !strings.Contains(m.Reason, "rolled_back") {
+	if m := ms["rt-rb"]; m.Status != fleet.DevRolledBack || m.Attempts != 3 || m.Reason != "set aside after 3 attempts: the test device says no" {
 		t.Fatalf("always rolling back: %+v", m)
 	}
 	if m := ms["rt-flaky"]; m.Status != fleet.DevSucceeded || m.Attempts != 2 {
@@ -959,6 +974,130 @@ func TestDeploymentTwoReplicas(t *testing.T) {
 	for _, o := range devs {
 		if o.updateCount() != 1 {
 			t.Fatalf("%s was sent %d updates", o.id, o.updateCount())
+		}
+	}
+}
+
+// TestDeploymentSilentDeviceFails: a device that answers ota.update and
+// then never reports fails its attempt after the call ttl (here 300ms)
+// plus the commit timeout (0), and is set aside after its attempts: its
+// phase does not stay open for ever.
+func TestDeploymentSilentDeviceFails(t *testing.T) {
+	s := cloudtest.NewServer(t, deployOpts(fleet.DeploymentOptions{CallTTL: 300 * time.Millisecond}))
+	upload(t, s, "hello", "2.0.0")
+	o := newOTADevice(t, s, "quiet-1", hang)
+	d := create(t, s, fleet.DeploymentSpec{Name: "hello", Version: "2.0.0", DeviceIDs: []string{"quiet-1"}, MaxAttempts: 2,
+		CommitTimeout: -1, FailureThreshold: 100})
+	d = waitState(t, s, d.ID, fleet.DeploymentCompleted)
+	_, ms := getDep(t, s, d.ID)
+	if m := ms["quiet-1"]; m.Status != fleet.DevFailed || m.Attempts != 2 || m.Reason != "set aside after 2 attempts: no report for 300ms after sent" {
+		t.Fatalf("silent member %+v", m)
+	}
+	if o.updateCount() != 2 {
+		t.Fatalf("%d updates sent", o.updateCount())
+	}
+}
+
+// TestDeploymentLostAnswerSentAgain: the session ends after ota.update
+// reached the device and before its answer: the engine sends the same
+// attempt again, with the same id, when the device is back (not a failed
+// attempt), and the deployment completes with one attempt.
+func TestDeploymentLostAnswerSentAgain(t *testing.T) {
+	s := cloudtest.NewServer(t, deployOpts(fleet.DeploymentOptions{}))
+	upload(t, s, "hello", "2.0.0")
+	o := newOTADevice(t, s, "lost-1", succeed)
+	o.mu.Lock()
+	o.drop = 1
+	o.mu.Unlock()
+	key := o.dev.Key
+	d := create(t, s, fleet.DeploymentSpec{Name: "hello", Version: "2.0.0", DeviceIDs: []string{"lost-1"}})
+	cloudtest.Eventually(t, 10*time.Second, func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return len(o.dropped) == 1
+	}, "the first answer is lost")
+	waitOffline(t, s, "lost-1")
+	o.connect(s, cloudtest.DeviceOptions{Key: key})
+	o.reportMethods()
+	d = waitState(t, s, d.ID, fleet.DeploymentCompleted)
+	_, ms := getDep(t, s, d.ID)
+	id := fleet.UpdateID(d.ID, 1)
+	if m := ms["lost-1"]; m.Attempts != 1 || m.Status != fleet.DevSucceeded {
+		calls, _ := s.Service().ListCalls(ctxT(t), s.Super, fleet.CallFilter{DeviceID: "lost-1"})
+		for _, c := range calls {
+			t.Logf("call %s %s delivered %v err %+v", c.ID, c.Status, c.DeliveredAt, c.Error)
+		}
+		t.Fatalf("member %+v, want succeeded at its first attempt", m)
+	}
+	if o.dropped[0] != id || o.updateCount() != 1 || o.updates[0].ID != id {
+		t.Fatalf("dropped %v, then updates %+v; want %s twice", o.dropped, o.updates, id)
+	}
+	calls, _ := s.Service().ListCalls(ctxT(t), s.Super, fleet.CallFilter{DeviceID: "lost-1"})
+	if len(calls) != 2 || calls[1].Error == nil || calls[1].Error.Code != rpcproto.CodeSessionEvicted || calls[0].Status != "succeeded" {
+		t.Fatalf("calls (newest first) %+v", calls)
+	}
+}
+
+// TestDeploymentCreateEventsBound: a create publishes one pending event
+// per member up to 200 members (at the bound: 200), and none beyond it
+// (201: the deployment's own event carries the counts), so that a
+// subscriber is not dropped for a burst.
+func TestDeploymentCreateEventsBound(t *testing.T) {
+	s := cloudtest.NewServer(t, deployOpts(fleet.DeploymentOptions{Tick: time.Hour}))
+	ctx := ctxT(t)
+	upload(t, s, "hello", "2.0.0")
+	pool := s.Service().Store().Pool()
+	if _, err := pool.Exec(ctx, `INSERT INTO devices (id, org_id, status, tags)
+		SELECT format('bulk-%s', lpad(i::text, 3, '0')), $1, 'accepted',
+			ARRAY[CASE WHEN i < 200 THEN 'two-hundred' ELSE 'extra' END, 'all'] FROM generate_series(0, 200) i`, s.Super.OrgID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO device_keys (device_id, public_key, fingerprint, alg, status)
+		SELECT id, '\x00', 'SHA256:' || id, 'ed25519', 'accepted' FROM devices WHERE id LIKE 'bulk-%'`); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		tag     string
+		members int
+		events  int
+	}{{"two-hundred", 200, 200}, {"all", 201, 0}} {
+		events, err := s.Service().Subscribe(ctx, s.Super)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := create(t, s, fleet.DeploymentSpec{Name: "hello", Version: "2.0.0", Tag: c.tag})
+		if d.Total != c.members {
+			t.Fatalf("tag %s: %d members", c.tag, d.Total)
+		}
+		pending, sawDeployment := 0, false
+		quiet := time.NewTimer(500 * time.Millisecond)
+	read:
+		for {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					t.Fatal("the subscriber was dropped")
+				}
+				var data struct {
+					Deployment int64
+					Status     string
+				}
+				json.Unmarshal(ev.Data, &data)
+				if ev.Type != fleet.EventDeployment || data.Deployment != d.ID {
+					continue
+				}
+				if ev.DeviceID == "" {
+					sawDeployment = true
+				} else if data.Status == fleet.DevPending {
+					pending++
+				}
+				quiet.Reset(500 * time.Millisecond)
+			case <-quiet.C:
+				break read
+			}
+		}
+		if !sawDeployment || pending != c.events {
+			t.Fatalf("%d members: deployment event %v, %d pending events; want %d", c.members, sawDeployment, pending, c.events)
 		}
 	}
 }

@@ -503,6 +503,18 @@ func (s *Store) memberCalls(ctx context.Context, q string, args ...any) ([]Membe
 	})
 }
 
+// SilentMembers returns the members in flight whose device has not
+// reported for longer than silence plus the commit timeout (a member at
+// sent counts only once its ota.update call was answered).
+func (s *Store) SilentMembers(ctx context.Context, id int64, silence time.Duration) ([]DeploymentMember, error) {
+	return s.members(ctx, `SELECT `+prefixed("m.", memberCols)+` FROM deployment_devices m
+		JOIN deployments d ON d.id = m.deployment_id
+		LEFT JOIN calls c ON c.id = m.call_id
+		WHERE m.deployment_id = $1 AND m.status IN ('sent', 'downloading', 'installing', 'awaiting_commit')
+			AND (m.status <> 'sent' OR c.status = 'succeeded')
+			AND m.updated_at < now() - make_interval(secs => $2::float8 + d.commit_timeout)`, id, silence.Seconds())
+}
+
 // InFlightWithoutAbort returns the in-flight members of a deployment not
 // yet told to abort.
 func (s *Store) InFlightWithoutAbort(ctx context.Context, id int64) ([]DeploymentMember, error) {
