@@ -334,9 +334,13 @@ func TestOTADeployments(t *testing.T) {
 			t.Fatalf("after the restart: %s", d)
 		}
 		for _, dev := range devices {
-			if out, err := call(dev, "hello.version"); err != nil || !strings.Contains(out, `"version": "4.0.0"`) {
-				t.Fatalf("%s hello.version: %v\n%s", dev, err, out)
-			}
+			Eventually(t, 60*time.Second, dev+" back with 4.0.0", func() error {
+				out, err := call(dev, "hello.version")
+				if err != nil || !strings.Contains(out, `"version": "4.0.0"`) {
+					return fmt.Errorf("%v\n%s", err, out)
+				}
+				return nil
+			})
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,10 @@ func TestQueuedCallsReachLateWorkers(t *testing.T) {
 	s := StartStack(t, Options{})
 	ctx := context.Background()
 	s.acceptDevice(t)
+	// run-dev.sh runs hello-worker from the OTA slot: this test starts
+	// its own, late.
+	s.stopComponent(t, "ota")
+	stopApp(filepath.Join(s.Dir, s.Device, "ota", "app.pid"))
 	s.stopComponent(t, "worker")
 	s.stopComponent(t, "bridge")
 	Eventually(t, 15*time.Second, s.Device+" offline", func() error {
