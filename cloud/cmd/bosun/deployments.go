@@ -276,7 +276,14 @@ func (a *app) deploymentDetail(d wire.DeploymentDetail) {
 	for i, p := range d.Phases {
 		phases[i] = strconv.Itoa(p) + "%"
 	}
-	fmt.Fprintf(tw, "Phase\t%s of %s\n", phaseText(d.Deployment), strings.Join(phases, ", "))
+	if n := len(d.Phases); n > 0 {
+		k := min(d.Phase, n-1)
+		all := ""
+		if n > 1 {
+			all = "; phases " + strings.Join(phases, ", ")
+		}
+		fmt.Fprintf(tw, "Phase\t%d of %d (up to %d%% of the devices%s)\n", k+1, n, d.Phases[k], all)
+	}
 	var counts []string
 	for _, s := range statusOrder {
 		if n := d.Counts[s]; n > 0 {

@@ -59,7 +59,10 @@ func TestDeploymentsCLI(t *testing.T) {
 	s := newCLISession(t, srv)
 	bundle := filepath.Join(t.TempDir(), "hello.tar.gz")
 	os.WriteFile(bundle, []byte("bundle"), 0o600)
-	s.expect(s.run("artifacts", "upload", "hello", "2.0.0", bundle), 0, `uploaded`, `^$`)
+	rel := filepath.Join(t.TempDir(), "release")
+	s.expect(s.run("release", "init", rel), 0, `made a release repository`, `^$`)
+	s.expect(s.run("release", "publish", rel), 0, `published`, `^$`)
+	s.expect(s.run("artifacts", "upload", "hello", "2.0.0", bundle, "--release", rel), 0, `uploaded(?s).*and published`, `^$`)
 	updatingDevice(t, srv, "cli-1")
 	updatingDevice(t, srv, "cli-2")
 	if err := srv.Service().SetTags(context.Background(), srv.Super, "cli-2", []string{"lab"}); err != nil {
@@ -70,7 +73,7 @@ func TestDeploymentsCLI(t *testing.T) {
 	s.expect(s.run("deployments", "create", "hello", "2.0.0", "--devices", "cli-1", "--tag", "lab", "--phases", "50,100",
 		"--commit-timeout", "2m", "--failure-threshold", "0"), 0, `^created deployment 1: hello 2.0.0 to 2 devices, running\n$`, `^$`)
 	r := s.run("deployments", "show", "1", "--watch", "--every", "50ms", "--timeout", "20s")
-	s.expect(r, 0, `(?s)State +completed\n.*Phase +2/2 \(100%\) of 50%, 100%\n.*Devices +2: 2 succeeded\n.*Target +cli-1 \+ tag lab\n`+
+	s.expect(r, 0, `(?s)State +completed\n.*Phase +2 of 2 \(up to 100% of the devices; phases 50%, 100%\)\n.*Devices +2: 2 succeeded\n.*Target +cli-1 \+ tag lab\n`+
 		`.*failure threshold 0%, max attempts 3, commit timeout 120s\n.*DEVICE +PHASE +STATUS +PERCENT +ATTEMPTS +REASON\ncli-1 +1 +succeeded +- +1 +-\ncli-2 +2 +succeeded +- +1 +-\n$`, `^$`)
 	if strings.Count(r.stdout, "Deployment ") < 1 {
 		t.Fatalf("watch printed nothing: %s", r.stdout)

@@ -81,6 +81,7 @@ func TestDeploymentsAPI(t *testing.T) {
 	if st, b := upload(t, base, tok, "hello", "2.0.0", []byte("bundle"), false); st != http.StatusCreated {
 		t.Fatalf("upload: %d %s", st, b)
 	}
+	cloudtest.InitRelease(t, srv, srv.Super).Sign(t, "hello", "2.0.0", []byte("bundle"))
 	resp, b := send(t, base, "POST", "/api/v1/deployments", rt.operator,
 		`{"name":"hello","version":"2.0.0","devices":["api-dep-1"],"phases":[100],"failure_threshold":0,"commit_timeout":60}`)
 	if resp.StatusCode != http.StatusCreated {
@@ -141,6 +142,7 @@ func TestDeploymentsAPIRejections(t *testing.T) {
 	if st, b := upload(t, base, tok, "hello", "2.0.0", []byte("bundle"), false); st != http.StatusCreated {
 		t.Fatalf("upload: %d %s", st, b)
 	}
+	cloudtest.InitRelease(t, srv, srv.Super).Sign(t, "hello", "2.0.0", []byte("bundle"))
 	later := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 	_, b := send(t, base, "POST", "/api/v1/deployments", rt.operator,
 		`{"name":"hello","version":"2.0.0","devices":["rej-1"],"not_before":"`+later+`"}`)

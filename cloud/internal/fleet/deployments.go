@@ -309,7 +309,11 @@ func (s *Service) createDeployment(ctx context.Context, a Actor, org int64, spec
 	if err != nil {
 		return Deployment{}, err
 	}
-	// lead: signed-target check
+	// Devices install only what the organisation's release signs: refuse
+	// here what every one of them would refuse.
+	if _, err := s.SignedTarget(ctx, art); err != nil {
+		return Deployment{}, err
+	}
 	members := slices.Clone(spec.DeviceIDs)
 	elig, err := s.st.Eligibility(ctx, spec.DeviceIDs)
 	if err != nil {

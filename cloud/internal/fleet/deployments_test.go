@@ -231,13 +231,11 @@ func (o *otaDevice) abortIDs() []string {
 	return slices.Clone(o.aborts)
 }
 
+// upload uploads a bundle and signs it in the organisation's release
+// (made here: each test uploads once per server), as deployments need.
 func upload(t *testing.T, s *cloudtest.Server, name, version string) fleet.Artifact {
 	t.Helper()
-	art, err := s.Service().UploadArtifact(ctxT(t), s.Super, name, version, -1, strings.NewReader("bundle "+name+" "+version))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return art
+	return cloudtest.InitRelease(t, s, s.Super).UploadSigned(t, name, version, []byte("bundle "+name+" "+version))
 }
 
 func create(t *testing.T, s *cloudtest.Server, spec fleet.DeploymentSpec) fleet.Deployment {

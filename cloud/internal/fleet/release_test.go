@@ -219,3 +219,43 @@ func TestReleaseRefreshKeepsDevicesFresh(t *testing.T) {
 		t.Fatalf("the refresh changed targets: v%d→v%d", first.TargetsVersion, now.TargetsVersion)
 	}
 }
+
+// TestDeploymentOfUnsignedRefused: a deployment of an artifact its
+// organisation's release does not sign (or signs for other bytes) is
+// refused before anything is stored: every device would refuse it.
+func TestDeploymentOfUnsignedRefused(t *testing.T) {
+	s := cloudtest.NewServer(t)
+	ctx := ctxT(t)
+	d := cloudtest.MustConnect(t, s, "dev-unsigned", cloudtest.DeviceOptions{})
+	if err := s.Service().Accept(ctx, s.Super, "dev-unsigned"); err != nil {
+		t.Fatal(err)
+	}
+	<-d.Accepted()
+	if _, err := s.Service().UploadArtifact(ctx, s.Super, "hello", "2.0.0", 5, strings.NewReader("bytes")); err != nil {
+		t.Fatal(err)
+	}
+	spec := fleet.DeploymentSpec{Name: "hello", Version: "2.0.0", DeviceIDs: []string{"dev-unsigned"}}
+	count := func() int {
+		l, err := s.Service().ListDeployments(ctx, s.Super, fleet.DeploymentFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(l)
+	}
+	for _, step := range []struct {
+		prepare func()
+		want    string
+	}{
+		{func() {}, "no release metadata yet"},
+		{func() { cloudtest.InitRelease(t, s, s.Super) }, "not in this organisation's signed targets.json"},
+	} {
+		step.prepare()
+		_, err := s.Service().CreateDeployment(ctx, s.Super, spec)
+		if !errors.Is(err, fleet.ErrConflict) || !strings.Contains(fleet.PublicText(err), step.want) {
+			t.Fatalf("unsigned: %v, want %q", err, step.want)
+		}
+		if n := count(); n != 0 {
+			t.Fatalf("%d deployments stored after a refusal", n)
+		}
+	}
+}
