@@ -231,6 +231,11 @@ func New(cfg Config) (*Manager, error) {
 		// Killed between the switch and the hook: run it now.
 		m.afterSwitchLocked(m.ctx)
 	}
+	if j := m.st.Job; j != nil && j.Phase == phaseSwitched && j.HookRan && j.AwaitingSeq != 0 && m.spool.nextSeq() <= j.AwaitingSeq {
+		// Killed after the hook ran, before its awaiting_commit report
+		// was spooled: the report comes now, before anything that follows.
+		m.report(*j, rpcproto.OTAAwaitingCommit, "", nil)
+	}
 	if overdue {
 		m.revertLocked(m.ctx, fmt.Sprintf("commit_timeout passed without ota.commit (deadline %s)", m.st.Deadline.UTC().Format(time.RFC3339)))
 	}
@@ -651,6 +656,8 @@ func (m *Manager) afterSwitchLocked(ctx context.Context) {
 	st.Job.HookRan = true
 	if st.Committed {
 		st.Job = nil
+	} else {
+		st.Job.AwaitingSeq = m.spool.nextSeq()
 	}
 	if werr := m.commitLocked(st); werr != nil {
 		m.log.Error("recording the hook run", "err", werr)

@@ -3,6 +3,7 @@ package ota
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -403,5 +404,65 @@ func TestMaxBundleBytes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A worker killed after the restart hook ran (hook_ran on disk), before
+// its awaiting_commit report was spooled, spools that report on its next
+// start with the seq state.json reserved for it: once, whether the report
+// had been spooled and delivered (its file gone, the seq file beyond it) or
+// never written.
+func TestAwaitingCommitReportAfterKill(t *testing.T) {
+	v2 := appBundle(t, "2.0.0", 10<<10)
+	d := newDevice(t, mapVerifier{"hello/2.0.0": v2})
+	_, u := startServer(t, v2)
+	r, err := d.m.Update(rpcproto.OTAUpdateParams{Target: "hello/2.0.0", URL: u, CommitTimeout: 600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aw := d.waitStatus(r.ID, "awaiting_commit")
+	d.m.Close()
+	st, err := readState(filepath.Join(d.dir, "state.json"))
+	if err != nil || st.Job == nil || !st.Job.HookRan || st.Job.AwaitingSeq != aw.Seq {
+		t.Fatalf("state after awaiting_commit: %+v, %v; want the job with awaiting_seq %d", st.Job, err, aw.Seq)
+	}
+	reports := filepath.Join(d.dir, "reports")
+	awFile := filepath.Join(reports, fmt.Sprintf("%020d.json", aw.Seq))
+	count := func() int {
+		n := 0
+		for _, s := range d.statuses(r.ID) {
+			if s == "awaiting_commit" {
+				n++
+			}
+		}
+		return n
+	}
+
+	// Delivered: the file is gone, the seq file says it was written.
+	if err := os.Remove(awFile); err != nil {
+		t.Fatal(err)
+	}
+	d.open()
+	if n := count(); n != 0 {
+		t.Fatalf("a delivered awaiting_commit was spooled again: %d", n)
+	}
+	d.m.Close()
+
+	// Never written: killed between state.json and the report.
+	if err := os.WriteFile(filepath.Join(reports, "seq"), []byte(strconv.FormatUint(aw.Seq-1, 10)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.open()
+	got := d.last(r.ID)
+	if got.Status != "awaiting_commit" || got.Seq != aw.Seq || count() != 1 {
+		t.Fatalf("after a kill before the report: %+v, %d awaiting_commit", got, count())
+	}
+	d.m.Close()
+	d.open() // spooled now: not again
+	if count() != 1 {
+		t.Fatalf("awaiting_commit spooled %d times", count())
+	}
+	if bs := d.m.BootState(); bs.ActiveSlot != "b" || bs.IsCommitted {
+		t.Fatalf("boot state %+v", bs)
 	}
 }

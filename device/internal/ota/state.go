@@ -50,6 +50,12 @@ type job struct {
 	Phase         string    `json:"phase,omitempty"`
 	HookRan       bool      `json:"hook_ran,omitempty"`
 	StartedAt     time.Time `json:"started_at"`
+
+	// AwaitingSeq, written together with HookRan, is the seq of the
+	// awaiting_commit report that follows: a worker killed before that
+	// report was spooled (the spool's next seq is not beyond it) spools it
+	// on its next start, so that it is neither lost nor sent twice.
+	AwaitingSeq uint64 `json:"awaiting_seq,omitempty"`
 }
 
 const phaseSwitched = "switched"
