@@ -423,8 +423,8 @@ func TestAwaitingCommitReportAfterKill(t *testing.T) {
 	aw := d.waitStatus(r.ID, "awaiting_commit")
 	d.m.Close()
 	st, err := readState(filepath.Join(d.dir, "state.json"))
-	if err != nil || st.Job == nil || !st.Job.HookRan || st.Job.AwaitingSeq != aw.Seq {
-		t.Fatalf("state after awaiting_commit: %+v, %v; want the job with awaiting_seq %d", st.Job, err, aw.Seq)
+	if err != nil || st.Job == nil || !st.Job.HookRan || st.Job.ReportSeq != aw.Seq {
+		t.Fatalf("state after awaiting_commit: %+v, %v; want the job with report_seq %d", st.Job, err, aw.Seq)
 	}
 	reports := filepath.Join(d.dir, "reports")
 	awFile := filepath.Join(reports, fmt.Sprintf("%020d.json", aw.Seq))
@@ -464,5 +464,64 @@ func TestAwaitingCommitReportAfterKill(t *testing.T) {
 	}
 	if bs := d.m.BootState(); bs.ActiveSlot != "b" || bs.IsCommitted {
 		t.Fatalf("boot state %+v", bs)
+	}
+}
+
+// A worker killed in the hook of a revert (state.json already back on the
+// old slot, the job in phase reverted) runs the hook again on its next
+// start and reports rolled_back once, with the seq state.json reserved; a
+// start after the report was spooled only forgets the job.
+func TestRolledBackReportAfterKill(t *testing.T) {
+	v2 := appBundle(t, "2.0.0", 10<<10)
+	d := newDevice(t, mapVerifier{"hello/2.0.0": v2})
+	_, u := startServer(t, v2)
+	r, err := d.m.Update(rpcproto.OTAUpdateParams{Target: "hello/2.0.0", URL: u, CommitTimeout: 600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aw := d.waitStatus(r.ID, "awaiting_commit")
+	d.m.Close()
+	// What revertLocked writes before it runs the hook.
+	path := filepath.Join(d.dir, "state.json")
+	st, err := readState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Active, st.Revert, st.Committed, st.Deadline = "a", "b", true, time.Time{}
+	st.Job.Phase, st.Job.Reason, st.Job.ReportSeq = phaseReverted, "reverted by ota.revert", aw.Seq+1
+	if err := writeState(path, st); err != nil {
+		t.Fatal(err)
+	}
+	hooks := len(d.hookLines())
+	d.open()
+	got := d.last(r.ID)
+	if got.Status != "rolled_back" || got.Seq != aw.Seq+1 || got.Reason != "reverted by ota.revert" {
+		t.Fatalf("after a kill in the revert's hook: %+v", got)
+	}
+	if hl := d.hookLines(); len(hl) != hooks+1 || !strings.HasPrefix(hl[len(hl)-1], "revert a ") {
+		t.Fatalf("hook log %q", hl)
+	}
+	if st, _ := readState(path); st.Job != nil || st.Active != "a" || !st.Committed {
+		t.Fatalf("state after the revert finished: %+v", st)
+	}
+	d.m.Close()
+	d.open()
+	if n := len(d.statuses(r.ID)); d.last(r.ID).Seq != aw.Seq+1 || len(d.hookLines()) != hooks+1 {
+		t.Fatalf("a second start reported or ran the hook again: %d reports, hook log %q", n, d.hookLines())
+	}
+	d.m.Close()
+
+	// Reported already: the job is forgotten, nothing runs.
+	st.Job.ReportSeq = aw.Seq
+	if err := writeState(path, st); err != nil {
+		t.Fatal(err)
+	}
+	before := len(d.statuses(r.ID))
+	d.open()
+	if len(d.statuses(r.ID)) != before || len(d.hookLines()) != hooks+1 {
+		t.Fatalf("a revert reported already was reported again or its hook ran: %q", d.hookLines())
+	}
+	if st, _ := readState(path); st.Job != nil {
+		t.Fatalf("job left: %+v", st.Job)
 	}
 }
