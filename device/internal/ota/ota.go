@@ -121,8 +121,8 @@ type Config struct {
 	MaxEntries       int
 	// OnStep, when set, is called as an update enters each step
 	// ("download", "verify", "unpack", "switch", "hook", "awaiting_commit"),
-	// and "revert" as a revert runs the hook; the kill -9 tests use it to
-	// know where they are.
+	// "revert" as a revert runs the hook and "commit" once ota.commit is on
+	// disk; the kill -9 tests use it to know where they are.
 	OnStep func(step string)
 	// Logger receives the manager's logs. nil means slog.Default().
 	Logger *slog.Logger
@@ -231,6 +231,13 @@ func New(cfg Config) (*Manager, error) {
 	if j := m.st.Job; j != nil && j.Phase == phaseSwitched && !j.HookRan && !overdue {
 		// Killed between the switch and the hook: run it now.
 		m.afterSwitchLocked(m.ctx)
+	}
+	if j := m.st.Job; j != nil && j.Phase == phaseCommitted {
+		if m.spool.nextSeq() <= j.ReportSeq {
+			// Killed between the commit and its report.
+			m.report(*j, rpcproto.OTASucceeded, "", nil)
+		}
+		m.forgetJobLocked()
 	}
 	if j := m.st.Job; j != nil && j.Phase == phaseReverted {
 		if m.spool.nextSeq() <= j.ReportSeq {
@@ -367,14 +374,19 @@ func (m *Manager) Commit() (rpcproto.OTABootState, error) {
 	st := m.st.clone()
 	st.Committed = true
 	st.Deadline = time.Time{}
-	j := st.Job
-	st.Job = nil
+	if st.Job != nil {
+		// The job stays until its succeeded report is spooled (see New).
+		st.Job.Phase = phaseCommitted
+		st.Job.ReportSeq = m.spool.nextSeq()
+	}
 	if err := m.commitLocked(st); err != nil {
 		return rpcproto.OTABootState{}, err
 	}
 	m.armLocked()
-	if j != nil {
+	m.step("commit")
+	if j := m.st.Job; j != nil {
 		m.report(*j, rpcproto.OTASucceeded, "", nil)
+		m.forgetJobLocked()
 	}
 	return m.bootStateLocked(), nil
 }
@@ -685,16 +697,16 @@ func (m *Manager) afterSwitchLocked(ctx context.Context) {
 	}
 	st := m.st.clone()
 	st.Job.HookRan = true
+	st.Job.ReportSeq = m.spool.nextSeq()
 	if st.Committed {
-		st.Job = nil
-	} else {
-		st.Job.ReportSeq = m.spool.nextSeq()
+		st.Job.Phase = phaseCommitted // commit_timeout 0
 	}
 	if werr := m.commitLocked(st); werr != nil {
 		m.log.Error("recording the hook run", "err", werr)
 	}
 	if m.st.Committed {
 		m.report(j, rpcproto.OTASucceeded, "", nil)
+		m.forgetJobLocked()
 		return
 	}
 	m.step("awaiting_commit")

@@ -525,3 +525,41 @@ func TestRolledBackReportAfterKill(t *testing.T) {
 		t.Fatalf("job left: %+v", st.Job)
 	}
 }
+
+// A worker killed between ota.commit's write of state.json and its
+// succeeded report makes the report on its next start, once.
+func TestSucceededReportAfterKill(t *testing.T) {
+	v2 := appBundle(t, "2.0.0", 10<<10)
+	d := newDevice(t, mapVerifier{"hello/2.0.0": v2})
+	_, u := startServer(t, v2)
+	r, err := d.m.Update(rpcproto.OTAUpdateParams{Target: "hello/2.0.0", URL: u, CommitTimeout: 600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aw := d.waitStatus(r.ID, "awaiting_commit")
+	d.m.Close()
+	// What Commit writes before it reports.
+	path := filepath.Join(d.dir, "state.json")
+	st, err := readState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Committed, st.Deadline = true, time.Time{}
+	st.Job.Phase, st.Job.ReportSeq = phaseCommitted, aw.Seq+1
+	if err := writeState(path, st); err != nil {
+		t.Fatal(err)
+	}
+	d.open()
+	if got := d.last(r.ID); got.Status != "succeeded" || got.Seq != aw.Seq+1 {
+		t.Fatalf("after a kill before succeeded: %+v", got)
+	}
+	if st, _ := readState(path); st.Job != nil || st.Active != "b" || !st.Committed {
+		t.Fatalf("state: %+v", st)
+	}
+	n := len(d.statuses(r.ID))
+	d.m.Close()
+	d.open()
+	if len(d.statuses(r.ID)) != n {
+		t.Fatalf("succeeded reported again: %q", d.statuses(r.ID))
+	}
+}

@@ -53,7 +53,7 @@ type job struct {
 
 	// ReportSeq is the seq reserved for the report that follows a state
 	// change: awaiting_commit, written with HookRan; rolled_back, written
-	// with Phase "reverted". A worker killed before that report was
+	// with Phase "reverted"; succeeded, with Phase "committed". A worker killed before that report was
 	// spooled (the spool's next seq is not beyond it) makes it on its next
 	// start, so that it is neither lost nor sent twice.
 	ReportSeq uint64 `json:"report_seq,omitempty"`
@@ -66,6 +66,9 @@ const (
 	// phaseReverted: the device went back to the revert slot, committed;
 	// the job stays until the hook ran and rolled_back is spooled.
 	phaseReverted = "reverted"
+	// phaseCommitted: the new slot is committed; the job stays until
+	// succeeded is spooled.
+	phaseCommitted = "committed"
 )
 
 // state is the content of <dir>/state.json, the single source of truth of
