@@ -59,9 +59,10 @@ import (
 // it. Runs per step: 2, 20 with BOSUN_SOAK=1 (scripts/soak.sh ota), or
 // BOSUN_OTA_KILL_RUNS.
 
-// killSteps are the steps of an update a kill comes in; "revert" is the
-// revert after the commit timeout (while its hook runs).
-var killSteps = []string{"download", "verify", "unpack", "switch", "hook", "awaiting_commit", "revert"}
+// killSteps are the steps of an update a kill comes in; "commit" is
+// ota.commit (once it is on disk), "revert" the revert after the commit
+// timeout (while its hook runs).
+var killSteps = []string{"download", "verify", "unpack", "switch", "hook", "awaiting_commit", "commit", "revert"}
 
 func TestKill9ThroughBridge(t *testing.T) {
 	runs := 2
@@ -449,6 +450,17 @@ func (fx *killFixture) run(t *testing.T, victim, step string, run int) killResul
 	}
 	var ur rpcproto.OTAUpdateResult
 	json.Unmarshal(res, &ur)
+	committed := false
+	if step == "commit" {
+		waitFor(t, 30*time.Second, "awaiting_commit in the outbox", func() bool {
+			return lastStatus(outboxReports(t, data)) == rpcproto.OTAAwaitingCommit
+		})
+		// No answer comes: the worker or the bridge dies on the way.
+		committed = true
+		if err := nc.PublishRequest(rpcproto.SubjectRPCPrefix+rpcproto.MethodOTACommit, nc.NewRespInbox(), []byte(`{"jsonrpc":"2.0","id":1,"method":"ota.commit"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	select {
 	case <-killed:
 	case <-time.After(30 * time.Second):
@@ -489,7 +501,6 @@ func (fx *killFixture) run(t *testing.T, victim, step string, run int) killResul
 	// The update ends: committed once it awaits its commit, or rolled back
 	// by the timeout.
 	var final string
-	committed := false
 	waitForOr(t, 30*time.Second, "the update to settle (succeeded or rolled_back in the outbox)", func() bool {
 		rs := outboxReports(t, data)
 		if len(rs) == 0 {
