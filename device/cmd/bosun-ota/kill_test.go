@@ -390,6 +390,9 @@ func (s killSummary) String() string {
 
 func summaryTable(rows []killSummary) string {
 	var b strings.Builder
+	// in step: worker kills that came while the worker was still in the
+	// step (its last "ota step" line); spooled: reports the worker held
+	// while the bridge was down.
 	fmt.Fprintf(&b, "%-16s %5s %14s %9s %14s %13s %11s %8s %8s\n", "step", "runs", "committed new", "reverted", "committed old", "reports lost", "duplicated", "spooled", "in step")
 	for _, r := range rows {
 		in := "-"
@@ -397,6 +400,11 @@ func summaryTable(rows []killSummary) string {
 			in = strconv.Itoa(r.inStep)
 		}
 		fmt.Fprintf(&b, "%-16s %5d %14d %9d %14d %13d %11d %8d %8s\n", r.step, r.runs, r.newer, r.reverted, r.old, r.lost, r.dup, r.spooled, in)
+	}
+	for _, r := range rows {
+		if len(r.later) > 0 {
+			fmt.Fprintf(&b, "killed at %s, the worker was already in: %v\n", r.step, r.later)
+		}
 	}
 	return b.String()
 }
