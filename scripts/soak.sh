@@ -18,7 +18,10 @@
 #   flood    cloud/internal/hub TestRegistrationFlood with 3,500 attempts per
 #            phase (BOSUN_FLOOD)
 #   ota      device/internal/ota TestKill9AtEachStep: 20 kill -9 runs at each
-#            step of an update (download, verify, unpack, switch, awaiting commit)
+#            step of an update (download, verify, unpack, switch, awaiting commit);
+#            device/cmd/bosun-ota TestKill9ThroughBridge: the same with the real
+#            bosun-ota and bosun-bridge binaries, 20 kill -9 runs of each at each
+#            step (slots complete, every ota.status in the bridge's outbox)
 # Each is bounded (go test -timeout 30m). PostgreSQL is a throwaway cluster,
 # as in scripts/test.sh. Output goes to artifacts/soak-<time>.txt.
 set -euo pipefail
@@ -46,7 +49,7 @@ for part in "${PARTS[@]}"; do
 	e2e) args=(-run '^TestCallsInARow$' ./e2e) ;;
 	flood) args=(-run '^TestRegistrationFlood$' ./cloud/internal/hub) ;;
 	d2c) args=(-run '^TestDeviceToCloudInARow$' ./cloud/internal/hub) ;;
-	ota) args=(-run '^TestKill9AtEachStep$' ./device/internal/ota) ;;
+	ota) args=(-run '^(TestKill9AtEachStep|TestKill9ThroughBridge)$' ./device/internal/ota ./device/cmd/bosun-ota) ;;
 	*)
 		echo "soak.sh: unknown part $part (session, bridge, e2e, d2c, flood, ota)" >&2
 		exit 2

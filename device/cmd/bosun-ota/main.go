@@ -149,6 +149,9 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Send: func(ctx context.Context, p rpcproto.OTAStatusParams) error {
 			return worker.Call(ctx, nc, rpcproto.MethodOTAStatus, p, nil)
 		},
+		// Each step of an update at debug level: where a kill landed
+		// (kill_test.go waits for these lines).
+		OnStep: func(step string) { logger.Debug("ota step", "step", step) },
 		Logger: logger,
 	})
 	if err != nil {

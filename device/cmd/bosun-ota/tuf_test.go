@@ -36,8 +36,8 @@ func metaSet(t *testing.T, repo release.Repo) string {
 	return dir
 }
 
-// treeOf lists the files under dir with their contents, for "untouched".
-func treeOf(t *testing.T, dir string) string {
+// dirTree lists the files under dir with their contents, for "untouched".
+func dirTree(t *testing.T, dir string) string {
 	t.Helper()
 	var b strings.Builder
 	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
@@ -178,7 +178,7 @@ func TestUpdateRefusedByTUF(t *testing.T) {
 			Committed bool   `json:"is_committed"`
 		}
 		json.Unmarshal(res, &bs)
-		return fmt.Sprintf("active %s committed %v\n", bs.Active, bs.Committed) + treeOf(t, filepath.Join(dataDir, "ota", "current")+"/")
+		return fmt.Sprintf("active %s committed %v\n", bs.Active, bs.Committed) + dirTree(t, filepath.Join(dataDir, "ota", "current")+"/")
 	}
 
 	// A signed update works, and the device now trusts targets v3.

@@ -379,13 +379,13 @@ func (b *Bridge) serveCloudCall(m *nats.Msg) {
 		return
 	}
 	if method == rpcproto.MethodOTAStatus {
-		name, err := b.outbox.enqueue(method, params, b.opts.Now())
+		name, again, err := b.outbox.enqueue(method, params, b.opts.Now())
 		if err != nil {
 			b.log.Error("outbox enqueue", "method", method, "err", err)
 			reply(nil, jsonrpc.NewError(jsonrpc.CodeInternalError, "Internal error", map[string]string{"detail": "outbox: " + err.Error()}))
 			return
 		}
-		b.log.Info("report queued", "method", method, "entry", name)
+		b.log.Info("report queued", "method", method, "entry", name, "again", again)
 		reply(map[string]any{"queued": true, "entry": name}, nil)
 		return
 	}

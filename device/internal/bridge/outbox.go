@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,8 +25,15 @@ import (
 type outbox struct {
 	dir string
 
-	mu   sync.Mutex // guards next and serialises writers
+	mu   sync.Mutex // guards next, last and lastName, and serialises writers
 	next uint64
+	// last is the method and params of the newest entry (enqueued, or
+	// found by openOutbox), lastName its file name: a worker that did not
+	// get the answer to a report (the bridge died after writing it, or the
+	// worker before it removed its copy) sends the same bytes again, and
+	// they are that entry, not a new one.
+	last     []byte
+	lastName string
 
 	notify chan struct{} // buffered 1: "an entry was added"
 }
@@ -51,8 +59,13 @@ func openOutbox(dir string) (*outbox, error) {
 		return nil, err
 	}
 	if len(names) > 0 {
-		last, _ := strconv.ParseUint(strings.TrimSuffix(names[len(names)-1], outboxExt), 10, 64)
+		name := names[len(names)-1]
+		last, _ := strconv.ParseUint(strings.TrimSuffix(name, outboxExt), 10, 64)
 		o.next = last + 1
+		var e outboxEntry
+		if b, err := os.ReadFile(filepath.Join(dir, name)); err == nil && json.Unmarshal(b, &e) == nil {
+			o.last, o.lastName = entryKey(e.Method, e.Params), name
+		}
 	}
 	// Leftover temporary files are writes a crash interrupted: never
 	// acknowledged to the worker, so they can go.
@@ -82,25 +95,35 @@ func (o *outbox) names() ([]string, error) {
 	return names, nil
 }
 
+func entryKey(method string, params json.RawMessage) []byte {
+	return append([]byte(method+"\x00"), params...)
+}
+
 // enqueue stores a report durably and returns its name. When it returns
-// nil, the entry survives a crash.
-func (o *outbox) enqueue(method string, params json.RawMessage, now time.Time) (string, error) {
+// nil, the entry survives a crash. The same method and params as the
+// newest entry are that entry again (again true): nothing is written.
+func (o *outbox) enqueue(method string, params json.RawMessage, now time.Time) (name string, again bool, err error) {
 	data, err := json.Marshal(outboxEntry{Method: method, Params: params, EnqueuedAt: now.UTC()})
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
+	key := entryKey(method, params)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	name := fmt.Sprintf("%020d%s", o.next, outboxExt)
+	if o.last != nil && bytes.Equal(o.last, key) {
+		return o.lastName, true, nil
+	}
+	name = fmt.Sprintf("%020d%s", o.next, outboxExt)
 	if err := writeSynced(o.dir, name, data); err != nil {
-		return "", fmt.Errorf("writing outbox entry: %w", err)
+		return "", false, fmt.Errorf("writing outbox entry: %w", err)
 	}
 	o.next++
+	o.last, o.lastName = key, name
 	select {
 	case o.notify <- struct{}{}:
 	default:
 	}
-	return name, nil
+	return name, false, nil
 }
 
 // peek returns the oldest entry, or ok false when the outbox is empty.

@@ -125,7 +125,7 @@ func (m *Manager) SetBootState(ctx context.Context, p rpcproto.OTABootState) (rp
 		return rpcproto.OTABootState{}, err
 	}
 	m.armLocked()
-	if j != nil {
+	if j != nil && j.Phase == phaseSwitched {
 		// The update awaiting its commit ends here: kept, or left.
 		if st.Active == j.Slot && st.Committed {
 			m.report(*j, rpcproto.OTASucceeded, "", nil)

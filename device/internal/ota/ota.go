@@ -125,8 +125,9 @@ type Config struct {
 	MaxUnpackedBytes int64
 	MaxEntries       int
 	// OnStep, when set, is called as an update enters each step
-	// ("download", "verify", "unpack", "switch", "hook", "awaiting_commit"); the
-	// kill -9 tests use it to know where they are.
+	// ("download", "verify", "unpack", "switch", "hook", "awaiting_commit"),
+	// "revert" as a revert runs the hook and "commit" once ota.commit is on
+	// disk; the kill -9 tests use it to know where they are.
 	OnStep func(step string)
 	// Logger receives the manager's logs. nil means slog.Default().
 	Logger *slog.Logger
@@ -241,6 +242,26 @@ func New(cfg Config) (*Manager, error) {
 	if j := m.st.Job; j != nil && j.Phase == phaseSwitched && !j.HookRan && !overdue {
 		// Killed between the switch and the hook: run it now.
 		m.afterSwitchLocked(m.ctx)
+	}
+	if j := m.st.Job; j != nil && j.Phase == phaseCommitted {
+		if m.spool.nextSeq() <= j.ReportSeq {
+			// Killed between the commit and its report.
+			m.report(*j, rpcproto.OTASucceeded, "", nil)
+		}
+		m.forgetJobLocked()
+	}
+	if j := m.st.Job; j != nil && j.Phase == phaseReverted {
+		if m.spool.nextSeq() <= j.ReportSeq {
+			// Killed in the revert's hook, before its report: both now.
+			m.finishRevertLocked(m.ctx, j.Reason)
+		} else {
+			m.forgetJobLocked()
+		}
+	}
+	if j := m.st.Job; j != nil && j.Phase == phaseSwitched && j.HookRan && j.ReportSeq != 0 && m.spool.nextSeq() <= j.ReportSeq {
+		// Killed after the hook ran, before its awaiting_commit report
+		// was spooled: the report comes now, before anything that follows.
+		m.report(*j, rpcproto.OTAAwaitingCommit, "", nil)
 	}
 	if overdue {
 		m.revertLocked(m.ctx, fmt.Sprintf("commit_timeout passed without ota.commit (deadline %s)", m.st.Deadline.UTC().Format(time.RFC3339)))
@@ -378,14 +399,19 @@ func (m *Manager) Commit() (rpcproto.OTABootState, error) {
 	st := m.st.clone()
 	st.Committed = true
 	st.Deadline = time.Time{}
-	j := st.Job
-	st.Job = nil
+	if st.Job != nil {
+		// The job stays until its succeeded report is spooled (see New).
+		st.Job.Phase = phaseCommitted
+		st.Job.ReportSeq = m.spool.nextSeq()
+	}
 	if err := m.commitLocked(st); err != nil {
 		return rpcproto.OTABootState{}, err
 	}
 	m.armLocked()
-	if j != nil {
+	m.step("commit")
+	if j := m.st.Job; j != nil {
 		m.report(*j, rpcproto.OTASucceeded, "", nil)
+		m.forgetJobLocked()
 	}
 	return m.bootStateLocked(), nil
 }
@@ -404,7 +430,9 @@ func (m *Manager) Revert() (rpcproto.OTABootState, error) {
 }
 
 // revertLocked switches to the revert slot, committed, runs the hook and
-// reports rolled_back.
+// reports rolled_back. The update's job stays in state.json (phase
+// reverted) until the report is spooled: a worker killed in between runs
+// the hook again and reports on its next start.
 func (m *Manager) revertLocked(ctx context.Context, reason string) error {
 	from := m.st.Active
 	st := m.st.clone()
@@ -412,22 +440,42 @@ func (m *Manager) revertLocked(ctx context.Context, reason string) error {
 	st.Revert = from
 	st.Committed = true
 	st.Deadline = time.Time{}
-	j := st.Job
-	st.Job = nil
+	if st.Job != nil {
+		st.Job.Phase = phaseReverted
+		st.Job.Reason = reason
+		st.Job.ReportSeq = m.spool.nextSeq()
+	}
 	if err := m.commitLocked(st); err != nil {
 		m.log.Error("reverting", "err", err)
 		return err
 	}
 	m.armLocked()
 	m.log.Warn("reverted", "from", from, "to", st.Active, "reason", reason)
-	if err := m.runHook(ctx, hookEvent{reason: "revert", slot: st.Active, slotDir: m.slotDir(st.Active), previous: from, target: st.Slots[st.Active].Target}); err != nil {
+	m.step("revert")
+	m.finishRevertLocked(ctx, reason)
+	return nil
+}
+
+// finishRevertLocked runs the hook for the slot a revert went back to and
+// reports rolled_back for the update it ended, if any, then forgets it.
+func (m *Manager) finishRevertLocked(ctx context.Context, reason string) {
+	if err := m.runHook(ctx, hookEvent{reason: "revert", slot: m.st.Active, slotDir: m.slotDir(m.st.Active), previous: m.st.Revert, target: m.st.Slots[m.st.Active].Target}); err != nil {
 		m.log.Error("restart hook after revert", "err", err)
 		reason += "; " + err.Error()
 	}
-	if j != nil {
+	if j := m.st.Job; j != nil && j.Phase == phaseReverted {
 		m.report(*j, rpcproto.OTARolledBack, reason, nil)
+		m.forgetJobLocked()
 	}
-	return nil
+}
+
+// forgetJobLocked removes the finished job from the state.
+func (m *Manager) forgetJobLocked() {
+	st := m.st.clone()
+	st.Job = nil
+	if err := m.commitLocked(st); err != nil {
+		m.log.Error("forgetting the finished update", "err", err)
+	}
 }
 
 var targetRe = regexp.MustCompile(`^([a-z0-9][a-z0-9._-]{0,63})/([0-9A-Za-z.+-]{1,128})$`)
@@ -705,14 +753,16 @@ func (m *Manager) afterSwitchLocked(ctx context.Context) {
 	}
 	st := m.st.clone()
 	st.Job.HookRan = true
+	st.Job.ReportSeq = m.spool.nextSeq()
 	if st.Committed {
-		st.Job = nil
+		st.Job.Phase = phaseCommitted // commit_timeout 0
 	}
 	if werr := m.commitLocked(st); werr != nil {
 		m.log.Error("recording the hook run", "err", werr)
 	}
 	if m.st.Committed {
 		m.report(j, rpcproto.OTASucceeded, "", nil)
+		m.forgetJobLocked()
 		return
 	}
 	m.step("awaiting_commit")

@@ -3,6 +3,7 @@ package ota
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -432,5 +433,162 @@ func TestRelativeURL(t *testing.T) {
 	}
 	if !bytes.Equal(before, bare.stateBytes()) {
 		t.Fatal("a refused url changed the state")
+	}
+}
+
+// A worker killed after the restart hook ran (hook_ran on disk), before
+// its awaiting_commit report was spooled, spools that report on its next
+// start with the seq state.json reserved for it: once, whether the report
+// had been spooled and delivered (its file gone, the seq file beyond it) or
+// never written.
+func TestAwaitingCommitReportAfterKill(t *testing.T) {
+	v2 := appBundle(t, "2.0.0", 10<<10)
+	d := newDevice(t, mapVerifier{"hello/2.0.0": v2})
+	_, u := startServer(t, v2)
+	r, err := d.m.Update(rpcproto.OTAUpdateParams{Target: "hello/2.0.0", URL: u, CommitTimeout: 600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aw := d.waitStatus(r.ID, "awaiting_commit")
+	d.m.Close()
+	st, err := readState(filepath.Join(d.dir, "state.json"))
+	if err != nil || st.Job == nil || !st.Job.HookRan || st.Job.ReportSeq != aw.Seq {
+		t.Fatalf("state after awaiting_commit: %+v, %v; want the job with report_seq %d", st.Job, err, aw.Seq)
+	}
+	reports := filepath.Join(d.dir, "reports")
+	awFile := filepath.Join(reports, fmt.Sprintf("%020d.json", aw.Seq))
+	count := func() int {
+		n := 0
+		for _, s := range d.statuses(r.ID) {
+			if s == "awaiting_commit" {
+				n++
+			}
+		}
+		return n
+	}
+
+	// Delivered: the file is gone, the seq file says it was written.
+	if err := os.Remove(awFile); err != nil {
+		t.Fatal(err)
+	}
+	d.open()
+	if n := count(); n != 0 {
+		t.Fatalf("a delivered awaiting_commit was spooled again: %d", n)
+	}
+	d.m.Close()
+
+	// Never written: killed between state.json and the report.
+	if err := os.WriteFile(filepath.Join(reports, "seq"), []byte(strconv.FormatUint(aw.Seq-1, 10)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.open()
+	got := d.last(r.ID)
+	if got.Status != "awaiting_commit" || got.Seq != aw.Seq || count() != 1 {
+		t.Fatalf("after a kill before the report: %+v, %d awaiting_commit", got, count())
+	}
+	d.m.Close()
+	d.open() // spooled now: not again
+	if count() != 1 {
+		t.Fatalf("awaiting_commit spooled %d times", count())
+	}
+	if bs := d.m.BootState(); bs.ActiveSlot != "b" || bs.IsCommitted {
+		t.Fatalf("boot state %+v", bs)
+	}
+}
+
+// A worker killed in the hook of a revert (state.json already back on the
+// old slot, the job in phase reverted) runs the hook again on its next
+// start and reports rolled_back once, with the seq state.json reserved; a
+// start after the report was spooled only forgets the job.
+func TestRolledBackReportAfterKill(t *testing.T) {
+	v2 := appBundle(t, "2.0.0", 10<<10)
+	d := newDevice(t, mapVerifier{"hello/2.0.0": v2})
+	_, u := startServer(t, v2)
+	r, err := d.m.Update(rpcproto.OTAUpdateParams{Target: "hello/2.0.0", URL: u, CommitTimeout: 600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aw := d.waitStatus(r.ID, "awaiting_commit")
+	d.m.Close()
+	// What revertLocked writes before it runs the hook.
+	path := filepath.Join(d.dir, "state.json")
+	st, err := readState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Active, st.Revert, st.Committed, st.Deadline = "a", "b", true, time.Time{}
+	st.Job.Phase, st.Job.Reason, st.Job.ReportSeq = phaseReverted, "reverted by ota.revert", aw.Seq+1
+	if err := writeState(path, st); err != nil {
+		t.Fatal(err)
+	}
+	hooks := len(d.hookLines())
+	d.open()
+	got := d.last(r.ID)
+	if got.Status != "rolled_back" || got.Seq != aw.Seq+1 || got.Reason != "reverted by ota.revert" {
+		t.Fatalf("after a kill in the revert's hook: %+v", got)
+	}
+	if hl := d.hookLines(); len(hl) != hooks+1 || !strings.HasPrefix(hl[len(hl)-1], "revert a ") {
+		t.Fatalf("hook log %q", hl)
+	}
+	if st, _ := readState(path); st.Job != nil || st.Active != "a" || !st.Committed {
+		t.Fatalf("state after the revert finished: %+v", st)
+	}
+	d.m.Close()
+	d.open()
+	if n := len(d.statuses(r.ID)); d.last(r.ID).Seq != aw.Seq+1 || len(d.hookLines()) != hooks+1 {
+		t.Fatalf("a second start reported or ran the hook again: %d reports, hook log %q", n, d.hookLines())
+	}
+	d.m.Close()
+
+	// Reported already: the job is forgotten, nothing runs.
+	st.Job.ReportSeq = aw.Seq
+	if err := writeState(path, st); err != nil {
+		t.Fatal(err)
+	}
+	before := len(d.statuses(r.ID))
+	d.open()
+	if len(d.statuses(r.ID)) != before || len(d.hookLines()) != hooks+1 {
+		t.Fatalf("a revert reported already was reported again or its hook ran: %q", d.hookLines())
+	}
+	if st, _ := readState(path); st.Job != nil {
+		t.Fatalf("job left: %+v", st.Job)
+	}
+}
+
+// A worker killed between ota.commit's write of state.json and its
+// succeeded report makes the report on its next start, once.
+func TestSucceededReportAfterKill(t *testing.T) {
+	v2 := appBundle(t, "2.0.0", 10<<10)
+	d := newDevice(t, mapVerifier{"hello/2.0.0": v2})
+	_, u := startServer(t, v2)
+	r, err := d.m.Update(rpcproto.OTAUpdateParams{Target: "hello/2.0.0", URL: u, CommitTimeout: 600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aw := d.waitStatus(r.ID, "awaiting_commit")
+	d.m.Close()
+	// What Commit writes before it reports.
+	path := filepath.Join(d.dir, "state.json")
+	st, err := readState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Committed, st.Deadline = true, time.Time{}
+	st.Job.Phase, st.Job.ReportSeq = phaseCommitted, aw.Seq+1
+	if err := writeState(path, st); err != nil {
+		t.Fatal(err)
+	}
+	d.open()
+	if got := d.last(r.ID); got.Status != "succeeded" || got.Seq != aw.Seq+1 {
+		t.Fatalf("after a kill before succeeded: %+v", got)
+	}
+	if st, _ := readState(path); st.Job != nil || st.Active != "b" || !st.Committed {
+		t.Fatalf("state: %+v", st)
+	}
+	n := len(d.statuses(r.ID))
+	d.m.Close()
+	d.open()
+	if len(d.statuses(r.ID)) != n {
+		t.Fatalf("succeeded reported again: %q", d.statuses(r.ID))
 	}
 }

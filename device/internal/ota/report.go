@@ -109,6 +109,16 @@ func (s *spool) add(p rpcproto.OTAStatusParams) (uint64, error) {
 	return p.Seq, nil
 }
 
+// nextSeq is the seq the next report gets. A report with seq n has been
+// spooled durably (and perhaps delivered since) exactly when nextSeq() > n:
+// add writes the report before it moves next on, and openSpool takes next
+// from the seq file and the reports left.
+func (s *spool) nextSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.next
+}
+
 // pending returns the reports not yet delivered, oldest first.
 func (s *spool) pending() ([]rpcproto.OTAStatusParams, error) {
 	names, err := s.names()

@@ -50,9 +50,26 @@ type job struct {
 	Phase         string    `json:"phase,omitempty"`
 	HookRan       bool      `json:"hook_ran,omitempty"`
 	StartedAt     time.Time `json:"started_at"`
+
+	// ReportSeq is the seq reserved for the report that follows a state
+	// change: awaiting_commit, written with HookRan; rolled_back, written
+	// with Phase "reverted"; succeeded, with Phase "committed". A worker killed before that report was
+	// spooled (the spool's next seq is not beyond it) makes it on its next
+	// start, so that it is neither lost nor sent twice.
+	ReportSeq uint64 `json:"report_seq,omitempty"`
+	// Reason is why the update was reverted (Phase "reverted").
+	Reason string `json:"reason,omitempty"`
 }
 
-const phaseSwitched = "switched"
+const (
+	phaseSwitched = "switched"
+	// phaseReverted: the device went back to the revert slot, committed;
+	// the job stays until the hook ran and rolled_back is spooled.
+	phaseReverted = "reverted"
+	// phaseCommitted: the new slot is committed; the job stays until
+	// succeeded is spooled.
+	phaseCommitted = "committed"
+)
 
 // state is the content of <dir>/state.json, the single source of truth of
 // which slot is active. It is replaced atomically (temporary file, fsync,
