@@ -676,7 +676,12 @@ func TestDeploymentFailureThresholdPauses(t *testing.T) {
 	if later.updateCount() != 0 {
 		t.Fatal("phase 2 was sent an update while paused")
 	}
-	rows, _ := s.Service().AuditLog(ctxT(t), s.Super, fleet.AuditFilter{Action: "deployment.pause"})
+	// The audit row follows the state change (it is written after it).
+	var rows []fleet.AuditEntry
+	cloudtest.Eventually(t, 5*time.Second, func() bool {
+		rows, _ = s.Service().AuditLog(ctxT(t), s.Super, fleet.AuditFilter{Action: "deployment.pause"})
+		return len(rows) > 0
+	}, "the pause by itself audited")
 	if len(rows) != 1 || rows[0].Actor != "bosun-cloud" {
 		t.Fatalf("the pause by itself is audited: %+v", rows)
 	}
