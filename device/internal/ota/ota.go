@@ -250,6 +250,16 @@ func New(cfg Config) (*Manager, error) {
 		}
 		m.forgetJobLocked()
 	}
+	if j := m.st.Job; j != nil && j.Phase == phaseFailed {
+		if m.spool.nextSeq() <= j.ReportSeq {
+			// Killed between the failure and its report.
+			m.finishFailedLocked(*j, j.Reason)
+		} else {
+			os.RemoveAll(m.slotDir(j.Slot))
+			os.MkdirAll(m.slotDir(j.Slot), 0o755)
+			m.forgetJobLocked()
+		}
+	}
 	if j := m.st.Job; j != nil && j.Phase == phaseReverted {
 		if m.spool.nextSeq() <= j.ReportSeq {
 			// Killed in the revert's hook, before its report: both now.
@@ -567,17 +577,31 @@ func (m *Manager) startJobLocked(j job) {
 			os.Remove(filepath.Join(m.cfg.Dir, "download", j.Slot+".partial.meta"))
 		}
 		m.log.Error("update failed", "id", j.ID, "target", j.Target, "err", err)
+		// The job stays, failed, with the seq of its report, until the
+		// report is spooled: a kill in between reports it on the next
+		// start (New), once.
 		st := m.st.clone()
 		if st.Job != nil && st.Job.ID == j.ID {
-			st.Job = nil
+			st.Job.Phase = phaseFailed
+			st.Job.Reason = err.Error()
+			st.Job.ReportSeq = m.spool.nextSeq()
 			if werr := m.commitLocked(st); werr != nil {
 				m.log.Error("recording the failed update", "err", werr)
 			}
 		}
-		os.RemoveAll(m.slotDir(j.Slot))
-		os.MkdirAll(m.slotDir(j.Slot), 0o755)
-		m.report(j, rpcproto.OTAFailed, err.Error(), nil)
+		m.finishFailedLocked(j, err.Error())
 	})
+}
+
+// finishFailedLocked empties the failed update's slot, reports failed
+// and forgets the job.
+func (m *Manager) finishFailedLocked(j job, reason string) {
+	os.RemoveAll(m.slotDir(j.Slot))
+	os.MkdirAll(m.slotDir(j.Slot), 0o755)
+	m.report(j, rpcproto.OTAFailed, reason, nil)
+	if cur := m.st.Job; cur != nil && cur.ID == j.ID {
+		m.forgetJobLocked()
+	}
 }
 
 func (m *Manager) step(s string) {

@@ -592,3 +592,60 @@ func TestSucceededReportAfterKill(t *testing.T) {
 		t.Fatalf("succeeded reported again: %q", d.statuses(r.ID))
 	}
 }
+
+// TestFailedReportAfterKill: a worker killed after an update failed
+// (Phase "failed" on disk) but before its failed report was spooled
+// reports it on its next start, once, with the reserved seq, and empties
+// the slot the update wrote into; one whose report was spooled already
+// only forgets the job.
+func TestFailedReportAfterKill(t *testing.T) {
+	for _, spooled := range []bool{false, true} {
+		t.Run(fmt.Sprintf("spooled=%v", spooled), func(t *testing.T) {
+			v2 := appBundle(t, "2.0.0", 10<<10)
+			d := newDevice(t, mapVerifier{"hello/2.0.0": v2})
+			_, u := startServer(t, v2)
+			r, err := d.m.Update(rpcproto.OTAUpdateParams{Target: "hello/2.0.0", URL: u, CommitTimeout: 600})
+			if err != nil {
+				t.Fatal(err)
+			}
+			aw := d.waitStatus(r.ID, "awaiting_commit")
+			d.m.Close()
+			// What the failure path writes before it reports (here over a
+			// job that had got further: only its fields matter).
+			path := filepath.Join(d.dir, "state.json")
+			st, err := readState(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.Active, st.Revert, st.Committed, st.Deadline = "a", "", true, time.Time{}
+			st.Job.Phase, st.Job.Reason, st.Job.ReportSeq = phaseFailed, "the test says no", aw.Seq+1
+			if spooled {
+				st.Job.ReportSeq = aw.Seq // as if failed had been spooled with this seq
+			}
+			if err := writeState(path, st); err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(d.dir, "slots", st.Job.Slot, "half-written"), []byte("x"), 0o644)
+			d.open()
+			got := d.last(r.ID)
+			if !spooled && (got.Status != "failed" || got.Seq != aw.Seq+1 || got.Reason != "the test says no") {
+				t.Fatalf("after a kill before failed: %+v", got)
+			}
+			if spooled && got.Status != "awaiting_commit" {
+				t.Fatalf("a spooled failure reported again: %+v", got)
+			}
+			if st, _ := readState(path); st.Job != nil || st.Active != "a" || !st.Committed {
+				t.Fatalf("state: %+v", st)
+			}
+			if ents, _ := os.ReadDir(filepath.Join(d.dir, "slots", "b")); len(ents) != 0 {
+				t.Fatalf("the failed update's slot keeps %d entries", len(ents))
+			}
+			n := len(d.statuses(r.ID))
+			d.m.Close()
+			d.open()
+			if len(d.statuses(r.ID)) != n {
+				t.Fatalf("failed reported again: %q", d.statuses(r.ID))
+			}
+		})
+	}
+}

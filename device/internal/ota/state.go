@@ -53,11 +53,13 @@ type job struct {
 
 	// ReportSeq is the seq reserved for the report that follows a state
 	// change: awaiting_commit, written with HookRan; rolled_back, written
-	// with Phase "reverted"; succeeded, with Phase "committed". A worker killed before that report was
+	// with Phase "reverted"; succeeded, with Phase "committed"; failed,
+	// with Phase "failed". A worker killed before that report was
 	// spooled (the spool's next seq is not beyond it) makes it on its next
 	// start, so that it is neither lost nor sent twice.
 	ReportSeq uint64 `json:"report_seq,omitempty"`
-	// Reason is why the update was reverted (Phase "reverted").
+	// Reason is why the update was reverted (Phase "reverted") or
+	// failed (Phase "failed").
 	Reason string `json:"reason,omitempty"`
 }
 
@@ -69,6 +71,10 @@ const (
 	// phaseCommitted: the new slot is committed; the job stays until
 	// succeeded is spooled.
 	phaseCommitted = "committed"
+	// phaseFailed: the update failed before its switch (Reason says
+	// why); the job stays until failed is spooled and its slot is
+	// emptied.
+	phaseFailed = "failed"
 )
 
 // state is the content of <dir>/state.json, the single source of truth of
