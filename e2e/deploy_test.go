@@ -291,9 +291,10 @@ func TestOTADeployments(t *testing.T) {
 	t.Run("never commits", func(t *testing.T) {
 		upload("3.0.0", "--no-commit")
 		id := s.createDeployment(ctx, t, map[string]any{"name": "hello", "version": "3.0.0", "devices": []string{s.Device},
-			"commit_timeout": 5, "max_attempts": 1, "failure_threshold": 100})
+			"commit_timeout": 5, "max_attempts": 1})
 		d := s.waitDeployment(ctx, t, id, "completed", 2*time.Minute)
-		if len(d.Members) != 1 || d.Members[0].Status != "rolled_back" || !strings.Contains(d.Members[0].Reason, "commit_timeout") {
+		if len(d.Members) != 1 || d.Members[0].Status != "rolled_back" || !strings.Contains(d.Members[0].Reason, "commit_timeout") ||
+			d.Reason != "phase 1: 1 of 1 devices failed (threshold 20%)" {
 			t.Fatalf("%s", d)
 		}
 		out, err := call(s.Device, "hello.version")

@@ -66,7 +66,7 @@ func cmdDeployments(ctx context.Context, a *app, args []string) error {
 	var every, timeout time.Duration
 	var cf createFlags
 	fs.StringVar(&state, "state", "", "list: only deployments in this state (scheduled, running, paused, aborted, completed)")
-	fs.BoolVar(&watch, "watch", false, "show: print again every --every until the deployment is over (or Ctrl-C, or --timeout)")
+	fs.BoolVar(&watch, "watch", false, "show: print again every --every until the deployment is over or paused with nothing in flight (or Ctrl-C, or --timeout)")
 	fs.DurationVar(&every, "every", 2*time.Second, "show --watch: how often to print")
 	fs.DurationVar(&timeout, "timeout", time.Hour, "show --watch: stop watching after this long")
 	fs.StringVar(&cf.devices, "devices", "", "create: the devices, comma-separated ids")
@@ -204,14 +204,16 @@ func (cf createFlags) request(fs *flag.FlagSet, name, version string) (wire.Depl
 	return req, nil
 }
 
-// over reports whether a deployment will not change any more: completed,
-// or aborted with no device in flight.
+// over reports whether a deployment will not change any more by itself:
+// completed, or aborted or paused with no device in flight (a paused one
+// waits for an operator).
 func over(d wire.Deployment) bool {
+	flying := d.Counts["sent"] + d.Counts["downloading"] + d.Counts["installing"] + d.Counts["awaiting_commit"]
 	switch d.State {
 	case "completed":
 		return true
-	case "aborted":
-		return d.Counts["sent"]+d.Counts["downloading"]+d.Counts["installing"]+d.Counts["awaiting_commit"] == 0
+	case "aborted", "paused":
+		return flying == 0
 	}
 	return false
 }
@@ -243,6 +245,9 @@ func (a *app) showDeployment(ctx context.Context, c *client.Client, id int64, wa
 			a.deploymentDetail(d)
 		}
 		if !watch || over(d.Deployment) {
+			if watch && d.State == "paused" && !a.json {
+				fmt.Fprintf(a.stdout, "\npaused, nothing in flight: bosun deployments resume %d (or abort %d)\n", id, id)
+			}
 			return nil
 		}
 		select {

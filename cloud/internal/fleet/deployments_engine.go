@@ -220,7 +220,7 @@ func (s *Service) tickRunning(ctx context.Context, d store.Deployment) error {
 	if err != nil {
 		return err
 	}
-	var members, phaseMembers, phaseFailed, open, flying int
+	var members, phaseMembers, phaseFailed, open, waiting, flying int
 	for _, c := range counts {
 		members += c.N
 		if inFlight[c.Status] {
@@ -229,6 +229,9 @@ func (s *Service) tickRunning(ctx context.Context, d store.Deployment) error {
 		if c.Phase <= d.Phase && !finalStatus[c.Status] {
 			open += c.N
 		}
+		if c.Phase <= d.Phase && c.Status == DevPending {
+			waiting += c.N // not sent yet, or waiting for a retry
+		}
 		if c.Phase == d.Phase {
 			phaseMembers += c.N
 			if c.Status == DevFailed || c.Status == DevRolledBack {
@@ -236,13 +239,23 @@ func (s *Service) tickRunning(ctx context.Context, d store.Deployment) error {
 			}
 		}
 	}
-	if phaseFailed > d.AckedFailures && phaseFailed*100 > d.FailureThreshold*phaseMembers {
-		return s.pause(ctx, d, fmt.Sprintf("phase %d: %d of %d devices failed (threshold %d%%)",
-			d.Phase+1, phaseFailed, phaseMembers, d.FailureThreshold))
+	last := d.Phase == len(d.Phases)-1
+	over := phaseFailed > d.AckedFailures && phaseFailed*100 > d.FailureThreshold*phaseMembers
+	summary := fmt.Sprintf("phase %d: %d of %d devices failed (threshold %d%%)", d.Phase+1, phaseFailed, phaseMembers, d.FailureThreshold)
+	// Over the threshold, the deployment pauses to protect what is left
+	// to send (devices of this phase not sent yet or waiting for a retry,
+	// later phases); when nothing is, the devices in flight finish and the
+	// deployment completes, saying that the phase failed.
+	if over && (waiting > 0 || !last) {
+		return s.pause(ctx, d, summary)
 	}
 	if open == 0 && members > 0 {
-		if d.Phase == len(d.Phases)-1 {
-			nd, ok, err := s.st.SetDeploymentState(ctx, d.ID, []string{DeploymentRunning}, DeploymentCompleted, "")
+		if last {
+			reason := ""
+			if over {
+				reason = summary
+			}
+			nd, ok, err := s.st.SetDeploymentState(ctx, d.ID, []string{DeploymentRunning}, DeploymentCompleted, reason)
 			if err == nil && ok {
 				s.stateEvent(ctx, nd)
 			}

@@ -694,6 +694,33 @@ func TestDeploymentFailureThresholdPauses(t *testing.T) {
 	}
 }
 
+// TestDeploymentLastPhaseFailuresComplete: over the failure threshold in
+// its last phase with nothing left to send, a deployment completes (saying
+// the phase failed) instead of pausing with nothing to resume; with a
+// device still pending in that phase, it pauses to protect it.
+func TestDeploymentLastPhaseFailuresComplete(t *testing.T) {
+	s := cloudtest.NewServer(t, deployOpts(fleet.DeploymentOptions{}))
+	upload(t, s, "hello", "2.0.0")
+	newOTADevice(t, s, "lp-1", fail)
+	newOTADevice(t, s, "lp-2", succeed)
+	d := create(t, s, fleet.DeploymentSpec{Name: "hello", Version: "2.0.0", DeviceIDs: []string{"lp-1", "lp-2"}, MaxAttempts: 1})
+	d = waitState(t, s, d.ID, fleet.DeploymentCompleted)
+	if d.Reason != "phase 1: 1 of 2 devices failed (threshold 20%)" || d.Counts[fleet.DevFailed] != 1 || d.Counts[fleet.DevSucceeded] != 1 {
+		t.Fatalf("completed %+v", d)
+	}
+	// One in flight at a time: the failure comes while lp-4 still waits.
+	newOTADevice(t, s, "lp-3", fail)
+	later := newOTADevice(t, s, "lp-4", succeed)
+	p := create(t, s, fleet.DeploymentSpec{Name: "hello", Version: "2.0.0", DeviceIDs: []string{"lp-3", "lp-4"}, MaxAttempts: 1, MaxInFlight: 1})
+	p = waitState(t, s, p.ID, fleet.DeploymentPaused)
+	if !strings.HasPrefix(p.Reason, "phase 1: 1 of 2 devices failed") {
+		t.Fatalf("paused %+v", p)
+	}
+	if n := later.updateCount(); n != 0 || p.Counts[fleet.DevPending] != 1 {
+		t.Fatalf("the device behind the failure: %d updates sent, counts %v; want none, still pending", n, p.Counts)
+	}
+}
+
 // TestDeploymentRetriesBounded: a device that fails every time is tried
 // max attempts (3) times, then set aside; one that fails once succeeds
 // on its second attempt; a rolled-back attempt counts too.

@@ -337,8 +337,9 @@ func TestDeploymentPausedByThreshold(t *testing.T) {
 	s := cloudtest.NewServer(t)
 	anArtifact(t, s, "app", "1.0.0", []byte("bundle"))
 	d1 := newOTADevice(t, s, "pi-1")
+	newOTADevice(t, s, "pi-2") // still pending behind pi-1: what the pause protects
 	d, err := s.Service().CreateDeployment(context.Background(), s.Super, fleet.DeploymentSpec{Name: "app", Version: "1.0.0",
-		DeviceIDs: []string{"pi-1"}, MaxAttempts: 1, FailureThreshold: -1})
+		DeviceIDs: []string{"pi-1", "pi-2"}, MaxAttempts: 1, FailureThreshold: -1, MaxInFlight: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,5 +352,5 @@ func TestDeploymentPausedByThreshold(t *testing.T) {
 	}, "the deployment pauses itself")
 	r := b.get(page)
 	mustContain(t, r, `id="reason"`, "threshold", "over the threshold", "unpacking: an entry escapes the slot", `id="resume"`,
-		"phase 1: 1 of 1 failed (threshold 0%)")
+		"phase 1: 1 of 2 failed (threshold 0%)")
 }
