@@ -192,10 +192,17 @@ func TestQueuedCallNotFoundIsRetried(t *testing.T) {
 	if err := d.ReportMethods(ctx, "test.slowstart"); err != nil {
 		t.Fatal(err)
 	}
-	cloudtest.Eventually(t, 10*time.Second, func() bool {
-		got := getCall(t, s, c.ID)
-		return n.Load() == 1 && got.Status == "queued" && got.Error != nil
-	}, "call answered -32601 and queued again")
+	// (30s: a bound for a loaded CI machine, not a timing; the state says
+	// where it stood if it is not met.)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		seen := getCall(t, s, c.ID)
+		if n.Load() == 1 && seen.Status == "queued" && seen.Error != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 30s: call answered -32601 and queued again; %d calls, status %s, error %+v", n.Load(), seen.Status, seen.Error)
+		}
+	}
 	got := getCall(t, s, c.ID)
 	if got.Error.Code != jsonrpc.CodeMethodNotFound || got.SentAt != nil || got.DeliveredAt != nil || got.FinishedAt != nil {
 		t.Fatalf("requeued call = %+v, error %+v", got, got.Error)
