@@ -524,11 +524,14 @@ func (m *Manager) Update(p rpcproto.OTAUpdateParams) (rpcproto.OTAUpdateResult, 
 	if r, ok := m.sameUpdateLocked(p.ID); ok {
 		return r, nil
 	}
-	if (m.st.Job != nil && m.st.Job.Phase == "") || m.running {
-		return rpcproto.OTAUpdateResult{}, ErrBusy
-	}
+	// An uncommitted slot first: its update may still be winding down
+	// (m.running) after its awaiting_commit report, and what the caller
+	// must do is commit or revert.
 	if !m.st.Committed {
 		return rpcproto.OTAUpdateResult{}, ErrNotCommitted
+	}
+	if (m.st.Job != nil && m.st.Job.Phase == "") || m.running {
+		return rpcproto.OTAUpdateResult{}, ErrBusy
 	}
 	id := p.ID
 	if id == "" {
