@@ -44,22 +44,7 @@ func CallLocal(ctx context.Context, nc *nats.Conn, method string, params, result
 	if err != nil {
 		return fmt.Errorf("worker: calling %s: %w", method, err)
 	}
-	var resp struct {
-		Result json.RawMessage `json:"result"`
-		Error  *jsonrpc.Error  `json:"error"`
-	}
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return fmt.Errorf("worker: reply to %s: %w", method, err)
-	}
-	if resp.Error != nil {
-		return resp.Error
-	}
-	if result != nil && len(resp.Result) > 0 {
-		if err := json.Unmarshal(resp.Result, result); err != nil {
-			return fmt.Errorf("worker: decoding result of %s: %w", method, err)
-		}
-	}
-	return nil
+	return decodeReply(method, msg.Data, result)
 }
 
 // CommitOTA is what a program run from an OTA slot calls once it works:

@@ -327,11 +327,17 @@ func call(ctx context.Context, nc *nats.Conn, timeout time.Duration, method stri
 		}
 		return fmt.Errorf("worker: calling %s: %w", method, err)
 	}
+	return decodeReply(method, msg.Data, result)
+}
+
+// decodeReply decodes a JSON-RPC response to method: its error as a
+// *jsonrpc.Error, else its result into result (unless nil).
+func decodeReply(method string, data []byte, result any) error {
 	var resp struct {
 		Result json.RawMessage `json:"result"`
 		Error  *jsonrpc.Error  `json:"error"`
 	}
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+	if err := json.Unmarshal(data, &resp); err != nil {
 		return fmt.Errorf("worker: reply to %s: %w", method, err)
 	}
 	if resp.Error != nil {

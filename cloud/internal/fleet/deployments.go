@@ -280,13 +280,19 @@ func (s *Service) CreateDeployment(ctx context.Context, a Actor, spec Deployment
 	if d.Total <= maxCreateEvents {
 		// Every member starts pending; beyond the bound the deployment's
 		// event (with its counts) says it, so that a subscriber is not
-		// dropped for a burst of events.
-		ms, err := s.st.ListMembers(ctx, d.ID)
-		if err == nil {
+		// dropped for a burst of events. Under the deployment's lock,
+		// which the engine holds while it sends and publishes: a member
+		// it has claimed already (its "sent" is out) gets no "pending"
+		// after it, every other one gets its "pending" before anything.
+		s.st.WithDeployment(ctx, d.ID, true, func() error {
+			ms, err := s.st.ListMembers(ctx, d.ID)
 			for _, m := range ms {
-				s.memberEvent(store.Deployment{ID: d.ID, OrgID: d.OrgID, State: d.State, Phase: d.Phase}, m)
+				if m.Status == DevPending {
+					s.memberEvent(store.Deployment{ID: d.ID, OrgID: d.OrgID, State: d.State, Phase: d.Phase}, m)
+				}
 			}
-		}
+			return err
+		})
 	}
 	s.wakeEngine()
 	return d, nil

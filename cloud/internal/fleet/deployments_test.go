@@ -347,7 +347,8 @@ func TestDeploymentSucceeds(t *testing.T) {
 	// Every member passed through every status, as events.
 	seen := map[string][]string{}
 	deadline := time.After(10 * time.Second)
-	for len(seen["dep-c"]) < 6 || len(seen["dep-a"]) < 6 || len(seen["dep-b"]) < 6 {
+	done := func(dev string) bool { return slices.Contains(seen[dev], "succeeded") }
+	for !done("dep-a") || !done("dep-b") || !done("dep-c") {
 		select {
 		case ev := <-events:
 			if ev.Type != fleet.EventDeployment || ev.DeviceID == "" {
@@ -365,9 +366,11 @@ func TestDeploymentSucceeds(t *testing.T) {
 			t.Fatalf("events per device: %v", seen)
 		}
 	}
+	// A member the engine claimed before the create published its pending
+	// events starts at "sent" (no "pending" after it).
 	want := []string{"pending", "sent", "downloading", "installing", "awaiting_commit", "succeeded"}
 	for dev, got := range seen {
-		if !slices.Equal(got, want) {
+		if !slices.Equal(got, want) && !slices.Equal(got, want[1:]) {
 			t.Fatalf("%s went through %v, want %v", dev, got, want)
 		}
 	}

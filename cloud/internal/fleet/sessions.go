@@ -64,11 +64,27 @@ func (s *Service) ClaimQueued(ctx context.Context, deviceID string, q *Served) (
 	if !q.Ready() {
 		return Call{}, false, nil
 	}
-	c, err := s.st.ClaimQueued(ctx, deviceID, q.filter())
-	if errors.Is(err, store.ErrNotFound) {
-		return c, false, nil
+	// The filter is a snapshot: a call the device answered -32601 while
+	// the claim was under way (marked unserved, then queued again) can be
+	// claimed with a filter taken before the mark. It goes straight back
+	// to the queue unsent, and the claim is tried again with the mark in
+	// the filter (a bounded number of times: each retry adds a method).
+	for range 8 {
+		c, err := s.st.ClaimQueued(ctx, deviceID, q.filter())
+		if errors.Is(err, store.ErrNotFound) {
+			return c, false, nil
+		}
+		if err != nil {
+			return c, false, err
+		}
+		if q.Allows(c.Method) {
+			return c, true, nil
+		}
+		if err := s.st.Requeue(ctx, c.ID); err != nil {
+			return Call{}, false, err
+		}
 	}
-	return c, err == nil, err
+	return Call{}, false, nil
 }
 
 // SessionRef names a live session a replica holds: the device and the
