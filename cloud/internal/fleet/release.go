@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
@@ -148,7 +149,7 @@ func (s *Service) uploadRelease(ctx context.Context, a Actor, org int64, up Rele
 	if len(up.Roots) > 32 {
 		return ReleaseInfo{}, invalidf("at most 32 root.json files at once")
 	}
-	for i, b := range append(slicesClone(up.Roots), up.Targets) {
+	for i, b := range append(slices.Clone(up.Roots), up.Targets) {
 		if len(b) > MaxSessionMetadata {
 			what := "targets.json"
 			if i < len(up.Roots) {
@@ -197,8 +198,6 @@ func (s *Service) uploadRelease(ctx context.Context, a Actor, org int64, up Rele
 	}
 	return s.releaseInfo(org, next)
 }
-
-func slicesClone(b [][]byte) [][]byte { return append([][]byte(nil), b...) }
 
 // releaseRefusal makes a refusal of pkg/release public: its text says
 // which rule the metadata broke, and holds nothing secret.
