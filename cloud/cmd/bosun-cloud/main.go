@@ -54,6 +54,8 @@ type Config struct {
 	// DataDir and MaxArtifactSize are server.Config's (OTA artifacts).
 	DataDir         string
 	MaxArtifactSize int64
+	// PprofListen, when set, serves net/http/pprof there (profiling).
+	PprofListen string
 
 	// user add
 	Email string
@@ -194,6 +196,7 @@ func parse(args []string, getenv func(string) string) (Config, error) {
 			cfg.MaxArtifactSize = n
 		}
 		fs.Int64Var(&cfg.MaxArtifactSize, "max-artifact-size", cfg.MaxArtifactSize, "largest OTA artifact upload in bytes, accepted at it, refused beyond (413); 0: the default, 1073741824 (1 GiB) (BOSUN_MAX_ARTIFACT_SIZE)")
+		fs.StringVar(&cfg.PprofListen, "pprof-listen", env("BOSUN_PPROF_LISTEN", ""), "serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; never expose it; empty: off (BOSUN_PPROF_LISTEN)")
 		fs.StringVar(&cfg.Replica, "replica", env("BOSUN_REPLICA", ""), "this replica's name, held while it runs; default HOST:PORT of --listen, stable across restarts (BOSUN_REPLICA)")
 	case "migrate":
 		db()

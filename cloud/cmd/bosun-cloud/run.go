@@ -79,6 +79,14 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if cfg.PprofListen != "" {
+		stop, err := servePprof(cfg.PprofListen, logger)
+		if err != nil {
+			srv.Shutdown(context.Background())
+			return err
+		}
+		defer stop()
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/bosunhq/bosun/cloud/internal/store"
 	"golang.org/x/crypto/argon2"
@@ -145,18 +146,31 @@ func (s *Service) AuthenticatePassword(ctx context.Context, email, password stri
 // AuthenticateToken returns the actor an API token stands for and records
 // its use. A malformed, unknown or revoked token, or one of a disabled
 // user, is ErrUnauthenticated.
+//
+// A token that authenticated is trusted for TokenCacheTTL without a
+// database read (last_used is then at most that old); revoking it,
+// disabling its user or changing the user's role empties the cache of
+// every replica at once (SubjectAuthChanged).
 func (s *Service) AuthenticateToken(ctx context.Context, token string) (Actor, error) {
 	if !strings.HasPrefix(token, TokenPrefix) || len(token) != len(TokenPrefix)+43 {
 		return Actor{}, ErrUnauthenticated
 	}
-	o, err := s.st.TokenByHash(ctx, tokenHash(token))
+	h := sha256.Sum256([]byte(token))
+	now := time.Now()
+	if a, ok := s.tokens.get(h, now); ok {
+		return a, nil
+	}
+	epoch := s.tokens.begin()
+	o, err := s.st.TokenByHash(ctx, h[:])
 	if errors.Is(err, store.ErrNotFound) {
 		return Actor{}, ErrUnauthenticated
 	}
 	if err != nil {
 		return Actor{}, err
 	}
-	return Actor{UserID: o.User.ID, Email: o.User.Email, OrgID: o.User.OrgID, Role: Role(o.User.Role), TokenID: o.TokenID}, nil
+	a := Actor{UserID: o.User.ID, Email: o.User.Email, OrgID: o.User.OrgID, Role: Role(o.User.Role), TokenID: o.TokenID}
+	s.tokens.put(h, a, epoch, now)
+	return a, nil
 }
 
 // CreateToken creates an API token for the actor's own user. The secret is
@@ -236,6 +250,7 @@ func (s *Service) RevokeToken(ctx context.Context, a Actor, id int64) error {
 	if err := s.st.RevokeToken(ctx, id); err != nil {
 		return mapStoreErr(err)
 	}
+	s.authChanged()
 	s.audit(ctx, org, a, "token.revoke", fmt.Sprint(id), "ok", nil)
 	return nil
 }

@@ -101,11 +101,20 @@ func (s *Service) Call(ctx context.Context, a Actor, req CallRequest) (Call, err
 	if err := validateCall(&req); err != nil {
 		return Call{}, err
 	}
-	d, err := s.operable(ctx, a, req.DeviceID, false)
-	if err != nil {
-		return Call{}, err
+	var (
+		d   Device
+		c   Call
+		err error
+	)
+	if ls := s.localSession(req.DeviceID); ls != nil && req.TTL == 0 && a.operates(ls.OrgID()) && ls.Accepted() {
+		d = Device{ID: req.DeviceID, OrgID: ls.OrgID()}
+		c, err = s.callLocal(ctx, a, ls, req)
+	} else {
+		if d, err = s.operable(ctx, a, req.DeviceID, false); err != nil {
+			return Call{}, err
+		}
+		c, err = s.call(ctx, a, d, req)
 	}
-	c, err := s.call(ctx, a, d, req)
 	if err != nil && ctx.Err() != nil && c.ID != "" {
 		// The caller left after the call was stored: it goes on, and its
 		// outcome lands in its row; the audit says so, not "error".
@@ -211,8 +220,19 @@ func (s *Service) callQueued(ctx context.Context, d Device, n store.NewCall) (Ca
 // finish records the outcome of a call unless it already has one, and
 // returns the call as stored.
 func (s *Service) finish(ctx context.Context, id, status string, result json.RawMessage, e *jsonrpc.Error) (Call, error) {
+	return s.finishDelivered(ctx, id, status, result, e, time.Time{})
+}
+
+// finishDelivered is finish for a call whose request was written to the
+// device at delivered (zero: not written, or already marked delivered).
+func (s *Service) finishDelivered(ctx context.Context, id, status string, result json.RawMessage, e *jsonrpc.Error,
+	delivered time.Time) (Call, error) {
 	ctx = context.WithoutCancel(ctx)
-	c, ok, err := s.st.FinishCall(ctx, id, status, result, e)
+	var at *time.Time
+	if !delivered.IsZero() {
+		at = &delivered
+	}
+	c, ok, err := s.st.FinishCallDelivered(ctx, id, status, result, e, at)
 	if err != nil {
 		return c, err
 	}
@@ -225,7 +245,11 @@ func (s *Service) finish(ctx context.Context, id, status string, result json.Raw
 
 // callFinished tells whoever waits on the call and the event subscribers.
 func (s *Service) callFinished(c Call) {
-	s.nc.Publish(SubjectCallDone(c.ID), mustJSON(c))
+	if c.ExpiresAt != nil {
+		// Only a persistent call's outcome has someone waiting on it
+		// (callQueued); a synchronous call's caller has it already.
+		s.nc.Publish(SubjectCallDone(c.ID), mustJSON(c))
+	}
 	s.publish(Event{Type: EventCallFinished, OrgID: c.OrgID, DeviceID: c.DeviceID, CallID: c.ID,
 		Data: mustJSON(map[string]any{"method": c.Method, "status": c.Status})})
 }

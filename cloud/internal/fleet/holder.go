@@ -196,26 +196,47 @@ func (s *Service) Deliver(ctx context.Context, c Call, q *Served, p Peer, writte
 	defer cancel()
 
 	// The write callback runs on the session's writer: it must not block,
-	// so the delivered mark is written by a goroutine of this call.
-	wrote := make(chan bool, 1)
-	marked := make(chan struct{})
-	go func() {
-		defer close(marked)
-		if <-wrote {
-			if err := s.st.MarkDelivered(ctx, c.ID); err != nil {
-				s.log.Error("marking call delivered", "call_id", c.ID, "err", err)
+	// so a persistent call's delivered mark is written by a goroutine of
+	// this call (the drainer waits for it). A synchronous call's is not
+	// written on its own: its finish records when its request was written.
+	var (
+		wrote       chan bool
+		marked      chan struct{}
+		deliveredAt time.Time
+	)
+	if persistent {
+		wrote, marked = make(chan bool, 1), make(chan struct{})
+		go func() {
+			defer close(marked)
+			if <-wrote {
+				if err := s.st.MarkDelivered(ctx, c.ID); err != nil {
+					s.log.Error("marking call delivered", "call_id", c.ID, "err", err)
+				}
+				// Only now may the drainer claim the next queued call, so
+				// queued calls are written, and marked delivered, in order.
+				signal(true)
 			}
-			// Only now may the drainer claim the next queued call, so
-			// queued calls are written, and marked delivered, in order.
-			signal(true)
-		}
-	}()
+		}()
+	}
 	delivered := false
 	res, err := p.Call(cctx, c.Method, c.Params, func(werr error) {
 		delivered = werr == nil
-		wrote <- delivered
+		if delivered {
+			deliveredAt = time.Now()
+		}
+		if persistent {
+			wrote <- delivered
+		}
 	})
-	<-marked
+	if persistent {
+		<-marked
+	}
+	finish := func(status string, result json.RawMessage, e *jsonrpc.Error) (Call, error) {
+		if persistent || !delivered {
+			return s.finish(ctx, c.ID, status, result, e)
+		}
+		return s.finishDelivered(ctx, c.ID, status, result, e, deliveredAt)
+	}
 	var out Call
 	var ferr error
 	var re *jsonrpc.Error
@@ -231,23 +252,23 @@ func (s *Service) Deliver(ctx context.Context, c Call, q *Served, p Peer, writte
 			if errors.Is(err, ErrPeerQueueFull) {
 				code = rpcproto.CodeQueueFull
 			}
-			out, ferr = s.finish(ctx, c.ID, store.CallFailed, nil, rpcErr(code))
+			out, ferr = finish(store.CallFailed, nil, rpcErr(code))
 		}
 	case err == nil:
 		if len(res) == 0 {
 			res = json.RawMessage("null")
 		}
-		out, ferr = s.finish(ctx, c.ID, store.CallSucceeded, res, nil)
+		out, ferr = finish(store.CallSucceeded, res, nil)
 	case errors.As(err, &re) && persistent && re.Code == jsonrpc.CodeMethodNotFound:
 		out, ferr = s.notServed(ctx, c, q, re)
 	case errors.As(err, &re):
-		out, ferr = s.finish(ctx, c.ID, store.CallFailed, nil, re)
+		out, ferr = finish(store.CallFailed, nil, re)
 	case isClosed(p):
-		out, ferr = s.finish(ctx, c.ID, store.CallFailed, nil, rpcErr(rpcproto.CodeSessionEvicted))
+		out, ferr = finish(store.CallFailed, nil, rpcErr(rpcproto.CodeSessionEvicted))
 	case errors.Is(err, context.DeadlineExceeded):
-		out, ferr = s.finish(ctx, c.ID, store.CallTimeout, nil, rpcErr(rpcproto.CodeTimeout))
+		out, ferr = finish(store.CallTimeout, nil, rpcErr(rpcproto.CodeTimeout))
 	default:
-		out, ferr = s.finish(ctx, c.ID, store.CallFailed, nil, rpcErr(rpcproto.CodeSessionEvicted))
+		out, ferr = finish(store.CallFailed, nil, rpcErr(rpcproto.CodeSessionEvicted))
 	}
 	if ferr != nil {
 		s.log.Error("recording call outcome", "call_id", c.ID, "err", ferr)

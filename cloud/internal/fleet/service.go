@@ -115,6 +115,10 @@ type Service struct {
 	dlKey   []byte     // the download token key, once loaded
 
 	depWake chan struct{} // wakes the deployments engine; buffered 1
+
+	local   localSessions      // the hub's sessions, for calls that need no NATS
+	tokens  *tokenCache        // API tokens this replica looked up lately
+	authSub *nats.Subscription // SubjectAuthChanged
 }
 
 // New checks the options and loads the default organisation.
@@ -170,7 +174,10 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		return nil, fmt.Errorf("loading default organisation %q: %w", opts.DefaultOrg, err)
 	}
 	s := &Service{st: opts.Store, nc: opts.NATS, log: opts.Logger, opts: opts, defOrg: org.ID, lost: make(chan error, 1),
-		throttled: newAuditOnce(throttledAuditEvery, 4096), depWake: make(chan struct{}, 1)}
+		throttled: newAuditOnce(throttledAuditEvery, 4096), depWake: make(chan struct{}, 1), tokens: newTokenCache()}
+	if s.authSub, err = s.subscribeAuthChanged(); err != nil {
+		return nil, fmt.Errorf("subscribing to auth changes: %w", err)
+	}
 	s.stopCtx, s.stop = context.WithCancel(context.Background())
 	s.subCtx, s.subStop = context.WithCancel(s.stopCtx)
 	return s, nil
@@ -259,6 +266,7 @@ func (s *Service) Close() {
 	s.closeOnce.Do(func() {
 		s.stop()
 		s.wg.Wait()
+		s.authSub.Unsubscribe()
 		if s.lock == nil {
 			return
 		}

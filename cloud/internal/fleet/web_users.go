@@ -139,6 +139,7 @@ func (s *Service) SetUserRole(ctx context.Context, a Actor, id int64, role Role)
 	if err := s.st.SetUserRole(ctx, id, string(role)); err != nil {
 		return mapStoreErr(err)
 	}
+	s.authChanged()
 	s.audit(ctx, u.OrgID, a, "user.role", u.Email, "ok", map[string]string{"from": u.Role, "to": string(role)})
 	return nil
 }
@@ -153,6 +154,7 @@ func (s *Service) SetUserDisabled(ctx context.Context, a Actor, id int64, disabl
 	if err := s.st.SetUserDisabled(ctx, id, disabled); err != nil {
 		return mapStoreErr(err)
 	}
+	s.authChanged()
 	action := "user.enable"
 	if disabled {
 		action = "user.disable"

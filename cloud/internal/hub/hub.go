@@ -154,6 +154,7 @@ func New(opts Options) (*Hub, error) {
 	h.baseCtx, h.cancel = context.WithCancel(context.Background())
 	h.methods = opts.Service.DeviceMethods(opts.Methods)
 	opts.Service.SetHeldSessions(h.held)
+	opts.Service.SetLocalSessions(h.localSession)
 	for subj, fn := range map[string]nats.MsgHandler{fleet.SubjectEvictAll: h.onEvict, fleet.SubjectKeyAll: h.onKey} {
 		sub, err := h.nc.Subscribe(subj, fn)
 		if err != nil {
@@ -331,6 +332,19 @@ func (h *Hub) register(s *deviceSession) bool {
 		old.close(rpcproto.CloseEvicted, "a newer session took over")
 	}
 	return true
+}
+
+// localSession is the live session of a device on this replica, if this
+// replica holds the newest session it knows of, for fleet's calls that
+// need no NATS.
+func (h *Hub) localSession(deviceID string) fleet.LocalSession {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.sessions[deviceID]
+	if s == nil || h.closing || s.version < h.latest[deviceID] {
+		return nil
+	}
+	return s
 }
 
 // held lists the sessions this replica holds, for fleet's reassert.

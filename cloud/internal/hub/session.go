@@ -59,6 +59,24 @@ func (ds *deviceSession) goOwned(fn func()) bool {
 	return true
 }
 
+// OrgID, Accepted, Enter and Leave make the session a fleet.LocalSession.
+func (ds *deviceSession) OrgID() int64   { return ds.orgID }
+func (ds *deviceSession) Accepted() bool { return ds.accepted.Load() }
+
+// Enter counts a call in flight as one of the session's owned goroutines
+// would be: teardown waits for it.
+func (ds *deviceSession) Enter() (fleet.Peer, bool) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if ds.ending {
+		return nil, false
+	}
+	ds.wg.Add(1)
+	return peerOf{ds.peer}, true
+}
+
+func (ds *deviceSession) Leave() { ds.wg.Done() }
+
 // close closes the websocket with code, once; the session then ends.
 func (ds *deviceSession) close(code websocket.StatusCode, reason string) {
 	ds.peer.Close(code, reason)

@@ -37,9 +37,7 @@ func (s *Store) InsertAudit(ctx context.Context, e AuditEntry) error {
 	if len(e.Detail) > 0 {
 		detail = e.Detail
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO audit_log (org_id, actor, action, target, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6)`,
-		e.OrgID, e.Actor, e.Action, e.Target, e.Outcome, detail)
-	return err
+	return s.w.do(ctx, insertAuditSQL, nil, e.OrgID, e.Actor, e.Action, e.Target, e.Outcome, detail)
 }
 
 // ListAudit lists audit rows, newest first.

@@ -113,14 +113,9 @@ func (s *Store) InsertCall(ctx context.Context, n NewCall) (Call, error) {
 	if len(n.Params) > 0 {
 		params = n.Params
 	}
-	c, err := scanCall(s.pool.QueryRow(ctx, `INSERT INTO calls (id, org_id, device_id, method, params, status, actor, timeout_ms,
-		expires_at, error, sent_at, deadline, finished_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-			CASE WHEN $6 = 'sent' THEN now() END,
-			CASE WHEN $6 = 'sent' THEN now() + make_interval(secs => $8::bigint / 1000.0) END,
-			CASE WHEN $6 IN ('succeeded', 'failed', 'timeout', 'expired') THEN now() END)
-		RETURNING `+callColumns,
-		n.ID, n.OrgID, n.DeviceID, n.Method, params, n.Status, n.Actor, n.Timeout.Milliseconds(), ptrTime(n.ExpiresAt), errj))
+	var c Call
+	err := s.w.do(ctx, insertCallSQL, func(r pgx.Row) (err error) { c, err = scanCall(r); return err },
+		n.ID, n.OrgID, n.DeviceID, n.Method, params, n.Status, n.Actor, n.Timeout.Milliseconds(), ptrTime(n.ExpiresAt), errj)
 	if err != nil {
 		return c, fmt.Errorf("recording call to %s: %w", n.DeviceID, notFound(err))
 	}
@@ -243,16 +238,21 @@ func (s *Store) MarkDelivered(ctx context.Context, id string) error {
 // as stored and true, or false when the call had already finished (e.g. the
 // sweeper timed it out first): a final status is never overwritten.
 func (s *Store) FinishCall(ctx context.Context, id, status string, result json.RawMessage, rpcErr *jsonrpc.Error) (Call, bool, error) {
-	var errj, res []byte
-	if rpcErr != nil {
-		errj, _ = json.Marshal(rpcErr)
-	}
+	return s.FinishCallDelivered(ctx, id, status, result, rpcErr, nil)
+}
+
+// FinishCallDelivered is FinishCall for a call whose request was written
+// to the device at delivered (nil: not written, or already marked): a
+// synchronous call learns both at once, in one write.
+func (s *Store) FinishCallDelivered(ctx context.Context, id, status string, result json.RawMessage, rpcErr *jsonrpc.Error,
+	delivered *time.Time) (Call, bool, error) {
+	var res []byte
 	if len(result) > 0 {
 		res = result
 	}
-	c, err := scanCall(s.pool.QueryRow(ctx, `UPDATE calls SET status = $2, result = $3, error = $4, finished_at = now(),
-		sent_at = coalesce(sent_at, now())
-		WHERE id = $1 AND status IN ('queued', 'sent', 'delivered') RETURNING `+callColumns, id, status, res, errj))
+	var c Call
+	err := s.w.do(ctx, finishCallSQL, func(r pgx.Row) (err error) { c, err = scanCall(r); return err },
+		id, status, res, callArgsErr(rpcErr), ptrTime(delivered))
 	if err == pgx.ErrNoRows {
 		return c, false, nil
 	}

@@ -207,6 +207,10 @@ func (l *ReplicaLock) Close() {
 	if l.conn != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		// Unlock first: the server frees a closed connection's locks only
+		// once its backend has exited, a moment after Close returns, and
+		// a restart under the same name must find the name free.
+		l.conn.Exec(ctx, `SELECT pg_advisory_unlock($1, hashtext($2))`, lockReplica, l.name)
 		l.conn.Close(ctx)
 		l.conn = nil
 	}

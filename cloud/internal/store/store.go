@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,9 +33,13 @@ var (
 	ErrConflict = errors.New("store: conflict")
 )
 
+// minPoolConns is the pool size unless the URL sets pool_max_conns.
+const minPoolConns = 10
+
 // Store is a PostgreSQL connection pool with Bosun's queries.
 type Store struct {
 	pool *pgxpool.Pool
+	w    *groupWriter // the call path's statements, group-committed
 }
 
 // Open connects to the database at url (a postgres:// URL or DSN) and checks
@@ -44,6 +49,11 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing database url: %w", err)
 	}
+	if !strings.Contains(url, "pool_max_conns") && cfg.MaxConns < minPoolConns {
+		// pgxpool's default (4 on a small machine) leaves two
+		// connections besides the group writers'.
+		cfg.MaxConns = minPoolConns
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("opening database: %w", err)
@@ -52,12 +62,18 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("connecting to database: %w", err)
 	}
-	return &Store{pool: pool}, nil
+	st := &Store{pool: pool}
+	st.w = newGroupWriter(st)
+	return st, nil
 }
 
-// Close closes the pool, waiting for acquired connections to be released.
-// It is safe to call twice.
-func (s *Store) Close() { s.pool.Close() }
+// Close writes the statements already queued for group commit, then
+// closes the pool, waiting for acquired connections to be released. It is
+// safe to call twice.
+func (s *Store) Close() {
+	s.w.close()
+	s.pool.Close()
+}
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }

@@ -31,6 +31,7 @@ type Config struct {
 	Attributes      map[string]string `json:"attributes"`
 	LogLevel        string            `json:"log_level"`
 	RejectedRetry   string            `json:"rejected_retry"`
+	PprofListen     string            `json:"pprof_listen"`
 
 	level         slog.Level
 	httpClient    *http.Client // trusts CloudCA; nil: the system's roots
@@ -64,6 +65,8 @@ var settings = []setting{
 	{"nats-token", "BOSUN_NATS_TOKEN", "", "NATS token (default: <data-dir>/nats.token, generated)", func(c *Config) *string { return &c.NATSToken }},
 	{"enrollment-token", "BOSUN_ENROLLMENT_TOKEN", "", "organisation enrollment token sent with registration", func(c *Config) *string { return &c.EnrollmentToken }},
 	{"log-level", "BOSUN_LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }},
+	{"pprof-listen", "BOSUN_PPROF_LISTEN", "", "serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6061; never expose it; empty: off",
+		func(c *Config) *string { return &c.PprofListen }},
 	{"rejected-retry", "BOSUN_REJECTED_RETRY", "10s", "reconnect interval while the cloud rejects the key (1s to 1h; each wait is jittered between half of it and all of it)",
 		func(c *Config) *string { return &c.RejectedRetry }},
 }

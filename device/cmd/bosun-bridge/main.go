@@ -103,6 +103,13 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	defer b.Close()
+	if cfg.PprofListen != "" {
+		stop, err := servePprof(cfg.PprofListen, logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	logger.Info("bosun-bridge starting", "version", bridge.Version, "fingerprint", b.Fingerprint(),
 		"data_dir", cfg.DataDir, "nats_url", b.NATSURL())
 	return b.Run(ctx)
