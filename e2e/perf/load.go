@@ -258,3 +258,55 @@ func (c CPU) PerCall(calls int64) string {
 	}
 	return "CPU per call: " + strings.Join(parts, ", ")
 }
+
+// RSSSet is the resident set size, in KiB, of named processes.
+type RSSSet map[string]int64
+
+// RSS reads VmRSS of each pid (0 when gone).
+func RSS(pids map[string]int) RSSSet {
+	out := RSSSet{}
+	for name, pid := range pids {
+		out[name] = RSSOf(pid)
+	}
+	return out
+}
+
+// RSSOf is VmRSS of pid in KiB, or 0.
+func RSSOf(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+func (r RSSSet) String() string {
+	keys := make([]string, 0, len(r))
+	for k := range r {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %.1f MiB", k, float64(r[k])/1024))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// RSSGrowth is the largest relative growth of any process from before to
+// after (0.1: 10 % more).
+func RSSGrowth(before, after RSSSet) float64 {
+	g := 0.0
+	for k, b := range before {
+		if b > 0 {
+			g = max(g, float64(after[k]-b)/float64(b))
+		}
+	}
+	return g
+}

@@ -108,7 +108,10 @@ func (s *Service) Call(ctx context.Context, a Actor, req CallRequest) (Call, err
 	)
 	if ls := s.localSession(req.DeviceID); ls != nil && req.TTL == 0 && a.operates(ls.OrgID()) && ls.Accepted() {
 		d = Device{ID: req.DeviceID, OrgID: ls.OrgID()}
-		c, err = s.callLocal(ctx, a, ls, req)
+		var audited bool
+		if c, audited, err = s.callLocal(ctx, a, ls, req); audited {
+			return c, nil
+		}
 	} else {
 		if d, err = s.operable(ctx, a, req.DeviceID, false); err != nil {
 			return Call{}, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -51,6 +52,9 @@ type groupWriter struct {
 	stop  chan struct{}
 	wg    sync.WaitGroup
 	once  sync.Once
+
+	mu     sync.RWMutex // held (read) while queueing; close takes it to set closed
+	closed bool
 }
 
 func newGroupWriter(s *Store) *groupWriter {
@@ -65,7 +69,12 @@ func newGroupWriter(s *Store) *groupWriter {
 // close stops the writers once the statements already queued are written.
 func (g *groupWriter) close() {
 	g.once.Do(func() {
+		// No statement is queued after this: the writers' last drain
+		// finds every one.
+		g.mu.Lock()
+		g.closed = true
 		close(g.stop)
+		g.mu.Unlock()
 		g.wg.Wait()
 	})
 }
@@ -81,11 +90,16 @@ var opPool = sync.Pool{New: func() any { return &groupOp{done: make(chan error, 
 func (g *groupWriter) do(ctx context.Context, sql string, scan func(pgx.Row) error, args ...any) error {
 	op := opPool.Get().(*groupOp)
 	op.sql, op.args, op.scan = sql, args, scan
+	g.mu.RLock()
+	if g.closed {
+		g.mu.RUnlock()
+		return errWriterClosed
+	}
 	select {
 	case g.queue <- op:
-	case <-g.stop:
-		return errWriterClosed
+		g.mu.RUnlock()
 	case <-ctx.Done():
+		g.mu.RUnlock()
 		return ctx.Err()
 	}
 	err := <-op.done
@@ -202,4 +216,49 @@ func callArgsErr(e *jsonrpc.Error) []byte {
 	}
 	b, _ := json.Marshal(e)
 	return b
+}
+
+// FinishedCall is a synchronous call written once, with its outcome: the
+// call path of a session held by the writing replica.
+type FinishedCall struct {
+	NewCall
+	Result      json.RawMessage
+	SentAt      time.Time  // when the call was made
+	DeliveredAt *time.Time // when its request was written to the device; nil: never
+	// Audit, when set, writes the call's audit row (action "call", the
+	// call's outcome, detail {"method", "call_id"}) in the same statement.
+	Audit bool
+}
+
+// insertFinishedCallSQL writes a finished call and, if $13, its audit row,
+// in one statement: the call row and its audit entry are one commit.
+const insertFinishedCallSQL = `WITH c AS (
+		INSERT INTO calls (id, org_id, device_id, method, params, status, actor, timeout_ms, result, error,
+			created_at, sent_at, delivered_at, finished_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, greatest(now(), $11::timestamptz))
+		RETURNING ` + callColumns + `
+	), a AS (
+		INSERT INTO audit_log (org_id, actor, action, target, outcome, detail)
+		SELECT org_id, actor, 'call', device_id, status, jsonb_build_object('method', method, 'call_id', id::text)
+		FROM c WHERE $13::boolean
+	)
+	SELECT * FROM c`
+
+// InsertFinishedCall records a synchronous call and its outcome at once.
+func (s *Store) InsertFinishedCall(ctx context.Context, f FinishedCall) (Call, error) {
+	var params, result []byte
+	if len(f.Params) > 0 {
+		params = f.Params
+	}
+	if len(f.Result) > 0 {
+		result = f.Result
+	}
+	var c Call
+	err := s.w.do(ctx, insertFinishedCallSQL, func(r pgx.Row) (err error) { c, err = scanCall(r); return err },
+		f.ID, f.OrgID, f.DeviceID, f.Method, params, f.Status, f.Actor, f.Timeout.Milliseconds(), result,
+		callArgsErr(f.Error), f.SentAt.UTC(), ptrTime(f.DeliveredAt), f.Audit)
+	if err != nil {
+		return c, fmt.Errorf("recording call to %s: %w", f.DeviceID, notFound(err))
+	}
+	return c, nil
 }
