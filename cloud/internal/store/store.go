@@ -33,8 +33,9 @@ var (
 	ErrConflict = errors.New("store: conflict")
 )
 
-// minPoolConns is the pool size unless the URL sets pool_max_conns.
-const minPoolConns = 10
+// defaultMaxConns is the pool size when the database URL sets none: three
+// replicas stay well under PostgreSQL's default max_connections (100).
+const defaultMaxConns = 16
 
 // Store is a PostgreSQL connection pool with Bosun's queries.
 type Store struct {
@@ -49,10 +50,14 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing database url: %w", err)
 	}
-	if !strings.Contains(url, "pool_max_conns") && cfg.MaxConns < minPoolConns {
-		// pgxpool's default (4 on a small machine) leaves two
-		// connections besides the group writers'.
-		cfg.MaxConns = minPoolConns
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgx's default, max(4, CPUs), serialises a reconnect storm of
+		// thousands of devices behind 4 commits at a time on a small
+		// machine; PostgreSQL commits concurrent transactions together
+		// (one WAL flush), so more connections mean more sessions started
+		// per flush; and the call path's group writers hold two.
+		// pool_max_conns in the URL overrides it.
+		cfg.MaxConns = max(cfg.MaxConns, defaultMaxConns)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
