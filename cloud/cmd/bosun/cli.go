@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -90,7 +91,7 @@ func init() {
 			args: []arg{idsArg}, run: cmdAccept},
 		{name: "reject", synopsis: "ID... [--json]", summary: "reject devices' keys (their sessions close)", args: []arg{idsArg}, run: cmdTransition("reject")},
 		{name: "decommission", synopsis: "ID... [--json]", summary: "revoke devices' keys and close their sessions", args: []arg{idsArg}, run: cmdTransition("decommission")},
-		{name: "preauth", synopsis: "ID KEYFILE [--json]", summary: "accept a device's public key (PEM or DER file) before it connects",
+		{name: "preauth", synopsis: "ID KEYFILE [--json]\n--file DEVICES.json [--json]", summary: "accept a device's public key (PEM or DER file) before it connects; --file: many devices ({\"devices\":[{\"id\",\"public_key\"}]}, as bosun-sim keys prints), sent 1000 at a time",
 			args: []arg{{"ID", "the id the device will register with"}, {"KEYFILE", "the device's public key: a PEM (PUBLIC KEY) or DER file"}}, run: cmdPreauth},
 		{name: "tag", synopsis: "ID TAG[,TAG...] [--json]", summary: `set a device's tags ("" removes them all)`,
 			args: []arg{idArg, {"TAG[,TAG...]", `the device's tags, comma-separated, replacing the ones it has; "" removes them all`}}, run: cmdTag},
@@ -630,9 +631,16 @@ func cmdTransition(op string) func(context.Context, *app, []string) error {
 
 func cmdPreauth(ctx context.Context, a *app, args []string) error {
 	fs := a.flags("preauth")
+	file := fs.String("file", "", `preauthorise every device of this JSON file: {"devices":[{"id":...,"public_key":...}]}`)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
+	}
+	if *file != "" {
+		if len(pos) != 0 {
+			return usagef("--file takes no device ID or KEYFILE")
+		}
+		return preauthFile(ctx, a, *file)
 	}
 	if len(pos) != 2 {
 		return usagef("want a device ID and a public key file")
@@ -657,6 +665,43 @@ func cmdPreauth(ctx context.Context, a *app, args []string) error {
 		return a.printJSON(d)
 	}
 	fmt.Fprintf(a.stdout, "preauthorized %s (%s)\n", d.ID, orDash(d.Fingerprint))
+	return nil
+}
+
+// preauthFile preauthorises the devices listed in path, in batches of
+// fleet's limit (1000); a batch the cloud refuses stops it, and what was
+// preauthorised before stays (sending the file again is harmless).
+func preauthFile(ctx context.Context, a *app, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var req wire.PreauthorizeBulkRequest
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return fmt.Errorf("%s: want {\"devices\":[{\"id\":...,\"public_key\":...}]}: %w", path, err)
+	}
+	if len(req.Devices) == 0 {
+		return fmt.Errorf("%s: no devices", path)
+	}
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	const batch = 1000
+	var done []wire.PreauthorizedEntry
+	for i := 0; i < len(req.Devices); i += batch {
+		res, err := c.PreauthorizeMany(ctx, req.Devices[i:min(i+batch, len(req.Devices))])
+		if err != nil {
+			return fmt.Errorf("devices %d to %d (%d preauthorised before): %w", i, min(i+batch, len(req.Devices))-1, len(done), err)
+		}
+		done = append(done, res.Devices...)
+	}
+	if a.json {
+		return a.printJSON(wire.PreauthorizeBulkResponse{Preauthorized: len(done), Devices: done})
+	}
+	fmt.Fprintf(a.stdout, "preauthorized %d devices\n", len(done))
 	return nil
 }
 

@@ -93,6 +93,7 @@ func newHandler(svc *fleet.Service, logger *slog.Logger, o *options) *handler {
 		{"POST /devices/{id}/decommission", h.decommission},
 		{"PUT /devices/{id}/tags", h.setTags},
 		{"POST /devices/{id}/preauthorize", h.preauthorize},
+		{"POST /devices/preauthorize", h.preauthorizeBulk},
 		{"POST /devices/{id}/call", h.callDevice},
 		{"POST /calls", h.fanOut},
 		{"GET /calls", h.listCalls},

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -174,6 +175,44 @@ func (h *handler) preauthorize(w http.ResponseWriter, r *http.Request, a fleet.A
 		return notFoundAs(err, "device %q not found", id)
 	}
 	return h.writeDevice(w, r, a, id)
+}
+
+// POST /devices/preauthorize {"devices":[{"id":..., "public_key":...}]}:
+// 1 to fleet.MaxPreauthorizeBatch devices; one bad entry refuses them all
+// and changes nothing.
+func (h *handler) preauthorizeBulk(w http.ResponseWriter, r *http.Request, a fleet.Actor) error {
+	if _, err := parseQuery(r); err != nil {
+		return err
+	}
+	var req wire.PreauthorizeBulkRequest
+	if err := decodeJSON(w, r, h.opts.MaxBody, &req, false); err != nil {
+		return err
+	}
+	if len(req.Devices) == 0 || len(req.Devices) > fleet.MaxPreauthorizeBatch {
+		return invalid(`field "devices": want 1 to %d entries, got %d`, fleet.MaxPreauthorizeBatch, len(req.Devices))
+	}
+	entries := make([]fleet.PreauthorizeEntry, len(req.Devices))
+	for i, d := range req.Devices {
+		der, err := parsePublicKey(d.PublicKey)
+		if err != nil {
+			var he *HTTPError
+			if errors.As(err, &he) {
+				return invalid("devices[%d] (%s): %s", i, d.ID, he.Msg)
+			}
+			return err
+		}
+		entries[i] = fleet.PreauthorizeEntry{DeviceID: d.ID, PublicKeyDER: der}
+	}
+	fps, err := h.svc.PreauthorizeMany(r.Context(), a, entries)
+	if err != nil {
+		return err
+	}
+	out := wire.PreauthorizeBulkResponse{Preauthorized: len(fps), Devices: make([]wire.PreauthorizedEntry, len(fps))}
+	for i, fp := range fps {
+		out.Devices[i] = wire.PreauthorizedEntry{ID: entries[i].DeviceID, Fingerprint: fp}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
 // parsePublicKey accepts a "PUBLIC KEY" PEM block or base64 (standard or

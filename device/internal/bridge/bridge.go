@@ -146,6 +146,14 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 	}
 	b.status.Store(StatusOffline)
 	b.ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if l := opts.Local; l != nil {
+		// No NATS: the local worker is announced once, for good.
+		b.bus = &bus{}
+		ann, _ := json.Marshal(rpcproto.WorkerAnnounce{Worker: l.Name, Methods: l.Methods})
+		b.reg.announce(ann)
+		log.Debug("bridge ready", "fingerprint", b.fp, "local_worker", l.Name, "cloud_url", opts.CloudURL)
+		return b, nil
+	}
 	b.bus, err = startBus(&b.opts, log)
 	if err != nil {
 		b.cancel()
@@ -164,7 +172,8 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 // Fingerprint returns the fingerprint of the device key.
 func (b *Bridge) Fingerprint() string { return b.fp }
 
-// NATSURL returns the URL of the device-local NATS.
+// NATSURL returns the URL of the device-local NATS; empty with
+// Options.Local.
 func (b *Bridge) NATSURL() string { return b.bus.url }
 
 // Status returns where the bridge stands with the cloud.
@@ -307,6 +316,9 @@ func (b *Bridge) forwardRequest(ctx context.Context, raw []byte) []byte {
 			return nil
 		}
 		return mustResponse(req.ID, rpcproto.RPCListResult{Methods: b.reg.methods(ownMethods)}, nil)
+	}
+	if l := b.opts.Local; l != nil {
+		return l.Dispatcher.HandleOne(ctx, raw)
 	}
 	subj := rpcproto.SubjectRPCPrefix + req.Method
 	if !rpcproto.ValidMethod(req.Method) {

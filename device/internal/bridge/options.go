@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bosunhq/bosun/pkg/envelope"
+	"github.com/bosunhq/bosun/pkg/jsonrpc"
 	"github.com/bosunhq/bosun/pkg/keys"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
@@ -50,6 +51,15 @@ type Options struct {
 	EnrollmentToken string
 	// Versions are reported with state.report, with the bridge's own.
 	Versions map[string]string
+
+	// Local, when set, serves the cloud's requests in-process instead of
+	// through workers on a device-local NATS: the bridge starts no NATS
+	// server and connects to none (NATSListen, NATSURL and NATSToken are
+	// ignored), rpc.list and state.report list Local's methods, and the
+	// first state.report does not wait for workers to settle. bosun-sim
+	// runs thousands of bridges in one process this way. nil means the
+	// device-local NATS.
+	Local *LocalWorker
 
 	// NATSListen is the embedded NATS server's address. Defaults to
 	// 127.0.0.1:4222; port 0 picks a free port. Ignored with NATSURL.
@@ -117,6 +127,17 @@ type Options struct {
 	Now func() time.Time
 }
 
+// LocalWorker is an in-process worker for Options.Local.
+type LocalWorker struct {
+	// Name is the worker's name in rpc.list and state.report.
+	Name string
+	// Dispatcher serves the requests; it answers -32601 for a method it
+	// does not know. It may be shared by many bridges.
+	Dispatcher *jsonrpc.Dispatcher
+	// Methods are what rpc.list and state.report list for it.
+	Methods []rpcproto.MethodInfo
+}
+
 func (o *Options) setDefaults() error {
 	var errs []error
 	if o.DeviceID == "" {
@@ -136,6 +157,9 @@ func (o *Options) setDefaults() error {
 		errs = append(errs, errors.New("the cloud's public key is required"))
 	} else if _, err := keys.Alg(o.CloudKey); err != nil {
 		errs = append(errs, fmt.Errorf("cloud key: %w", err))
+	}
+	if o.Local != nil && (o.Local.Name == "" || o.Local.Dispatcher == nil) {
+		errs = append(errs, errors.New("a local worker needs a name and a dispatcher"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err

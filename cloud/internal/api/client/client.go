@@ -209,6 +209,13 @@ func (c *Client) Preauthorize(ctx context.Context, id, publicKey string) (wire.D
 	return c.deviceOp(ctx, "POST", id, "preauthorize", wire.PreauthorizeRequest{PublicKey: publicKey})
 }
 
+// PreauthorizeMany preauthorises up to 1000 devices' keys in one request.
+func (c *Client) PreauthorizeMany(ctx context.Context, devices []wire.PreauthorizeEntry) (wire.PreauthorizeBulkResponse, error) {
+	var out wire.PreauthorizeBulkResponse
+	_, err := c.do(ctx, "POST", "/devices/preauthorize", nil, wire.PreauthorizeBulkRequest{Devices: devices}, &out)
+	return out, err
+}
+
 func (c *Client) deviceOp(ctx context.Context, method, id, op string, body any) (wire.Device, error) {
 	var out wire.Device
 	_, err := c.do(ctx, method, "/devices/"+url.PathEscape(id)+"/"+op, nil, body, &out)

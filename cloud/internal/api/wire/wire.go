@@ -143,6 +143,31 @@ type PreauthorizeRequest struct {
 	PublicKey string `json:"public_key"`
 }
 
+// PreauthorizeBulkRequest is the body of POST /devices/preauthorize: 1 to
+// 1000 devices, refused whole when one entry is bad.
+type PreauthorizeBulkRequest struct {
+	Devices []PreauthorizeEntry `json:"devices"`
+}
+
+// PreauthorizeEntry is one device of a PreauthorizeBulkRequest.
+type PreauthorizeEntry struct {
+	ID string `json:"id"`
+	// PublicKey is a "PUBLIC KEY" PEM block or the base64 of a DER SPKI.
+	PublicKey string `json:"public_key"`
+}
+
+// PreauthorizeBulkResponse answers POST /devices/preauthorize.
+type PreauthorizeBulkResponse struct {
+	Preauthorized int                  `json:"preauthorized"`
+	Devices       []PreauthorizedEntry `json:"devices"`
+}
+
+// PreauthorizedEntry is one device of a PreauthorizeBulkResponse.
+type PreauthorizedEntry struct {
+	ID          string `json:"id"`
+	Fingerprint string `json:"fingerprint"`
+}
+
 // CallRequest is the body of POST /devices/{id}/call.
 type CallRequest struct {
 	Method string          `json:"method"`
