@@ -7,135 +7,49 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/bosunhq/bosun/e2e"
 	"github.com/bosunhq/bosun/pkg/envelope"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
 	"github.com/bosunhq/bosun/pkg/keys"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 	"github.com/bosunhq/bosun/pkg/session"
 	"github.com/coder/websocket"
-	"github.com/jackc/pgx/v5"
 )
 
-// otaCloud is one bosun-cloud process of P7 on a fresh database, with an
-// API token of a super user and a data directory for artifacts. (P7 keeps
-// its own small starter: it needs no simulator, only devices that ask for
-// a download URL.)
+// otaCloud is the bosun-cloud of P7 (StartCloud) with what P7 does to it:
+// upload an artifact, and have devices ask for their download URLs.
 type otaCloud struct {
-	URL      string // http://127.0.0.1:PORT
-	Token    string // API token (Authorization: Bearer)
+	*Cloud
 	CloudPub crypto.PublicKey
-	Proc     *e2e.Process
 }
 
-// startOTACloud builds bosun-cloud and runs it on a fresh database of
-// $BOSUN_TEST_DATABASE_URL (skipped without one, failed under CI=true).
+// startOTACloud starts bosun-cloud (StartCloud: a fresh database, a super
+// user's token, a data directory for artifacts).
 func startOTACloud(tb testing.TB) *otaCloud {
 	tb.Helper()
-	base := e2e.Require(tb, e2e.EnvDatabaseURL, "PostgreSQL")
-	bin := filepath.Join(e2e.Build(tb, "./cloud/cmd/bosun-cloud"), "bosun-cloud")
-	dir := tb.TempDir()
-	listen := "127.0.0.1:" + strconv.Itoa(e2e.FreePort(tb))
-	c := &otaCloud{URL: "http://" + listen}
-	keyDir := filepath.Join(dir, "keys")
-	env := append(os.Environ(),
-		"BOSUN_DATABASE_URL="+freshDB(tb, base),
-		"BOSUN_LISTEN="+listen,
-		"BOSUN_CLOUD_KEY="+filepath.Join(keyDir, "cloud_private.pem"),
-		"BOSUN_DATA_DIR="+filepath.Join(dir, "data"),
-	)
-	run := func(args ...string) string {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Env = env
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			tb.Fatalf("bosun-cloud %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
-		}
-		return strings.TrimSpace(string(out))
-	}
-	run("keys", "ensure", "--dir", keyDir)
-	run("migrate")
-	run("user", "add", "--super", "--quiet", "perf@example.com")
-	c.Token = run("token", "create", "--user", "perf@example.com", "--name", "perf")
-	pub, err := keys.LoadPublic(filepath.Join(keyDir, "cloud_public.pem"))
+	c := StartCloud(tb, CloudOptions{})
+	pub, err := keys.LoadPublic(c.CloudPublic)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c.CloudPub = pub
-	c.Proc = e2e.StartProcess(tb, dir, "bosun-cloud", env, bin, "serve")
-	e2e.Eventually(tb, 30*time.Second, "bosun-cloud up", func() error {
-		resp, err := http.Get(c.URL + "/healthz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("healthz: %s", resp.Status)
-		}
-		return nil
-	})
-	return c
+	return &otaCloud{Cloud: c, CloudPub: pub}
 }
 
-// freshDB creates a database on the server of base, dropped when the test
-// ends, and returns its URL.
-func freshDB(tb testing.TB, base string) string {
-	tb.Helper()
-	u, err := url.Parse(base)
-	if err != nil {
-		tb.Fatalf("parsing %s: %v", e2e.EnvDatabaseURL, err)
-	}
-	var b [6]byte
-	rand.Read(b[:])
-	name := "perf_" + hex.EncodeToString(b[:])
-	exec := func(sql string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec("CREATE DATABASE " + name); err != nil {
-		tb.Fatalf("creating database: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"); err != nil {
-			tb.Errorf("dropping database %s: %v", name, err)
-		}
-	})
-	u.Path = "/" + name
-	return u.String()
-}
-
-// api calls the cloud's API with the token; body nil means none; out nil
+// rawAPI calls the cloud's API with the token; body nil means none; out nil
 // means the answer is discarded. A status other than 2xx is an error with
 // the answer's text.
-func (c *otaCloud) api(ctx context.Context, method, path, ctype string, body io.Reader, out any) error {
+func (c *otaCloud) rawAPI(ctx context.Context, method, path, ctype string, body io.Reader, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.URL+"/api/v1"+path, body)
 	if err != nil {
 		return err
@@ -169,7 +83,7 @@ func (c *otaCloud) upload(tb testing.TB, name, version, path string) {
 	defer f.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := c.api(ctx, http.MethodPost, "/artifacts?name="+name+"&version="+version, "application/octet-stream", f, nil); err != nil {
+	if err := c.rawAPI(ctx, http.MethodPost, "/artifacts?name="+name+"&version="+version, "application/octet-stream", f, nil); err != nil {
 		tb.Fatalf("uploading the artifact: %v", err)
 	}
 }
@@ -217,7 +131,7 @@ func (c *otaCloud) deviceDownloadURL(ctx context.Context, id, name string) (stri
 		return "", err
 	}
 	body, _ := json.Marshal(map[string]string{"public_key": base64.StdEncoding.EncodeToString(der)})
-	if err := c.api(ctx, http.MethodPost, "/devices/"+id+"/preauthorize", "application/json", bytes.NewReader(body), nil); err != nil {
+	if err := c.rawAPI(ctx, http.MethodPost, "/devices/"+id+"/preauthorize", "application/json", bytes.NewReader(body), nil); err != nil {
 		return "", err
 	}
 	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(c.URL, "http")+"/v1/device",
