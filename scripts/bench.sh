@@ -9,7 +9,8 @@
 #   ./scripts/bench.sh ./pkg/envelope  package mode, as before: go test -bench over packages
 #                                      (COUNT, default 5; BENCH, default ".")
 #
-# The figures are Go benchmarks in e2e/perf (BenchmarkP1…, BenchmarkBaseline…),
+# The figures are Go benchmarks in e2e/perf (BenchmarkP1…, BenchmarkFleet for
+# P3–P5, BenchmarkBaseline…),
 # each one bounded run (-benchtime 1x) that records a perf.Row with its result
 # and the baseline measured in the same run into $BOSUN_BENCH_ROWS;
 # e2e/perf/cmd/benchreport turns the rows into the markdown. The whole run is
@@ -58,9 +59,10 @@ for a in "$@"; do
 	case $a in
 	--quick) quick=1 ;;
 	-h | --help)
-		sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+		awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"
 		exit 0
 		;;
+	P[345]) figures+=(BenchmarkFleet) ;; # one fleet, three figures
 	P[1-8]) figures+=("Benchmark$a([^0-9].*)?") ;;
 	B-crypto) figures+=(BenchmarkBaselineCrypto) ;;
 	B-ws) figures+=(BenchmarkBaselineWSEcho) ;;
@@ -76,13 +78,16 @@ done
 all=0
 if ((${#figures[@]} == 0)); then
 	all=1
-	figures=("Benchmark(P[0-9]|Baseline).*")
+	figures=(".*") # every benchmark of e2e/perf is a figure or a baseline
 fi
 bench_re="^($(
 	IFS='|'
 	echo "${figures[*]}"
 ))\$"
-((quick)) && export BOSUN_BENCH_QUICK=1
+if ((quick)); then
+	export BOSUN_BENCH_QUICK=1
+	export BOSUN_FLEET_DEVICES=${BOSUN_FLEET_DEVICES:-2000} # P3, P4, P5
+fi
 
 # mosquitto for the MQTT baseline (and P2).
 mosquitto=${BOSUN_TEST_MOSQUITTO:-/usr/sbin/mosquitto}

@@ -210,3 +210,8 @@ func fetchCompare(u string, want []byte) (int64, error) {
 	}
 	return n, nil
 }
+
+// downloadNotes says what a concurrent download saw, for a row's notes.
+func downloadNotes(r Download) string {
+	return fmt.Sprintf("%d downloads, %.0f MiB in %.2f s, %d failed; slowest download %.2f s", r.Clients, float64(r.Bytes)/(1<<20), r.Elapsed.Seconds(), r.Failed, r.Slowest.Seconds())
+}

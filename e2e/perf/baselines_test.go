@@ -130,14 +130,6 @@ func repeat(s string, n int) []string {
 	return out
 }
 
-func loadNotes(r LoadResult, what string) string {
-	return fmt.Sprintf("%d %s in %.1f s, %d failed; p50 %.2f ms, p99 %.2f ms", r.Ops, what, r.Elapsed.Seconds(), r.Failed, Ms(r.P50), Ms(r.P99))
-}
-
-func downloadNotes(r Download) string {
-	return fmt.Sprintf("%d downloads, %.0f MiB in %.2f s, %d failed; slowest download %.2f s", r.Clients, float64(r.Bytes)/(1<<20), r.Elapsed.Seconds(), r.Failed, r.Slowest.Seconds())
-}
-
 // p7Sizes are P7's clients and artifact size (and the file server's).
 func p7Sizes() (clients, size int) {
 	if Quick() {

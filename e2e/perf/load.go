@@ -2,6 +2,7 @@ package perf
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 	"sync"
@@ -100,4 +101,9 @@ func ClosedLoop(workers int, d, opTimeout time.Duration, op func(ctx context.Con
 	r.Ops = len(all)
 	r.P50, r.P99 = percentiles(all)
 	return r
+}
+
+// loadNotes says what a load saw, for a row's notes.
+func loadNotes(r LoadResult, what string) string {
+	return fmt.Sprintf("%d %s in %.1f s, %d failed; p50 %.2f ms, p99 %.2f ms", r.Ops, what, r.Elapsed.Seconds(), r.Failed, Ms(r.P50), Ms(r.P99))
 }

@@ -218,6 +218,30 @@ func num(v float64) string {
 
 func cell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 
+// About says, for an outsider, how each figure is measured; the rows
+// say what one run saw.
+var About = map[string]string{
+	"P1": "Signed calls per second through the whole path (HTTP API → cloud → NATS → websocket → device → back) with 100 devices, " +
+		"compared with the crypto ceiling (B-crypto) measured in the same run.",
+	"P2": "The signed calls of P1 against MQTT v5 request/response through mosquitto with as many devices (B-mqtt's load, run right after P1 in the same benchmark): " +
+		"the throughput ratio and the p99 latencies of both.",
+	"P3": "The cloud's resident memory per idle, authenticated device: RSS of the bosun-cloud process before and after the simulated fleet connects, divided by the devices.",
+	"P4": "Reconnect storm: the cloud is killed and started again, and every simulated device must re-authenticate; the time until all are online again.",
+	"P5": "Fan-out of system.info to every online device; the time until every result is in.",
+	"P6": "Latency of one call through the whole path, unloaded and under open-loop load at 40 % of P1.",
+	"P7": "100 devices download one OTA artifact at the same moment from the cloud's download path (GET /v1/ota/download/TOKEN). " +
+		"Each device is preauthorized, connects with the real handshake (pkg/session) and asks ota.latest for the URL, so every download carries that device's own token. " +
+		"The same file is served by a plain http.FileServer in a process of its own; the two are downloaded alternately, three rounds each, and every body is compared byte for byte with the artifact.",
+	"P8": "One device, sustained calls for 10 minutes: calls per second, failures, and the cloud's memory over the run.",
+	"B-crypto": "The cryptography one signed round trip needs, alone: two ed25519.Sign and two ed25519.Verify of 1 KiB (the request sealed by the cloud and opened by the device, the reply the other way), " +
+		"timed on one goroutine in batches; the ceiling is GOMAXPROCS divided by the median batch's cost per round trip. No signed call can go faster than this on the machine.",
+	"B-ws": "A raw, unsigned JSON-RPC echo over coder/websocket: a server in its own process (e2e/perf/cmd/perfbase wsecho) that parses each request and answers its params, " +
+		"and 100 client connections over loopback, each sending a 1 KiB request and waiting for the answer, one after another, for 10 s. What a websocket and JSON cost with no signatures, no database and no NATS.",
+	"B-mqtt": "MQTT v5 request/response through Debian's mosquitto (a temporary configuration on a loopback port: no persistence, Nagle off, in-flight window raised so it does not hold the broker back) with github.com/eclipse/paho.golang: " +
+		"100 device clients subscribed at QoS 1 to their own request topic answer each request on its ResponseTopic with its CorrelationData at QoS 1; one caller client drives 1 KiB requests at QoS 1, one in flight per device, for 10 s.",
+	"B-http": "A plain net/http FileServer in its own process (e2e/perf/cmd/perfbase fileserver) serving a 20 MiB file to 100 clients downloading at once; aggregate MiB/s. The best the cloud's download path can hope for with Go's HTTP server.",
+}
+
 // Render writes the document.
 func Render(rows []perf.Row, meta []KV, micro, kept string) string {
 	var b strings.Builder
@@ -230,6 +254,11 @@ func Render(rows []perf.Row, meta []KV, micro, kept string) string {
 	w("ratios before the absolute numbers. Everything runs on one machine, over\n")
 	w("loopback, with real processes: bosun-cloud, PostgreSQL (fsync off),\n")
 	w("mosquitto, and the baselines' servers (`e2e/perf/cmd/perfbase`).\n\n")
+	w("Run them all with `./scripts/bench.sh` (this document), one or a few with\n")
+	w("`./scripts/bench.sh P7 B-http`, smaller and faster with `--quick` (those two\n")
+	w("write their report under `artifacts/`, not here). The short forms of the\n")
+	w("same code (tiny sizes, checking that nothing failed) run in\n")
+	w("`./scripts/test.sh`.\n\n")
 	w("## The machine and the run\n\n")
 	if len(meta) > 0 {
 		w("| | |\n|---|---|\n")
@@ -273,6 +302,9 @@ func Render(rows []perf.Row, meta []KV, micro, kept string) string {
 	}
 	for _, r := range rows {
 		w("### %s\n\n%s.\n\n", r.ID, strings.TrimSuffix(r.What, "."))
+		if a := About[r.ID]; a != "" {
+			w("How: %s\n\n", a)
+		}
 		w("- result: **%s %s**\n", num(r.Result), r.Unit)
 		if r.Baseline != "" || r.Base != 0 {
 			w("- baseline: %s: %s %s; ratio **%.3f**\n", r.Baseline, num(r.Base), r.Unit, r.Ratio)
