@@ -25,6 +25,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/bosunhq/bosun/e2e/perf"
 )
@@ -216,6 +218,16 @@ func num(v float64) string {
 	return s
 }
 
+// sentence is s with a capital first letter and no final period.
+func sentence(s string) string {
+	s = strings.TrimSuffix(strings.TrimSpace(s), ".")
+	if s == "" {
+		return s
+	}
+	r, n := utf8.DecodeRuneInString(s)
+	return string(unicode.ToUpper(r)) + s[n:]
+}
+
 func cell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 
 // About says, for an outsider, how each figure is measured; the rows
@@ -301,7 +313,7 @@ func Render(rows []perf.Row, meta []KV, micro, kept string) string {
 		w("\n")
 	}
 	for _, r := range rows {
-		w("### %s\n\n%s.\n\n", r.ID, strings.TrimSuffix(r.What, "."))
+		w("### %s\n\n%s.\n\n", r.ID, sentence(r.What))
 		if a := About[r.ID]; a != "" {
 			w("How: %s\n\n", a)
 		}
