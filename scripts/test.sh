@@ -6,7 +6,7 @@
 #   ./scripts/test.sh -short    go test -short, and no fuzzing
 #
 # Steps: gofmt, templ (generated code up to date), go vet, services (a throwaway
-# PostgreSQL, the Podman demo container and its Docker-API socket, chromium,
+# PostgreSQL, the Podman demo container and its Docker-API socket, chromium, mosquitto,
 # systemd-analyze),
 # go test -race, fuzz. Every step runs even when an earlier check failed, so one
 # run shows every problem; only a service that cannot start stops the run. The
@@ -301,6 +301,20 @@ step_services() {
 		unset BOSUN_TEST_SYSTEMD_ANALYZE
 		warn_or_fail "no systemd-analyze (apt-get install -y systemd)" "the systemd unit tests will SKIP" ||
 			fatal "systemd-analyze is missing"
+	fi
+
+	# The MQTT baseline of e2e/perf (issue 11) runs Debian's mosquitto.
+	local mosquitto=/usr/sbin/mosquitto
+	if [[ ! -x "$mosquitto" ]]; then
+		bosun_apt_install mosquitto || true
+	fi
+	if [[ -x "$mosquitto" ]]; then
+		export BOSUN_TEST_MOSQUITTO=$mosquitto
+		echo "BOSUN_TEST_MOSQUITTO=$BOSUN_TEST_MOSQUITTO"
+	else
+		unset BOSUN_TEST_MOSQUITTO
+		warn_or_fail "no $mosquitto (apt-get install -y mosquitto)" "the MQTT baseline test will SKIP" ||
+			fatal "mosquitto is missing"
 	fi
 	CURRENT_FATAL_STEP=
 }

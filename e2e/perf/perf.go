@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -56,9 +57,10 @@ func Record(tb testing.TB, r Row) {
 	tb.Logf("%s %s: %.4g %s (baseline %s %.4g, ratio %.3f; goal %s, met %v) %s",
 		r.ID, r.What, r.Result, r.Unit, r.Baseline, r.Base, r.Ratio, r.Goal, r.Met, r.Notes)
 	if b, ok := tb.(*testing.B); ok {
-		b.ReportMetric(r.Result, r.Unit)
+		unit := strings.ReplaceAll(r.Unit, " ", "-") // a metric's unit has no spaces
+		b.ReportMetric(r.Result, unit)
 		if r.Base != 0 {
-			b.ReportMetric(r.Base, "baseline-"+r.Unit)
+			b.ReportMetric(r.Base, "baseline-"+unit)
 			b.ReportMetric(r.Ratio, "ratio")
 		}
 	}

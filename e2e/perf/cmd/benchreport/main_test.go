@@ -1,0 +1,96 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestReadRows(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    []string // ids, in order
+		wantErr string
+	}{
+		{name: "ordered figures then baselines, short rows left out, last row of an id counts",
+			in: `{"id":"B-ws","result":1}
+{"id":"P7","result":1}
+
+{"id":"P10","result":1}
+{"id":"P2","result":1,"short":true}
+{"id":"P1","result":1}
+{"id":"P7","result":2}
+`, want: []string{"P1", "P7", "P10", "B-ws"}},
+		{name: "empty", in: "", want: nil},
+		{name: "not JSON", in: "{\"id\":\"P1\"}\nnot json\n", wantErr: "line 2"},
+		{name: "unknown field", in: `{"id":"P1","speed":3}`, wantErr: "unknown field"},
+		{name: "no id", in: `{"result":3}`, wantErr: "without an id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rows, err := ReadRows(strings.NewReader(tt.in))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err %v, want one with %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, r := range rows {
+				ids = append(ids, r.ID)
+			}
+			if strings.Join(ids, ",") != strings.Join(tt.want, ",") {
+				t.Fatalf("ids %v, want %v", ids, tt.want)
+			}
+			if len(rows) > 1 && rows[1].ID == "P7" && rows[1].Result != 2 {
+				t.Fatalf("P7 result %v, want the last row's 2", rows[1].Result)
+			}
+		})
+	}
+}
+
+func TestRenderKeepsTheOlderPart(t *testing.T) {
+	rows, err := ReadRows(strings.NewReader(`{"id":"P7","what":"OTA","result":2616,"unit":"MiB/s","baseline":"http.FileServer","base":2981,"ratio":0.878,"goal":"≥ 0.8 × http.FileServer","met":true,"command":"./scripts/bench.sh P7"}
+{"id":"B-http","what":"plain | file server","result":1963.4,"unit":"MiB/s"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := "# Benchmarks\n\n## Envelope (pkg/envelope)\n\nhand-written\n"
+	doc := Render(rows, ParseMeta("cpu: AMD EPYC\ncommand: ./scripts/bench.sh\n"), "BenchmarkX 1 ns/op\n", Kept(old))
+	for _, want := range []string{
+		"| P7 | OTA | 2,616 MiB/s | 2,981 MiB/s | 0.878 | ≥ 0.8 × http.FileServer | **met** |",
+		`| B-http | plain \| file server | 1,963 MiB/s | — | — | — (a baseline) | — |`,
+		"| cpu | AMD EPYC |", "Command:\n\n```\n./scripts/bench.sh\n```", "BenchmarkX 1 ns/op",
+		Marker + "\n\n## Envelope (pkg/envelope)\n\nhand-written\n",
+	} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("the document lacks %q:\n%s", want, doc)
+		}
+	}
+	// Generating again from its own output keeps the same older part once.
+	again := Render(rows, nil, "", Kept(doc))
+	if n := strings.Count(again, "hand-written"); n != 1 || strings.Count(again, Marker) != 1 {
+		t.Fatalf("regenerated: %d copies of the kept part, %d markers", n, strings.Count(again, Marker))
+	}
+}
+
+func TestRunRefusesBadRows(t *testing.T) {
+	dir := t.TempDir()
+	rows := filepath.Join(dir, "rows.jsonl")
+	out := filepath.Join(dir, "out.md")
+	os.WriteFile(rows, []byte("{broken\n"), 0o644)
+	if err := run(rows, "", "", "", out); err == nil {
+		t.Fatal("broken rows: no error")
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("broken rows wrote %s (stat: %v)", out, err)
+	}
+	if err := run("", "", "", "", out); err == nil {
+		t.Fatal("no -rows: no error")
+	}
+}
