@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -34,30 +35,22 @@ type CallLoad struct {
 	Duration time.Duration
 }
 
-// LoadResult is what a CallLoad saw.
-type LoadResult struct {
-	Calls, Failed, Late int64
-	Elapsed             time.Duration
-	P50, P99, Max       time.Duration
-	FirstError          string
+// CallResult is what a CallLoad saw: the load's result, and for an open
+// loop how many starts found every client busy.
+type CallResult struct {
+	LoadResult
+	Max  time.Duration
+	Late int64
 }
 
-// PerSecond is the rate of successful calls.
-func (r LoadResult) PerSecond() float64 {
-	if r.Elapsed <= 0 {
-		return 0
-	}
-	return float64(r.Calls-r.Failed) / r.Elapsed.Seconds()
-}
-
-func (r LoadResult) String() string {
-	s := fmt.Sprintf("%d calls in %.1fs (%.0f/s), %d failed, p50 %s, p99 %s, max %s", r.Calls, r.Elapsed.Seconds(),
-		r.PerSecond(), r.Failed, ms(r.P50), ms(r.P99), ms(r.Max))
+func (r CallResult) String() string {
+	s := fmt.Sprintf("%d calls in %.1fs (%.0f/s), %d failed, p50 %s, p99 %s, max %s", r.Ops, r.Elapsed.Seconds(),
+		r.Rate(), r.Failed, ms(r.P50), ms(r.P99), ms(r.Max))
 	if r.Late > 0 {
 		s += fmt.Sprintf(", %d starts late", r.Late)
 	}
-	if r.FirstError != "" {
-		s += ", first error: " + r.FirstError
+	if r.FirstErr != nil {
+		s += ", first error: " + r.FirstErr.Error()
 	}
 	return s
 }
@@ -65,7 +58,7 @@ func (r LoadResult) String() string {
 func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 2, 64) + " ms" }
 
 // Run drives the load until Duration passed (or ctx ended).
-func (l CallLoad) Run(ctx context.Context) LoadResult {
+func (l CallLoad) Run(ctx context.Context) CallResult {
 	if l.Clients <= 0 {
 		l.Clients = 1
 	}
@@ -96,6 +89,7 @@ func (l CallLoad) Run(ctx context.Context) LoadResult {
 		if err != nil {
 			failed.Add(1)
 			firstErr.CompareAndSwap(nil, err.Error())
+			return
 		}
 		mu.Lock()
 		lats = append(lats, d)
@@ -145,14 +139,13 @@ func (l CallLoad) Run(ctx context.Context) LoadResult {
 		}
 	}
 	wg.Wait()
-	r := LoadResult{Calls: int64(len(lats)), Failed: failed.Load(), Late: late.Load(), Elapsed: time.Since(start)}
+	r := CallResult{LoadResult: LoadResult{Failed: int(failed.Load()), Elapsed: time.Since(start)}, Late: late.Load()}
 	if v, ok := firstErr.Load().(string); ok {
-		r.FirstError = v
+		r.FirstErr = errors.New(v)
 	}
+	r.Ops = len(lats)
 	if len(lats) > 0 {
-		slices.Sort(lats)
-		r.P50 = lats[len(lats)/2]
-		r.P99 = lats[min(len(lats)-1, len(lats)*99/100)]
+		r.P50, r.P99 = percentiles(lats)
 		r.Max = lats[len(lats)-1]
 	}
 	return r
@@ -262,8 +255,8 @@ func (c CPU) PerCall(calls int64) string {
 // RSSSet is the resident set size, in KiB, of named processes.
 type RSSSet map[string]int64
 
-// RSS reads VmRSS of each pid (0 when gone).
-func RSS(pids map[string]int) RSSSet {
+// RSSOfAll reads VmRSS of each pid (0 when gone).
+func RSSOfAll(pids map[string]int) RSSSet {
 	out := RSSSet{}
 	for name, pid := range pids {
 		out[name] = RSSOf(pid)

@@ -81,21 +81,21 @@ func BenchmarkP8OneDeviceSustained(b *testing.B) {
 	// Warm up, then the RSS baseline.
 	load.Duration = min(dur/10, time.Minute)
 	load.Run(context.Background())
-	rss0 := perf.RSS(pids)
+	rss0 := perf.RSSOfAll(pids)
 	cpu0 := perf.ReadCPU("bosun-cloud", "bosun-bridge", "bosun-worker", "postgres")
 	wait := profile(b, s, "p8", min(dur, 30*time.Second))
 	load.Duration = dur
 	r := load.Run(context.Background())
 	wait()
 	cpu := perf.ReadCPU("bosun-cloud", "bosun-bridge", "bosun-worker", "postgres").Sub(cpu0)
-	rss1 := perf.RSS(pids)
+	rss1 := perf.RSSOfAll(pids)
 	growth := perf.RSSGrowth(rss0, rss1)
-	met := r.Failed == 0 && r.PerSecond() >= 2000 && growth < 0.2
+	met := r.Failed == 0 && r.Rate() >= 2000 && growth < 0.2
 	perf.Record(b, perf.Row{ID: "P8", What: "one device, sustained calls through the whole path (bridge + bosun-worker system.info)",
-		Result: r.PerSecond(), Unit: "calls/s", Goal: "≥ 2,000 calls/s for 10 minutes, zero failures, memory flat", Met: met,
+		Result: r.Rate(), Unit: "calls/s", Goal: "≥ 2,000 calls/s for 10 minutes, zero failures, memory flat", Met: met,
 		Command: "BENCH=P8 ./scripts/bench.sh",
-		Notes:   r.String() + "; " + cpu.PerCall(r.Calls) + "; RSS " + rss0.String() + " → " + rss1.String()})
+		Notes:   r.String() + "; " + cpu.PerCall(int64(r.Ops)) + "; RSS " + rss0.String() + " → " + rss1.String()})
 	if r.Failed > 0 {
-		b.Errorf("P8: %d of %d calls failed; first: %s", r.Failed, r.Calls, r.FirstError)
+		b.Errorf("P8: %d calls failed; first: %v", r.Failed, r.FirstErr)
 	}
 }
