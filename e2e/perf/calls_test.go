@@ -2,6 +2,7 @@ package perf_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -98,4 +99,106 @@ func BenchmarkP8OneDeviceSustained(b *testing.B) {
 	if r.Failed > 0 {
 		b.Errorf("P8: %d calls failed; first: %v", r.Failed, r.FirstErr)
 	}
+}
+
+// simFleet starts a cloud and n simulated devices (bosun-sim) and waits
+// for every session.
+func simFleet(b *testing.B, n int, alg string) (*perf.Cloud, *perf.Sim, []string) {
+	var opts perf.CloudOptions
+	if os.Getenv(perf.EnvProfile) != "" {
+		opts.Env = []string{"BOSUN_PPROF_LISTEN=127.0.0.1:0"}
+	}
+	c := perf.StartCloud(b, opts)
+	s := perf.StartSim(b, c, n, perf.SimOptions{KeyAlg: alg, Prefix: alg + "-", Duration: 15 * time.Minute})
+	s.WaitAccepted(b, 2*time.Minute)
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = s.ID(i)
+	}
+	return c, s, ids
+}
+
+// BenchmarkP1SignedCalls is P1 (and P2, P6 and the RSA figure, which are
+// measured against it in the same run): signed calls per second through
+// the whole path — POST /api/v1/devices/{id}/call → bosun-cloud →
+// websocket → a simulated device (bosun-sim: the bridge's own session
+// engine and built-in system.info) → back — from 100 devices with one
+// caller each, against the crypto ceiling measured in the same run.
+func BenchmarkP1SignedCalls(b *testing.B) {
+	devices, dur := 100, 20*time.Second
+	if perf.Quick() {
+		devices, dur = 20, 5*time.Second
+	}
+	dur = durationEnv("BOSUN_P1_DURATION", dur)
+	ctx := context.Background()
+	c, sim, ids := simFleet(b, devices, "ed25519")
+	load := perf.CallLoad{URL: c.URL, Token: c.Token, Devices: ids, Clients: devices, Duration: min(dur/4, 5*time.Second)}
+	load.Run(ctx) // warm up: connections, caches, the JIT of the database's plans
+	ceiling := perf.CryptoCeiling(b)
+	names := []string{"bosun-cloud", "bosun-sim", "postgres", "perf.test"}
+	cpu0 := perf.ReadCPU(names...)
+	wait := func() {}
+	if dir := os.Getenv(perf.EnvProfile); dir != "" {
+		ch := perf.ProfileFromLog(filepath.Join(c.Dir, "cloud.log"), dir, "p1-cloud", min(dur, 30*time.Second))
+		wait = func() {
+			if err := <-ch; err != nil {
+				b.Logf("profile: %v", err)
+			}
+		}
+	}
+	load.Duration = dur
+	r := load.Run(ctx)
+	wait()
+	cpu := perf.ReadCPU(names...).Sub(cpu0)
+	after := perf.CryptoCeiling(b) // the machine may have changed under the run: the lower ceiling is the fairer one
+	ceiling = min(ceiling, after)
+	p1 := perf.Row{ID: "P1", What: fmt.Sprintf("signed calls/s through the whole path, %d devices (bosun-sim), one caller each", devices),
+		Result: r.Rate(), Unit: "calls/s", Baseline: "crypto ceiling: cores / (2 Ed25519 signs + 2 verifies of 1 KiB)", Base: ceiling,
+		Goal: "≥ 0.5 × the crypto ceiling", Command: "./scripts/bench.sh P1",
+		Notes: r.String() + "; " + cpu.PerCall(int64(r.Ops)) + " (perf.test is the load generator)"}
+	p1.Met = r.Failed == 0 && r.Rate() >= 0.5*ceiling
+	perf.Record(b, p1)
+	if r.Failed > 0 {
+		b.Errorf("P1: %d calls failed; first: %v", r.Failed, r.FirstErr)
+	}
+
+	// P2: the same load against MQTT through mosquitto, now.
+	perf.RecordP2(b, r.LoadResult, devices, dur, "./scripts/bench.sh P1")
+
+	// P6: one caller (unloaded), then an open loop at 40 % of P1's rate.
+	lat := durationEnv("BOSUN_P6_DURATION", dur/2)
+	one := perf.CallLoad{URL: c.URL, Token: c.Token, Devices: ids, Clients: 1, Duration: lat}.Run(ctx)
+	open := perf.CallLoad{URL: c.URL, Token: c.Token, Devices: ids, Clients: 4 * devices, Rate: 0.4 * r.Rate(), Duration: lat}.Run(ctx)
+	perf.Record(b, perf.Row{ID: "P6", What: "p99 latency of one call through the whole path, unloaded (one caller)",
+		Result: perf.Ms(one.P99), Unit: "ms", Goal: "p99 ≤ 1.5 ms", Met: one.Failed == 0 && one.P99 <= 1500*time.Microsecond,
+		Command: "./scripts/bench.sh P1", Notes: one.String()})
+	perf.Record(b, perf.Row{ID: "P6-load", What: fmt.Sprintf("p99 latency under open-loop load at 40 %% of P1 (%.0f calls/s offered)", 0.4*r.Rate()),
+		Result: perf.Ms(open.P99), Unit: "ms", Goal: "p99 ≤ 10 ms", Met: open.Failed == 0 && open.Late == 0 && open.P99 <= 10*time.Millisecond,
+		Command: "./scripts/bench.sh P1", Notes: open.String()})
+	for _, x := range []perf.CallResult{one, open} {
+		if x.Failed > 0 {
+			b.Errorf("P6: %d calls failed; first: %v", x.Failed, x.FirstErr)
+		}
+	}
+	sim.Proc.Stop()
+	c.Stop()
+
+	// RSA device keys: the same load on a fleet of RSA devices.
+	rc, rsim, rids := simFleet(b, devices, "rsa")
+	rload := perf.CallLoad{URL: rc.URL, Token: rc.Token, Devices: rids, Clients: devices, Duration: min(dur/4, 5*time.Second)}
+	rload.Run(ctx)
+	rload.Duration = dur
+	rcpu0 := perf.ReadCPU(names...)
+	rr := rload.Run(ctx)
+	rcpu := perf.ReadCPU(names...).Sub(rcpu0)
+	perf.Record(b, perf.Row{ID: "P1-rsa", What: fmt.Sprintf("P1 with RSA-2048 device keys, %d devices", devices),
+		Result: rr.Rate(), Unit: "calls/s", Baseline: "P1 (Ed25519 device keys), same run", Base: r.Rate(),
+		Goal: "≥ 0.9 × the Ed25519 figure", Met: rr.Failed == 0 && rr.Rate() >= 0.9*r.Rate(),
+		Command: "./scripts/bench.sh P1", Notes: rr.String() + "; " + rcpu.PerCall(int64(rr.Ops)) +
+			" (bosun-sim signs every answer with RSA here, on the same two cores; on a fleet that work is each device's own)"})
+	if rr.Failed > 0 {
+		b.Errorf("P1 RSA: %d calls failed; first: %v", rr.Failed, rr.FirstErr)
+	}
+	rsim.Proc.Stop()
+	rc.Stop()
 }

@@ -139,8 +139,10 @@ func idLess(a, b string) bool {
 	na, oka := figureNumber(a)
 	nb, okb := figureNumber(b)
 	switch {
-	case oka && okb:
+	case oka && okb && na != nb:
 		return na < nb
+	case oka && okb:
+		return a < b
 	case oka != okb:
 		return oka
 	}
@@ -151,7 +153,12 @@ func figureNumber(id string) (int, bool) {
 	if !strings.HasPrefix(id, "P") {
 		return 0, false
 	}
-	n, err := strconv.Atoi(id[1:])
+	// "P1-rsa" is a second row of P1: the number is the leading digits.
+	digits := id[1:]
+	if i := strings.IndexFunc(digits, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+		digits = digits[:i]
+	}
+	n, err := strconv.Atoi(digits)
 	return n, err == nil
 }
 
