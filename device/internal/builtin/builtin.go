@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bosunhq/bosun/device/internal/datadir"
@@ -53,7 +54,17 @@ type Methods struct {
 	cfg    Config
 	docker *docker.Client // nil when DockerHost is malformed
 	dockEr error
+
+	infoMu sync.Mutex // guards info and infoAt
+	info   rpcproto.SystemInfoResult
+	infoAt time.Time
 }
+
+// SystemInfoMaxAge is how old the figures system.info answers with may be:
+// reading them (uname, /etc/os-release, /proc, statfs) costs more than the
+// whole rest of a call, and a device asked a thousand times a second need
+// not read them a thousand times.
+const SystemInfoMaxAge = time.Second
 
 // New returns the methods for cfg.
 func New(cfg Config) *Methods {
@@ -99,6 +110,12 @@ func (m *Methods) Register(w Registrar) {
 
 // SystemInfo answers system.info.
 func (m *Methods) SystemInfo(ctx context.Context, _ struct{}) (rpcproto.SystemInfoResult, error) {
+	now := m.cfg.Now()
+	m.infoMu.Lock()
+	defer m.infoMu.Unlock()
+	if !m.infoAt.IsZero() && now.Sub(m.infoAt) >= 0 && now.Sub(m.infoAt) < SystemInfoMaxAge {
+		return m.info, nil
+	}
 	r := rpcproto.SystemInfoResult{
 		OS:       osPrettyName(),
 		Arch:     runtime.GOARCH,
@@ -106,6 +123,7 @@ func (m *Methods) SystemInfo(ctx context.Context, _ struct{}) (rpcproto.SystemIn
 	}
 	r.Hostname, _ = os.Hostname()
 	fillSystem(&r, m.cfg.DiskPath)
+	m.info, m.infoAt = r, now
 	return r, nil
 }
 

@@ -43,6 +43,28 @@ func TestSystemInfo(t *testing.T) {
 	}
 }
 
+// TestSystemInfoMaxAge: within SystemInfoMaxAge system.info answers the
+// figures it read (the same uptime), after it reads them again.
+func TestSystemInfoMaxAge(t *testing.T) {
+	now := time.Now()
+	m := New(Config{DataDir: t.TempDir(), Now: func() time.Time { return now }})
+	a, err := m.SystemInfo(context.Background(), struct{}{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // /proc/uptime moves on
+	now = now.Add(SystemInfoMaxAge - time.Millisecond)
+	b, _ := m.SystemInfo(context.Background(), struct{}{})
+	if a.UptimeSeconds != b.UptimeSeconds {
+		t.Fatalf("within the max age: uptime %v then %v, want the same reading", a.UptimeSeconds, b.UptimeSeconds)
+	}
+	now = now.Add(time.Millisecond)
+	c, _ := m.SystemInfo(context.Background(), struct{}{})
+	if _, err := os.Stat("/proc/uptime"); err == nil && c.UptimeSeconds <= a.UptimeSeconds {
+		t.Fatalf("at the max age: uptime %v after %v, want a new reading", c.UptimeSeconds, a.UptimeSeconds)
+	}
+}
+
 func TestLogsTail(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
