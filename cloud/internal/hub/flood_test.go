@@ -130,6 +130,12 @@ func TestRegistrationFlood(t *testing.T) {
 				kept++
 				d.Close()
 				cloudtest.Eventually(t, 5*time.Second, func() bool { return d.Closed() }, "key device closed")
+				// And closed on the cloud's side too, or the next key
+				// finds the id online (and is refused) on a loaded machine.
+				cloudtest.Eventually(t, 5*time.Second, func() bool {
+					dev, _ := s.Service().GetDevice(ctx, s.Super, "real-device")
+					return !dev.Online
+				}, "real-device offline after its key device left")
 			case errors.As(err, &re) && re.Code == rpcproto.CodeTryLater:
 				refused++
 			default:

@@ -230,21 +230,21 @@ type FinishedCall struct {
 	Audit bool
 }
 
-// insertFinishedCallSQL writes a finished call and, if $13, its audit row,
-// in one statement: the call row and its audit entry are one commit.
+// insertFinishedCallSQL writes a finished call and, if $14, its audit row,
+// in one statement: the call row and its audit entry are one commit. It
+// returns nothing: the caller has every column but seq already.
 const insertFinishedCallSQL = `WITH c AS (
 		INSERT INTO calls (id, org_id, device_id, method, params, status, actor, timeout_ms, result, error,
 			created_at, sent_at, delivered_at, finished_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, greatest(now(), $11::timestamptz))
-		RETURNING ` + callColumns + `
-	), a AS (
-		INSERT INTO audit_log (org_id, actor, action, target, outcome, detail)
-		SELECT org_id, actor, 'call', device_id, status, jsonb_build_object('method', method, 'call_id', id::text)
-		FROM c WHERE $13::boolean
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13)
+		RETURNING org_id, actor, device_id, status, method, id
 	)
-	SELECT * FROM c`
+	INSERT INTO audit_log (org_id, actor, action, target, outcome, detail)
+	SELECT org_id, actor, 'call', device_id, status, jsonb_build_object('method', method, 'call_id', id::text)
+	FROM c WHERE $14::boolean`
 
-// InsertFinishedCall records a synchronous call and its outcome at once.
+// InsertFinishedCall records a synchronous call and its outcome at once,
+// finished now, and returns it as stored (but for Seq; Result as given).
 func (s *Store) InsertFinishedCall(ctx context.Context, f FinishedCall) (Call, error) {
 	var params, result []byte
 	if len(f.Params) > 0 {
@@ -253,12 +253,25 @@ func (s *Store) InsertFinishedCall(ctx context.Context, f FinishedCall) (Call, e
 	if len(f.Result) > 0 {
 		result = f.Result
 	}
-	var c Call
-	err := s.w.do(ctx, insertFinishedCallSQL, func(r pgx.Row) (err error) { c, err = scanCall(r); return err },
-		f.ID, f.OrgID, f.DeviceID, f.Method, params, f.Status, f.Actor, f.Timeout.Milliseconds(), result,
-		callArgsErr(f.Error), f.SentAt.UTC(), ptrTime(f.DeliveredAt), f.Audit)
-	if err != nil {
-		return c, fmt.Errorf("recording call to %s: %w", f.DeviceID, notFound(err))
+	// Microseconds, as PostgreSQL keeps them: the call returned is the
+	// call stored.
+	sent := f.SentAt.UTC().Truncate(time.Microsecond)
+	finished := time.Now().UTC().Truncate(time.Microsecond)
+	if finished.Before(sent) {
+		finished = sent
 	}
-	return c, nil
+	var delivered *time.Time
+	if f.DeliveredAt != nil {
+		d := f.DeliveredAt.UTC().Truncate(time.Microsecond)
+		delivered = &d
+	}
+	err := s.w.do(ctx, insertFinishedCallSQL, nil,
+		f.ID, f.OrgID, f.DeviceID, f.Method, params, f.Status, f.Actor, f.Timeout.Milliseconds(), result,
+		callArgsErr(f.Error), sent, delivered, finished, f.Audit)
+	if err != nil {
+		return Call{}, fmt.Errorf("recording call to %s: %w", f.DeviceID, notFound(err))
+	}
+	return Call{ID: f.ID, OrgID: f.OrgID, DeviceID: f.DeviceID, Method: f.Method, Params: f.Params, Status: f.Status,
+		Result: f.Result, Error: f.Error, Actor: f.Actor, CreatedAt: sent, SentAt: &sent, FinishedAt: &finished,
+		DurationMS: finished.Sub(sent).Milliseconds(), Timeout: f.Timeout, DeliveredAt: delivered}, nil
 }

@@ -83,7 +83,7 @@ func TestInsertFinishedCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ID != id || c.Status != "succeeded" || string(c.Result) != `{"ok": true}` || c.SentAt == nil || !c.SentAt.Equal(sent) ||
+	if c.ID != id || c.Status != "succeeded" || string(c.Result) != `{"ok":true}` || c.SentAt == nil || !c.SentAt.Equal(sent) ||
 		c.FinishedAt == nil || c.FinishedAt.Before(sent) || c.DeliveredAt == nil || c.Deadline != nil || c.DurationMS < 1000 {
 		t.Fatalf("stored %+v", c)
 	}
@@ -104,7 +104,8 @@ func TestInsertFinishedCall(t *testing.T) {
 		t.Fatalf("a refused write changed the tables: %d/%d -> %d/%d", calls, audits, calls2, audits2)
 	}
 	got, err := st.GetCall(ctx, id)
-	if err != nil || got.Method != "system.info" || got.DeviceID != "d-1" {
+	if err != nil || got.Method != "system.info" || got.DeviceID != "d-1" || !got.FinishedAt.Equal(*c.FinishedAt) ||
+		!got.SentAt.Equal(*c.SentAt) || !got.DeliveredAt.Equal(*c.DeliveredAt) || got.Status != c.Status || got.Actor != c.Actor {
 		t.Fatalf("the first call after the refused one: %+v, %v", got, err)
 	}
 }
