@@ -54,7 +54,7 @@ type setting struct {
 var settings = []setting{
 	{"device-id", "BOSUN_DEVICE_ID", "", "device id (default: the host name, lower-cased)", func(c *Config) *string { return &c.DeviceID }},
 	{"data-dir", "BOSUN_DATA_DIR", "/var/lib/bosun", "data directory: key, nats.url, nats.token, state.json, outbox/, logs/", func(c *Config) *string { return &c.DataDir }},
-	{"cloud-url", "BOSUN_CLOUD_URL", "", "cloud device endpoint, e.g. ws://127.0.0.1:8080/v1/device", func(c *Config) *string { return &c.CloudURL }},
+	{"cloud-url", "BOSUN_CLOUD_URL", "", "cloud device endpoint, e.g. ws://127.0.0.1:8080/v1/device; several, comma-separated, are tried in turn (one per replica, when no load balancer is in front)", func(c *Config) *string { return &c.CloudURL }},
 	{"cloud-public-key", "BOSUN_CLOUD_PUBLIC_KEY", "keys/device/cloud_public.pem", "the cloud's public key (PEM) to pin", func(c *Config) *string { return &c.CloudPublicKey }},
 	{"cloud-ca", "BOSUN_CLOUD_CA", "", "PEM file of the CA certificate(s) to trust for a wss:// cloud, instead of the system's roots", func(c *Config) *string { return &c.CloudCA }},
 	{"cloud-id", "BOSUN_CLOUD_ID", "", "the cloud's signer name to require (default: any, verified by the pinned key)", func(c *Config) *string { return &c.CloudID }},
@@ -170,8 +170,14 @@ func (c *Config) validate(needCloud bool) error {
 		errs = append(errs, errors.New("cloud URL: set BOSUN_CLOUD_URL or --cloud-url"))
 	}
 	if c.CloudCA != "" && needCloud {
-		if c.CloudURL != "" && !strings.HasPrefix(strings.ToLower(c.CloudURL), "wss://") {
-			errs = append(errs, fmt.Errorf("cloud CA %s: the cloud URL %s has no TLS; use wss:// or drop BOSUN_CLOUD_CA", c.CloudCA, c.CloudURL))
+		var plain string // a cloud URL without TLS
+		for _, u := range strings.Split(c.CloudURL, ",") {
+			if u = strings.TrimSpace(u); u != "" && !strings.HasPrefix(strings.ToLower(u), "wss://") {
+				plain = u
+			}
+		}
+		if plain != "" {
+			errs = append(errs, fmt.Errorf("cloud CA %s: the cloud URL %s has no TLS; use wss:// or drop BOSUN_CLOUD_CA", c.CloudCA, plain))
 		} else if client, err := cloudHTTPClient(c.CloudCA); err != nil {
 			errs = append(errs, err)
 		} else {
