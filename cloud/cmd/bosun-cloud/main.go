@@ -7,7 +7,10 @@
 //	bosun-cloud keys ensure [--dir keys]     create the cloud key when missing, derive public copies
 //
 // Every flag has an environment fallback (BOSUN_DATABASE_URL, BOSUN_LISTEN,
-// BOSUN_NATS_URL, BOSUN_CLOUD_KEY, BOSUN_CLOUD_ID, BOSUN_REPLICA,
+// BOSUN_NATS_URL, the NATS cluster's BOSUN_NATS_CLUSTER_LISTEN,
+// BOSUN_NATS_CLUSTER_ADVERTISE, BOSUN_NATS_ROUTES, BOSUN_NATS_CLUSTER_NAME,
+// BOSUN_NATS_CLUSTER_SECRET_FILE (or the secret itself in
+// BOSUN_NATS_CLUSTER_SECRET, environment only), BOSUN_CLOUD_KEY, BOSUN_CLOUD_ID, BOSUN_REPLICA,
 // BOSUN_PUBLIC_URL, BOSUN_TLS_CERT, BOSUN_TLS_KEY, BOSUN_TRUSTED_PROXIES,
 // and the registration limits BOSUN_MAX_PENDING,
 // BOSUN_MAX_PENDING_PER_ADDR, BOSUN_MAX_PENDING_DEVICES,
@@ -42,9 +45,20 @@ type Config struct {
 	DatabaseURL string
 	Listen      string
 	NATSURL     string
-	CloudKey    string // path of the PEM private key
-	CloudID     string
-	Replica     string
+	// NATSClusterListen, NATSClusterAdvertise, NATSRoutes and
+	// NATSClusterName are bus.Cluster's Listen, Advertise, Routes and
+	// Name; an empty NATSClusterListen means no cluster. The route secret
+	// is NATSClusterSecret (BOSUN_NATS_CLUSTER_SECRET) or the content of
+	// the file NATSClusterSecretFile, read by serve.
+	NATSClusterListen     string
+	NATSClusterAdvertise  string
+	NATSRoutes            []string
+	NATSClusterName       string
+	NATSClusterSecretFile string
+	NATSClusterSecret     string
+	CloudKey              string // path of the PEM private key
+	CloudID               string
+	Replica               string
 	// PublicURL, TLSCert, TLSKey and TrustedProxies are server.Config's
 	// PublicURL, TLSCertFile, TLSKeyFile and TrustedProxies.
 	PublicURL      string
@@ -103,6 +117,8 @@ func main() {
 
 const usage = `usage:
   bosun-cloud serve [--database-url URL] [--listen ADDR] [--nats-url URL] [--cloud-key PATH]
+                    [--nats-cluster-listen ADDR --nats-cluster-secret-file PATH [--nats-routes URLS]
+                     [--nats-cluster-name NAME] [--nats-cluster-advertise ADDR]]
                     [--cloud-id ID] [--replica NAME] [--public-url URL] [--tls-cert PEM --tls-key PEM]
                     [--trusted-proxies CIDR,...] [--pending-ttl 72h]
                     [--max-pending N] [--max-pending-per-addr N] [--max-pending-devices N]
@@ -142,6 +158,7 @@ func parse(args []string, getenv func(string) string) (Config, error) {
 	}
 	cfg.Command = cmd
 	var proxies string // --trusted-proxies, parsed after the flags
+	var routes string  // --nats-routes, split after the flags
 	fs := flag.NewFlagSet("bosun-cloud "+cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // parse reports errors and help itself
 	fs.Usage = func() {}
@@ -153,6 +170,12 @@ func parse(args []string, getenv func(string) string) (Config, error) {
 		db()
 		fs.StringVar(&cfg.Listen, "listen", env("BOSUN_LISTEN", "127.0.0.1:8080"), "HTTP address (BOSUN_LISTEN)")
 		fs.StringVar(&cfg.NATSURL, "nats-url", env("BOSUN_NATS_URL", ""), "external NATS URL; empty: embedded (BOSUN_NATS_URL)")
+		fs.StringVar(&cfg.NATSClusterListen, "nats-cluster-listen", env("BOSUN_NATS_CLUSTER_LISTEN", ""), "`ADDR` (host:port) where the embedded NATS accepts the other replicas' routes; needs the route secret; empty: no cluster (BOSUN_NATS_CLUSTER_LISTEN)")
+		fs.StringVar(&cfg.NATSClusterAdvertise, "nats-cluster-advertise", env("BOSUN_NATS_CLUSTER_ADVERTISE", ""), "`ADDR` (host:port) the other replicas are told to route to; empty: --nats-cluster-listen (BOSUN_NATS_CLUSTER_ADVERTISE)")
+		fs.StringVar(&routes, "nats-routes", env("BOSUN_NATS_ROUTES", ""), "`URLS`: comma-separated nats-route://host:port of other replicas' cluster listeners, without credentials; the rest are learnt from them (BOSUN_NATS_ROUTES)")
+		fs.StringVar(&cfg.NATSClusterName, "nats-cluster-name", env("BOSUN_NATS_CLUSTER_NAME", ""), "NATS cluster `NAME`, the same on every replica; empty: bosun (BOSUN_NATS_CLUSTER_NAME)")
+		fs.StringVar(&cfg.NATSClusterSecretFile, "nats-cluster-secret-file", env("BOSUN_NATS_CLUSTER_SECRET_FILE", ""), "`PATH` of a file holding the route secret, the same on every replica, at least 16 bytes; or set BOSUN_NATS_CLUSTER_SECRET (BOSUN_NATS_CLUSTER_SECRET_FILE)")
+		cfg.NATSClusterSecret = getenv("BOSUN_NATS_CLUSTER_SECRET")
 		fs.StringVar(&cfg.CloudKey, "cloud-key", env("BOSUN_CLOUD_KEY", "keys/cloud_private.pem"), "cloud private key PEM (BOSUN_CLOUD_KEY)")
 		fs.StringVar(&cfg.CloudID, "cloud-id", env("BOSUN_CLOUD_ID", "bosun-cloud"), "cloud signer name (BOSUN_CLOUD_ID)")
 		fs.StringVar(&cfg.PublicURL, "public-url", env("BOSUN_PUBLIC_URL", ""), "where users and devices reach the cloud, e.g. https://bosun.example.com; https makes dashboard cookies Secure, its origin is trusted (BOSUN_PUBLIC_URL)")
@@ -245,6 +268,11 @@ func parse(args []string, getenv func(string) string) (Config, error) {
 		}
 		cfg.TrustedProxies = p
 	}
+	for _, r := range strings.Split(routes, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			cfg.NATSRoutes = append(cfg.NATSRoutes, r)
+		}
+	}
 	if cmd == "serve" && cfg.Replica == "" {
 		cfg.Replica = defaultReplica(host, cfg.Listen, os.Getpid())
 	}
@@ -284,6 +312,9 @@ func validate(cfg Config) error {
 				return fmt.Errorf("serve: --public-url (BOSUN_PUBLIC_URL): %w", err)
 			}
 		}
+		if err := validateCluster(cfg); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
 		if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 			return errors.New("serve: --tls-cert and --tls-key (BOSUN_TLS_CERT, BOSUN_TLS_KEY) go together")
 		}
@@ -299,6 +330,27 @@ func validate(cfg Config) error {
 		if cfg.KeysDir == "" {
 			return errors.New("keys ensure: --dir must not be empty")
 		}
+	}
+	return nil
+}
+
+// validateCluster checks the NATS cluster settings that go together; the
+// secret's length and the addresses are checked by bus.Open.
+func validateCluster(cfg Config) error {
+	if cfg.NATSClusterListen == "" {
+		if len(cfg.NATSRoutes) > 0 || cfg.NATSClusterAdvertise != "" || cfg.NATSClusterName != "" || cfg.NATSClusterSecretFile != "" {
+			return errors.New("--nats-routes, --nats-cluster-advertise, --nats-cluster-name and --nats-cluster-secret-file need --nats-cluster-listen (BOSUN_NATS_CLUSTER_LISTEN)")
+		}
+		return nil
+	}
+	if cfg.NATSURL != "" {
+		return errors.New("--nats-url (an external NATS) and --nats-cluster-listen (a cluster of embedded servers) exclude each other")
+	}
+	switch {
+	case cfg.NATSClusterSecretFile == "" && cfg.NATSClusterSecret == "":
+		return errors.New("--nats-cluster-listen needs the route secret: --nats-cluster-secret-file (BOSUN_NATS_CLUSTER_SECRET_FILE) or BOSUN_NATS_CLUSTER_SECRET")
+	case cfg.NATSClusterSecretFile != "" && cfg.NATSClusterSecret != "":
+		return errors.New("give the route secret once: --nats-cluster-secret-file (BOSUN_NATS_CLUSTER_SECRET_FILE) or BOSUN_NATS_CLUSTER_SECRET")
 	}
 	return nil
 }

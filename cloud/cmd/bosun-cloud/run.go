@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -70,7 +71,11 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("loading cloud key (run scripts/ensure-cloud-keys.sh): %w", err)
 	}
-	srv, err := server.Start(ctx, server.Config{DatabaseURL: cfg.DatabaseURL, Listen: cfg.Listen, NATSURL: cfg.NATSURL,
+	cluster, err := natsCluster(cfg)
+	if err != nil {
+		return err
+	}
+	srv, err := server.Start(ctx, server.Config{DatabaseURL: cfg.DatabaseURL, Listen: cfg.Listen, NATSURL: cfg.NATSURL, NATSCluster: cluster,
 		CloudKey: key, CloudID: cfg.CloudID, Replica: cfg.Replica, PublicURL: cfg.PublicURL, TLSCertFile: cfg.TLSCert,
 		TLSKeyFile: cfg.TLSKey, TrustedProxies: cfg.TrustedProxies, MaxPendingPerOrg: cfg.MaxPendingPerOrg,
 		MaxPendingPerAddr: cfg.MaxPendingPerAddr, MaxPendingDevices: cfg.MaxPendingDevices,
@@ -111,6 +116,25 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 	}
 	return errors.Join(serveErr, srv.Shutdown(context.Background()))
+}
+
+// natsCluster is the bus.Cluster of cfg (nil without --nats-cluster-listen),
+// with the route secret read from its file: the content, without the
+// surrounding white space.
+func natsCluster(cfg Config) (*bus.Cluster, error) {
+	if cfg.NATSClusterListen == "" {
+		return nil, nil
+	}
+	secret := cfg.NATSClusterSecret
+	if cfg.NATSClusterSecretFile != "" {
+		b, err := os.ReadFile(cfg.NATSClusterSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading the nats route secret: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	return &bus.Cluster{Name: cfg.NATSClusterName, Listen: cfg.NATSClusterListen, Advertise: cfg.NATSClusterAdvertise,
+		Routes: cfg.NATSRoutes, Secret: secret}, nil
 }
 
 // withService opens the store and a private embedded NATS (bootstrap

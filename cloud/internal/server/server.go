@@ -55,6 +55,9 @@ type Config struct {
 	Listen string
 	// NATSURL joins an external NATS. Empty means an embedded server.
 	NATSURL string
+	// NATSCluster joins the embedded server to the other replicas' as a
+	// NATS cluster (see bus.Cluster). nil means a lone embedded server.
+	NATSCluster *bus.Cluster
 	// CloudKey signs the cloud's envelopes. Required.
 	CloudKey crypto.Signer
 	// CloudID is the cloud's signer name. Defaults to "bosun-cloud".
@@ -200,7 +203,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 			return nil, fmt.Errorf("release keys: %w", err)
 		}
 	}
-	if s.bus, err = bus.Open(ctx, bus.Options{URL: cfg.NATSURL, Name: "bosun-cloud " + cfg.Replica, Logger: logger}); err != nil {
+	if s.bus, err = bus.Open(ctx, bus.Options{URL: cfg.NATSURL, Name: "bosun-cloud " + cfg.Replica,
+		ServerName: "bosun-cloud-" + cfg.Replica, Cluster: cfg.NATSCluster, Logger: logger}); err != nil {
 		return nil, err
 	}
 	if s.svc, err = fleet.New(ctx, fleet.Options{Store: s.st, NATS: s.bus.Conn(), CloudID: cfg.CloudID, Replica: cfg.Replica,
@@ -266,7 +270,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	}
 	logger.Info("cloud replica serving", "addr", s.ln.Addr().String(), "tls", s.cert != nil, "public_url", cfg.PublicURL,
 		"trusted_proxies", len(cfg.TrustedProxies), "replica", s.svc.Replica(),
-		"nats", map[bool]string{true: "embedded", false: "external"}[s.bus.Embedded()])
+		"nats", map[bool]string{true: "embedded", false: "external"}[s.bus.Embedded()], "nats_cluster", s.bus.ClusterURL())
 	return s, nil
 }
 
@@ -301,6 +305,10 @@ func (s *Server) Service() *fleet.Service { return s.svc }
 
 // Hub is the replica's device endpoint.
 func (s *Server) Hub() *hub.Hub { return s.hub }
+
+// NATSClusterURL is where the other members of the NATS cluster route to
+// this replica's embedded server, or "" outside a cluster.
+func (s *Server) NATSClusterURL() string { return s.bus.ClusterURL() }
 
 // NATSURL is where another replica joins this one's NATS.
 func (s *Server) NATSURL() string { return s.bus.URL() }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bosunhq/bosun/device/internal/bridge"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
 
@@ -55,7 +56,7 @@ type setting struct {
 var settings = []setting{
 	{"device-id", "BOSUN_DEVICE_ID", "", "device id (default: the host name, lower-cased)", func(c *Config) *string { return &c.DeviceID }},
 	{"data-dir", "BOSUN_DATA_DIR", "/var/lib/bosun", "data directory: key, nats.url, nats.token, state.json, outbox/, logs/", func(c *Config) *string { return &c.DataDir }},
-	{"cloud-url", "BOSUN_CLOUD_URL", "", "cloud device endpoint, e.g. ws://127.0.0.1:8080/v1/device", func(c *Config) *string { return &c.CloudURL }},
+	{"cloud-url", "BOSUN_CLOUD_URL", "", "cloud device endpoint `URL`, e.g. ws://127.0.0.1:8080/v1/device; several, comma-separated, are tried in turn (one per replica, when no load balancer is in front)", func(c *Config) *string { return &c.CloudURL }},
 	{"cloud-public-key", "BOSUN_CLOUD_PUBLIC_KEY", "keys/device/cloud_public.pem", "the cloud's public key (PEM) to pin", func(c *Config) *string { return &c.CloudPublicKey }},
 	{"cloud-ca", "BOSUN_CLOUD_CA", "", "PEM file of the CA certificate(s) to trust for a wss:// cloud, instead of the system's roots", func(c *Config) *string { return &c.CloudCA }},
 	{"cloud-id", "BOSUN_CLOUD_ID", "", "the cloud's signer name to require (default: any, verified by the pinned key)", func(c *Config) *string { return &c.CloudID }},
@@ -84,7 +85,15 @@ func loadConfigFor(args []string, getenv func(string) string, needCloud bool) (C
 	configPath := fs.String("config", getenv("BOSUN_BRIDGE_CONFIG"), "JSON config file (env BOSUN_BRIDGE_CONFIG)")
 	flagVals := map[string]*string{}
 	for _, s := range settings {
-		flagVals[s.flag] = fs.String(s.flag, "", fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def))
+		usage := fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def)
+		if s.flag == "cloud-url" {
+			// Repeatable: each --cloud-url adds one to the list.
+			v := new(string)
+			fs.Var(listFlag{v}, s.flag, usage+"; repeatable")
+			flagVals[s.flag] = v
+			continue
+		}
+		flagVals[s.flag] = fs.String(s.flag, "", usage)
 	}
 	var attrs attrFlag
 	fs.Var(&attrs, "attr", "identity attribute key=value, repeatable (env BOSUN_ATTRIBUTES=k=v,k=v)")
@@ -171,10 +180,18 @@ func (c *Config) validate(needCloud bool) error {
 	}
 	if c.CloudURL == "" && needCloud {
 		errs = append(errs, errors.New("cloud URL: set BOSUN_CLOUD_URL or --cloud-url"))
+	} else if _, err := bridge.SplitCloudURLs(c.CloudURL); err != nil && needCloud {
+		errs = append(errs, err)
 	}
 	if c.CloudCA != "" && needCloud {
-		if c.CloudURL != "" && !strings.HasPrefix(strings.ToLower(c.CloudURL), "wss://") {
-			errs = append(errs, fmt.Errorf("cloud CA %s: the cloud URL %s has no TLS; use wss:// or drop BOSUN_CLOUD_CA", c.CloudCA, c.CloudURL))
+		var plain string // a cloud URL without TLS
+		for _, u := range strings.Split(c.CloudURL, ",") {
+			if u = strings.TrimSpace(u); u != "" && !strings.HasPrefix(strings.ToLower(u), "wss://") {
+				plain = u
+			}
+		}
+		if plain != "" {
+			errs = append(errs, fmt.Errorf("cloud CA %s: the cloud URL %s has no TLS; use wss:// or drop BOSUN_CLOUD_CA", c.CloudCA, plain))
 		} else if client, err := cloudHTTPClient(c.CloudCA); err != nil {
 			errs = append(errs, err)
 		} else {
@@ -226,4 +243,23 @@ func merge(a, b map[string]string) map[string]string {
 		a[k] = v
 	}
 	return a
+}
+
+// listFlag is a repeatable string flag whose values are joined with
+// commas: --cloud-url a --cloud-url b is --cloud-url a,b.
+type listFlag struct{ p *string }
+
+func (f listFlag) String() string {
+	if f.p == nil {
+		return ""
+	}
+	return *f.p
+}
+
+func (f listFlag) Set(v string) error {
+	if *f.p != "" {
+		v = *f.p + "," + v
+	}
+	*f.p = v
+	return nil
 }

@@ -79,8 +79,9 @@ type Bridge struct {
 	wg     sync.WaitGroup // NATS-triggered handlers
 	runMu  sync.Mutex     // held while Run runs, so Close can wait for it
 
-	live   atomic.Pointer[session] // the session whose handshake completed, or nil
-	status atomic.Value            // Status
+	live     atomic.Pointer[session] // the session whose handshake completed, or nil
+	urlIndex atomic.Uint32           // which of opts.cloudURLs Run dials next
+	status   atomic.Value            // Status
 
 	rejectMu sync.Mutex // guards rejected
 	rejected map[string]int
@@ -262,6 +263,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			break
 		}
+		failed := b.cloudURL()
+		b.nextCloudURL()
 		var delay time.Duration
 		switch {
 		case res.rejected:
@@ -281,10 +284,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 			// A configuration problem no retry fixes by itself: say so loudly.
 			b.log.Error("cannot connect: the cloud's TLS certificate is not trusted; trust the CA that signed it "+
 				"(bosun-bridge --cloud-ca, BOSUN_CLOUD_CA) or give the cloud a certificate this system trusts",
-				"cloud_url", b.opts.CloudURL, "err", res.err)
+				"cloud_url", failed, "err", res.err)
 		}
 		b.log.Info("reconnecting after backoff", "delay_ms", delay.Milliseconds(), "attempt", attempt,
-			"rejected", res.rejected, "err", res.err)
+			"rejected", res.rejected, "err", res.err, "cloud_url", failed, "next_cloud_url", b.cloudURL())
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():

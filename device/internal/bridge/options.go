@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/bosunhq/bosun/pkg/envelope"
@@ -29,7 +30,11 @@ type Options struct {
 	// DataDir holds the device key, nats.url, nats.token, state.json, the
 	// outbox and the logs. It is created (0700) when missing.
 	DataDir string
-	// CloudURL is the websocket endpoint, e.g. wss://cloud.example/v1/device.
+	// CloudURL is the websocket endpoint, e.g. wss://cloud.example/v1/device,
+	// or several separated by commas (the replicas of one cloud, when no
+	// load balancer stands in front of them): the bridge dials the first,
+	// and after each connection that fails or ends the next one, round the
+	// list, waiting its usual backoff in between.
 	CloudURL string
 	// CloudKey is the cloud's pinned public key. Nothing the cloud sends is
 	// acted on unless this key verifies it.
@@ -125,6 +130,36 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock. nil means time.Now.
 	Now func() time.Time
+
+	cloudURLs []string // CloudURL split by setDefaults; at least one
+}
+
+// MaxCloudURLs bounds the URLs of Options.CloudURL.
+const MaxCloudURLs = 16
+
+// SplitCloudURLs splits a comma-separated list of cloud endpoints (spaces
+// around them allowed) and checks each is ws:// or wss:// with a host. An
+// empty list, an empty entry or more than MaxCloudURLs are errors.
+func SplitCloudURLs(list string) ([]string, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, errors.New("cloud URL is required")
+	}
+	parts := strings.Split(list, ",")
+	if len(parts) > MaxCloudURLs {
+		return nil, fmt.Errorf("cloud URL: %d URLs, want at most %d", len(parts), MaxCloudURLs)
+	}
+	urls := make([]string, 0, len(parts))
+	for _, p := range parts {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			return nil, fmt.Errorf("cloud URL %q: an empty entry in the list", list)
+		}
+		if u, err := url.Parse(p); err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+			return nil, fmt.Errorf("cloud URL %q: want ws:// or wss://", p)
+		}
+		urls = append(urls, p)
+	}
+	return urls, nil
 }
 
 // LocalWorker is an in-process worker for Options.Local.
@@ -148,10 +183,10 @@ func (o *Options) setDefaults() error {
 	if o.DataDir == "" {
 		errs = append(errs, errors.New("data dir is required"))
 	}
-	if o.CloudURL == "" {
-		errs = append(errs, errors.New("cloud URL is required"))
-	} else if u, err := url.Parse(o.CloudURL); err != nil || (u.Scheme != "ws" && u.Scheme != "wss") {
-		errs = append(errs, fmt.Errorf("cloud URL %q: want ws:// or wss://", o.CloudURL))
+	if urls, err := SplitCloudURLs(o.CloudURL); err != nil {
+		errs = append(errs, err)
+	} else {
+		o.cloudURLs = urls
 	}
 	if o.CloudKey == nil {
 		errs = append(errs, errors.New("the cloud's public key is required"))

@@ -60,13 +60,28 @@ func (s *session) markAccepted() {
 	})
 }
 
+// cloudURL is the cloud endpoint the next connection dials.
+func (b *Bridge) cloudURL() string {
+	return b.opts.cloudURLs[b.urlIndex.Load()%uint32(len(b.opts.cloudURLs))]
+}
+
+// nextCloudURL moves on to the next endpoint of the list, so that a
+// device whose replica died reconnects to another (and one whose replica
+// came back spreads over them all again).
+func (b *Bridge) nextCloudURL() {
+	if len(b.opts.cloudURLs) > 1 {
+		b.urlIndex.Add(1)
+	}
+}
+
 // connectOnce dials the cloud, completes the handshake and serves the
 // session until it ends or ctx does.
 func (b *Bridge) connectOnce(ctx context.Context) (res connResult) {
 	b.status.Store(StatusConnecting)
 	hctx, hcancel := context.WithTimeout(ctx, b.opts.HandshakeTimeout)
 	defer hcancel()
-	conn, _, err := websocket.Dial(hctx, b.opts.CloudURL, &websocket.DialOptions{
+	cloudURL := b.cloudURL()
+	conn, _, err := websocket.Dial(hctx, cloudURL, &websocket.DialOptions{
 		HTTPClient:   b.opts.HTTPClient,
 		Subprotocols: []string{rpcproto.WebsocketSubprotocol},
 	})
@@ -75,7 +90,7 @@ func (b *Bridge) connectOnce(ctx context.Context) (res connResult) {
 		if errors.As(err, &cve) {
 			err = fmt.Errorf("%w: %w", ErrCloudCertUntrusted, err)
 		}
-		return connResult{err: fmt.Errorf("dialling %s: %w", b.opts.CloudURL, err)}
+		return connResult{err: fmt.Errorf("dialling %s: %w", cloudURL, err)}
 	}
 	defer conn.CloseNow()
 	if p := conn.Subprotocol(); p != rpcproto.WebsocketSubprotocol {
