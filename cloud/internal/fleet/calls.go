@@ -161,6 +161,7 @@ func (s *Service) call(ctx context.Context, a Actor, d Device, req CallRequest) 
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		return s.finish(ctx, c.ID, store.CallTimeout, nil, rpcErr(rpcproto.CodeTimeout))
 	default:
+		s.opts.Observer.RoutingFailed("call")
 		return c, fmt.Errorf("routing call %s: %w", c.ID, err)
 	}
 }
@@ -225,6 +226,7 @@ func (s *Service) finish(ctx context.Context, id, status string, result json.Raw
 
 // callFinished tells whoever waits on the call and the event subscribers.
 func (s *Service) callFinished(c Call) {
+	s.opts.Observer.CallFinished(c)
 	s.nc.Publish(SubjectCallDone(c.ID), mustJSON(c))
 	s.publish(Event{Type: EventCallFinished, OrgID: c.OrgID, DeviceID: c.DeviceID, CallID: c.ID,
 		Data: mustJSON(map[string]any{"method": c.Method, "status": c.Status})})
