@@ -27,8 +27,13 @@ func (m *Cloud) Downloads(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		dw := &downloadWriter{statusWriter: statusWriter{ResponseWriter: w}}
 		next.ServeHTTP(dw, r)
-		m.otaBytes.Add(float64(dw.written))
-		m.otaDownloads.WithLabelValues(downloadOutcome(dw)).Inc()
+		outcome := downloadOutcome(dw)
+		switch outcome {
+		case DownloadComplete, DownloadPartial, DownloadAborted:
+			// Artifact bytes only, not the text of an error.
+			m.otaBytes.Add(float64(dw.written))
+		}
+		m.otaDownloads.WithLabelValues(outcome).Inc()
 	})
 }
 

@@ -136,7 +136,7 @@ func New(opts Options) *Cloud {
 	}, []string{"route"})
 	m.otaBytes = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "bosun_ota_download_bytes_total",
-		Help: "Bytes of OTA artifacts sent to devices.",
+		Help: "Bytes of OTA artifacts sent to devices (complete, partial and aborted downloads).",
 	})
 	m.otaDownloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "bosun_ota_downloads_total",
