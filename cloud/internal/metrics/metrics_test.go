@@ -465,7 +465,19 @@ func TestDashboardQueriesExist(t *testing.T) {
 		t.Fatalf("dashboard %q has %d panels", dash.Title, len(dash.Panels))
 	}
 	s := cloudtest.NewServer(t)
-	have := scrape(t, s.URL(), s.Token(t)).names()
+	// Series with labels appear once something was counted: one API
+	// request and one refused device frame.
+	if resp, _ := get(t, s.URL()+"/api/v1/devices", "Bearer "+s.Token(t)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/v1/devices = %d", resp.StatusCode)
+	}
+	r := cloudtest.DialRaw(ctxT(t), t, s.DeviceURL())
+	r.Write(ctxT(t), websocket.MessageText, []byte("not an envelope"))
+	r.WaitClose(t, 5*time.Second)
+	var have map[string]bool
+	cloudtest.Eventually(t, 5*time.Second, func() bool {
+		have = scrape(t, s.URL(), s.Token(t)).names()
+		return have["bosun_envelope_rejections_total"]
+	}, "the refused frame counted")
 	re := regexp.MustCompile(`\bbosun_[a-z0-9_]+`)
 	checked := 0
 	for _, p := range dash.Panels {
