@@ -17,6 +17,7 @@ import (
 
 	"github.com/bosunhq/bosun/cloud/internal/cloudtest"
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
+	"github.com/bosunhq/bosun/cloud/internal/hub"
 	"github.com/bosunhq/bosun/cloud/internal/metrics"
 	"github.com/bosunhq/bosun/cloud/internal/server"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
@@ -499,4 +500,44 @@ func TestDashboardQueriesExist(t *testing.T) {
 	if checked == 0 {
 		t.Fatal("no cloud metric in the dashboard's queries")
 	}
+}
+
+// TestHandshakeOutcomes: a connection that has not registered yet is
+// "handshaking" until it ends; a device whose key was rejected is counted
+// "rejected" and never becomes a session.
+func TestHandshakeOutcomes(t *testing.T) {
+	s := cloudtest.NewServer(t, cloudtest.WithHub(func(o *hub.Options) { o.HandshakeTimeout = 500 * time.Millisecond }))
+	tok := s.Token(t)
+	before := scrape(t, s.URL(), tok)
+
+	r := cloudtest.DialRaw(ctxT(t), t, s.DeviceURL()) // says nothing after the challenge
+	cloudtest.Eventually(t, 5*time.Second, func() bool { return scrape(t, s.URL(), tok)[`bosun_sessions{state="handshaking"}`] == 1 },
+		"one connection handshaking")
+	r.WaitClose(t, 5*time.Second) // the handshake timeout
+	cloudtest.Eventually(t, 5*time.Second, func() bool { return scrape(t, s.URL(), tok)[`bosun_sessions{state="handshaking"}`] == 0 },
+		"no connection handshaking")
+
+	d := cloudtest.MustConnect(t, s, "dev-rej", cloudtest.DeviceOptions{})
+	if err := s.Service().Reject(ctxT(t), s.Super, "dev-rej"); err != nil {
+		t.Fatal(err)
+	}
+	d.WaitClosed(t, 5*time.Second)
+	again, err := cloudtest.Connect(ctxT(t), t, s.DeviceURL(), s.CloudPublic(), "dev-rej", cloudtest.DeviceOptions{Key: d.Key})
+	if err == nil && again.Registration.Status != rpcproto.StatusRejected {
+		t.Fatalf("a rejected key registered: %+v", again.Registration)
+	}
+	var after samples
+	cloudtest.Eventually(t, 5*time.Second, func() bool {
+		after = scrape(t, s.URL(), tok)
+		return after[`bosun_handshakes_total{outcome="rejected"}`] > before[`bosun_handshakes_total{outcome="rejected"}`]
+	}, "the rejected handshake counted")
+	checkDelta(t, before, after, map[string]float64{
+		`bosun_handshakes_total{outcome="invalid"}`:                   1, // the silent one
+		`bosun_handshakes_total{outcome="pending"}`:                   1,
+		`bosun_handshakes_total{outcome="rejected"}`:                  1,
+		`bosun_handshakes_total{outcome="accepted"}`:                  0,
+		`bosun_envelope_rejections_total{reason="handshake_timeout"}`: 1,
+		`bosun_sessions{state="pending"}`:                             0,
+		`bosun_sessions{state="accepted"}`:                            0,
+	})
 }
