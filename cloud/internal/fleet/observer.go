@@ -1,5 +1,11 @@
 package fleet
 
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
 // Observer is told of what the service does that an operator wants to count
 // (package metrics implements it). The service calls it synchronously on
 // the call path, so an implementation must be quick and must not block.
@@ -18,3 +24,13 @@ type noObserver struct{}
 
 func (noObserver) CallFinished(Call)    {}
 func (noObserver) RoutingFailed(string) {}
+
+// CountQueuedCalls returns how many persistent calls wait in the queue, in
+// every organisation, for metrics (it is not scoped to an actor: the
+// metrics endpoint guards who sees it).
+func (s *Service) CountQueuedCalls(ctx context.Context) (int64, error) {
+	return s.st.CountQueuedCalls(ctx)
+}
+
+// PoolStat returns the database pool's statistics, for metrics.
+func (s *Service) PoolStat() *pgxpool.Stat { return s.st.Pool().Stat() }

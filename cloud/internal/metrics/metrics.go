@@ -6,7 +6,7 @@
 // hooks: fleet.Service and hub.Hub call a Cloud through their Observer
 // interfaces; the HTTP handlers are wrapped (API, Downloads); everything
 // the hub, the store and NATS already know is read at scrape time by
-// collectors (WatchHub, WatchStore, WatchNATS) instead of being counted
+// collectors (WatchHub, WatchService, WatchNATS) instead of being counted
 // twice. Each Cloud has its own prometheus.Registry, never the global one,
 // so that several replicas in one process (tests) do not collide.
 //

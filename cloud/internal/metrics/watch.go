@@ -5,8 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bosunhq/bosun/cloud/internal/fleet"
 	"github.com/bosunhq/bosun/cloud/internal/hub"
-	"github.com/bosunhq/bosun/cloud/internal/store"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -62,7 +62,7 @@ var (
 
 // storeCollector exports the pgx pool's Stat and the queue depth.
 type storeCollector struct {
-	st      *store.Store
+	svc     *fleet.Service
 	refresh time.Duration
 
 	mu     sync.Mutex // guards the following; held across the count so scrapes share one query
@@ -79,7 +79,7 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.st.Pool().Stat()
+	s := c.svc.PoolStat()
 	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
 	gauge(poolAcquiredDesc, float64(s.AcquiredConns()))
 	gauge(poolIdleDesc, float64(s.IdleConns()))
@@ -105,7 +105,7 @@ func (c *storeCollector) queuedCalls() (float64, bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	n, err := c.st.CountQueuedCalls(ctx)
+	n, err := c.svc.CountQueuedCalls(ctx)
 	if err != nil {
 		c.ok = false
 		return 0, false
@@ -114,9 +114,10 @@ func (c *storeCollector) queuedCalls() (float64, bool) {
 	return c.queued, true
 }
 
-// WatchStore exports the database pool and the number of queued calls.
-func (m *Cloud) WatchStore(st *store.Store) {
-	m.reg.MustRegister(&storeCollector{st: st, refresh: m.opts.QueueRefresh})
+// WatchService exports the database pool and the number of queued calls,
+// which the service reads from its store.
+func (m *Cloud) WatchService(svc *fleet.Service) {
+	m.reg.MustRegister(&storeCollector{svc: svc, refresh: m.opts.QueueRefresh})
 }
 
 var (

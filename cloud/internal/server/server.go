@@ -238,7 +238,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		return nil, err
 	}
 	s.metrics.WatchHub(s.hub)
-	s.metrics.WatchStore(s.st)
+	s.metrics.WatchService(s.svc)
 	s.metrics.WatchNATS(s.bus.Conn())
 	s.mux = http.NewServeMux()
 	s.mux.Handle(rpcproto.DeviceEndpointPath, s.hub)
