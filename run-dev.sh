@@ -195,10 +195,15 @@ up() {
     bosun_free_port >"$nats_port_file"
   fi
   nats_port=$(cat "$nats_port_file")
+  # Its Prometheus metrics port likewise (./run-dev.sh status prints it).
+  local metrics_port_file="$DEV/$DEVICE_ID.metrics-port"
+  if [[ ! -s "$metrics_port_file" ]]; then
+    bosun_free_port >"$metrics_port_file"
+  fi
 
   start bridge "$LOGS/bridge.log" env BOSUN_DEVICE_ID="$DEVICE_ID" BOSUN_DATA_DIR="$DEV/$DEVICE_ID" \
     BOSUN_CLOUD_URL="ws://$LISTEN/v1/device" BOSUN_CLOUD_PUBLIC_KEY="$KEYS/device/cloud_public.pem" \
-    BOSUN_NATS_LISTEN="127.0.0.1:$nats_port" "$BIN/bosun-bridge"
+    BOSUN_NATS_LISTEN="127.0.0.1:$nats_port" BOSUN_METRICS_LISTEN="127.0.0.1:$(cat "$metrics_port_file")" "$BIN/bosun-bridge"
   wait_for "the bridge's NATS" 30 test -s "$DEV/$DEVICE_ID/nats.url"
 
   start worker "$LOGS/worker.log" env BOSUN_DATA_DIR="$DEV/$DEVICE_ID" ${docker_host:+DOCKER_HOST="$docker_host"} \
@@ -351,6 +356,14 @@ status() {
   if ((!started)); then
     echo "nothing started by run-dev.sh runs (start it with ./run-dev.sh)"
     return 3
+  fi
+  # Where the Prometheus metrics are (docs/operations.md, "Metrics").
+  if [[ -f "$PIDS/cloud.pid" ]]; then
+    local bearer='"Authorization: Bearer $(sed -n "s/^api token: //p" .dev/credentials.txt)"'
+    printf '%-13s http://%s/metrics (a super user\x27s token: curl -H %s)\n' cloud-metrics "$LISTEN" "$bearer"
+  fi
+  if [[ -f "$PIDS/bridge.pid" && -s "$DEV/$DEVICE_ID.metrics-port" ]]; then
+    printf '%-13s http://127.0.0.1:%s/metrics (%s, no token)\n' bridge-metrics "$(cat "$DEV/$DEVICE_ID.metrics-port")" "$DEVICE_ID"
   fi
   if ((down)); then
     echo "a part is down: ./run-dev.sh starts what is missing"

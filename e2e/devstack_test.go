@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -71,6 +73,29 @@ func TestDevStack(t *testing.T) {
 			t.Errorf("rpc.list lacks %s:\n%s", m, out)
 		}
 	}
+
+	t.Run("metrics", func(t *testing.T) {
+		// ./run-dev.sh status says where the metrics are; both answer,
+		// and show the calls just made.
+		out, _ := s.Status(t)
+		m := regexp.MustCompile(`(?m)^bridge-metrics +(http://127\.0\.0\.1:\d+/metrics) `).FindStringSubmatch(out)
+		if m == nil || !regexp.MustCompile(`(?m)^cloud-metrics +http://`+regexp.QuoteMeta(s.Listen)+`/metrics `).MatchString(out) {
+			t.Fatalf("status does not say where the metrics are:\n%s", out)
+		}
+		bridge := scrapeText(t, m[1], "")
+		for _, want := range []string{`bosun_bridge_session_state{state="accepted"} 1`, `bosun_bridge_calls_total{method="system.info",status="ok"} `} {
+			if !strings.Contains(bridge, want) {
+				t.Errorf("the bridge's metrics lack %q", want)
+			}
+		}
+		_, _, token := s.Credentials(t)
+		cloud := scrapeText(t, s.URL+"/metrics", token)
+		for _, want := range []string{`bosun_sessions{state="accepted"} `, `bosun_calls_total{method="system.info",status="succeeded"} `} {
+			if !strings.Contains(cloud, want) {
+				t.Errorf("the cloud's metrics lack %q", want)
+			}
+		}
+	})
 
 	t.Run("containers", func(t *testing.T) {
 		Require(t, EnvDockerHost, "a container engine (Podman)")
@@ -238,4 +263,28 @@ func expectStatus(t *testing.T, s *Stack, code int, up, down []string) (string, 
 		}
 	}
 	return out, got
+}
+
+// scrapeText GETs a /metrics page (with a bearer token unless it is "").
+func scrapeText(t *testing.T, url, token string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s = %d, %v: %.300s", url, resp.StatusCode, err, body)
+	}
+	return string(body)
 }

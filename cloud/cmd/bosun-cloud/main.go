@@ -12,6 +12,7 @@
 // BOSUN_NATS_CLUSTER_SECRET_FILE (or the secret itself in
 // BOSUN_NATS_CLUSTER_SECRET, environment only), BOSUN_CLOUD_KEY, BOSUN_CLOUD_ID, BOSUN_REPLICA,
 // BOSUN_PUBLIC_URL, BOSUN_TLS_CERT, BOSUN_TLS_KEY, BOSUN_TRUSTED_PROXIES,
+// BOSUN_METRICS_LISTEN,
 // and the registration limits BOSUN_MAX_PENDING,
 // BOSUN_MAX_PENDING_PER_ADDR, BOSUN_MAX_PENDING_DEVICES,
 // BOSUN_MAX_NEW_PENDING_PER_ADDR, BOSUN_MAX_PENDING_KEYS, BOSUN_PENDING_TTL,
@@ -65,6 +66,9 @@ type Config struct {
 	TLSCert        string
 	TLSKey         string
 	TrustedProxies []netip.Prefix
+	// MetricsListen is server.Config's: a plain listener serving /metrics
+	// without a token; empty means none.
+	MetricsListen string
 	// DataDir and MaxArtifactSize are server.Config's (OTA artifacts).
 	DataDir         string
 	MaxArtifactSize int64
@@ -120,7 +124,7 @@ const usage = `usage:
                     [--nats-cluster-listen ADDR --nats-cluster-secret-file PATH [--nats-routes URLS]
                      [--nats-cluster-name NAME] [--nats-cluster-advertise ADDR]]
                     [--cloud-id ID] [--replica NAME] [--public-url URL] [--tls-cert PEM --tls-key PEM]
-                    [--trusted-proxies CIDR,...] [--pending-ttl 72h]
+                    [--trusted-proxies CIDR,...] [--metrics-listen ADDR] [--pending-ttl 72h]
                     [--max-pending N] [--max-pending-per-addr N] [--max-pending-devices N]
                     [--max-new-pending-per-addr N] [--max-pending-keys N]
                     [--data-dir DIR] [--max-artifact-size N]
@@ -182,6 +186,7 @@ func parse(args []string, getenv func(string) string) (Config, error) {
 		fs.StringVar(&cfg.TLSCert, "tls-cert", env("BOSUN_TLS_CERT", ""), "serve HTTPS with this PEM certificate (chain); needs --tls-key; reread on SIGHUP (BOSUN_TLS_CERT)")
 		fs.StringVar(&cfg.TLSKey, "tls-key", env("BOSUN_TLS_KEY", ""), "the PEM private key of --tls-cert (BOSUN_TLS_KEY)")
 		fs.StringVar(&proxies, "trusted-proxies", env("BOSUN_TRUSTED_PROXIES", ""), "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For names the client; empty: none (BOSUN_TRUSTED_PROXIES)")
+		fs.StringVar(&cfg.MetricsListen, "metrics-listen", env("BOSUN_METRICS_LISTEN", ""), "also serve /metrics here without a token, for Prometheus on an internal network (e.g. 127.0.0.1:9464); empty: only on --listen, to a super user's API token (BOSUN_METRICS_LISTEN)")
 		for _, l := range []struct {
 			flag, env string
 			v         *int

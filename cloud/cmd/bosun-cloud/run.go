@@ -80,7 +80,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		TLSKeyFile: cfg.TLSKey, TrustedProxies: cfg.TrustedProxies, MaxPendingPerOrg: cfg.MaxPendingPerOrg,
 		MaxPendingPerAddr: cfg.MaxPendingPerAddr, MaxPendingDevices: cfg.MaxPendingDevices,
 		MaxNewPendingPerAddr: cfg.MaxNewPendingPerAddr, MaxPendingKeys: cfg.MaxPendingKeys, PendingTTL: cfg.PendingTTL,
-		DataDir: cfg.DataDir, MaxArtifactSize: cfg.MaxArtifactSize}, logger)
+		DataDir: cfg.DataDir, MaxArtifactSize: cfg.MaxArtifactSize, MetricsListen: cfg.MetricsListen}, logger)
 	if err != nil {
 		return err
 	}

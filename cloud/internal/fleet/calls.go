@@ -173,6 +173,7 @@ func (s *Service) call(ctx context.Context, a Actor, d Device, req CallRequest) 
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		return s.finish(ctx, c.ID, store.CallTimeout, nil, rpcErr(rpcproto.CodeTimeout))
 	default:
+		s.opts.Observer.RoutingFailed("call")
 		return c, fmt.Errorf("routing call %s: %w", c.ID, err)
 	}
 }
@@ -248,6 +249,7 @@ func (s *Service) finishDelivered(ctx context.Context, id, status string, result
 
 // callFinished tells whoever waits on the call and the event subscribers.
 func (s *Service) callFinished(c Call) {
+	s.opts.Observer.CallFinished(c)
 	if c.ExpiresAt != nil {
 		// Only a persistent call's outcome has someone waiting on it
 		// (callQueued); a synchronous call's caller has it already.

@@ -85,6 +85,9 @@ type Options struct {
 	// Deployments tune the deployments engine; the zero value means
 	// every default (see DeploymentOptions).
 	Deployments DeploymentOptions
+	// Observer is told of finished calls and routing failures (package
+	// metrics counts them). nil means nobody is.
+	Observer Observer
 }
 
 // Service is the coordinator. Create it with New, start its sweeper with
@@ -128,6 +131,9 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	}
 	if opts.CloudID == "" {
 		opts.CloudID = "bosun-cloud"
+	}
+	if opts.Observer == nil {
+		opts.Observer = noObserver{}
 	}
 	if opts.Replica == "" {
 		opts.Replica = "replica"

@@ -17,7 +17,10 @@ import (
 func (h *Hub) serve(c *websocket.Conn, remote string) {
 	sid := session.NewID()
 	log := h.log.With("remote_addr", remote, "session", sid)
+	hs := h.beginHandshake()
+	defer hs.end(HandshakeError)
 	refused := func(herr *session.HandshakeError) {
+		hs.end(HandshakeInvalid)
 		args := []any{"remote_addr", remote, "session", sid}
 		if herr.Err != nil {
 			args = append(args, "err", herr.Err)
@@ -78,13 +81,16 @@ func (h *Hub) serve(c *websocket.Conn, remote string) {
 	if adm.Refused || adm.Status == rpcproto.StatusRejected {
 		log.Info("registration refused", "reason", adm.Reason, "status", adm.Status)
 		h.count("registration_" + adm.Reason)
+		hs.end(admissionOutcome(adm))
 		ds.refuse(reg.RequestID, adm)
 		return
 	}
 	ds.accepted.Store(adm.Status == rpcproto.StatusAccepted)
 	if !ds.start(reg.RequestID, adm, log) {
+		hs.end(HandshakeAborted)
 		return
 	}
+	hs.end(admissionOutcome(adm))
 	ds.run()
 }
 

@@ -94,6 +94,9 @@ type Options struct {
 	// method (a device that never reports still gets them; see
 	// fleet.Served). Defaults to 10s.
 	ReportWait time.Duration
+	// Observer is told how each handshake ended (package metrics counts
+	// them). nil means nobody is.
+	Observer Observer
 }
 
 // Hub is the device websocket endpoint. It implements http.Handler.
@@ -117,7 +120,8 @@ type Hub struct {
 	subs     []*nats.Subscription
 	stopOnce sync.Once
 
-	rejected sync.Map // reason → *atomic.Int64
+	rejected    sync.Map     // reason → *atomic.Int64
+	handshaking atomic.Int64 // connections between upgrade and their session's start
 }
 
 // New creates a hub and subscribes to the evict and key subjects of every
@@ -140,6 +144,9 @@ func New(opts Options) (*Hub, error) {
 	def(&opts.PingTimeout, 10*time.Second)
 	def(&opts.Skew, envelope.DefaultSkew)
 	def(&opts.ReportWait, 10*time.Second)
+	if opts.Observer == nil {
+		opts.Observer = noObserver{}
+	}
 	if opts.MaxMessageSize <= 0 {
 		opts.MaxMessageSize = envelope.DefaultMaxSize
 	}

@@ -10,6 +10,7 @@
 //	/readyz      the database and NATS answer
 //	/api/v1/     the JSON API (package api)
 //	/v1/ota/download/{token}  device artifact downloads (api.Download)
+//	/metrics     Prometheus metrics, to a super user's API token (metrics.go)
 //	/            the dashboard (package web)
 //
 // More handlers mount through Config.Mount or Server.Handle.
@@ -40,6 +41,7 @@ import (
 	"github.com/bosunhq/bosun/cloud/internal/bus"
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
 	"github.com/bosunhq/bosun/cloud/internal/hub"
+	"github.com/bosunhq/bosun/cloud/internal/metrics"
 	"github.com/bosunhq/bosun/cloud/internal/store"
 	"github.com/bosunhq/bosun/cloud/internal/web"
 	"github.com/bosunhq/bosun/pkg/release"
@@ -125,6 +127,15 @@ type Config struct {
 	// X-Forwarded-For header names the client (see ClientAddr). nil means
 	// none: the client is the TCP peer and the header is ignored.
 	TrustedProxies []netip.Prefix
+
+	// MetricsListen is the address of a second, plain HTTP listener that
+	// serves /metrics to anyone who reaches it, for a Prometheus on an
+	// internal network (see metrics.go). Empty means none: /metrics is
+	// then only on Listen, behind a super user's API token.
+	MetricsListen string
+	// Metrics tunes the replica's metrics; the zero value means the
+	// defaults.
+	Metrics metrics.Options
 }
 
 // Server is a running replica.
@@ -140,6 +151,11 @@ type Server struct {
 	ln    net.Listener
 	cert  *certificate // nil without TLS
 	serve chan error   // the result of http.Server.Serve
+
+	metrics     *metrics.Cloud
+	metricsHTTP *http.Server // nil without Config.MetricsListen
+	metricsLn   net.Listener
+	metricsDone chan struct{} // closed when metricsHTTP's Serve returned
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -167,7 +183,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 			return nil, fmt.Errorf("server: %w", err)
 		}
 	}
-	s := &Server{cfg: cfg, log: logger, serve: make(chan error, 1)}
+	s := &Server{cfg: cfg, log: logger, serve: make(chan error, 1), metrics: metrics.New(cfg.Metrics)}
 	switch {
 	case cfg.TLSCertFile != "" && cfg.TLSKeyFile != "":
 		if s.cert, err = loadCertificate(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
@@ -212,19 +228,22 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		MaxPendingDevices: cfg.MaxPendingDevices, MaxNewPendingPerAddr: cfg.MaxNewPendingPerAddr,
 		MaxPendingKeys: cfg.MaxPendingKeys, PendingTTL: cfg.PendingTTL, SweepInterval: cfg.SweepInterval,
 		Artifacts: disk, DownloadTokenTTL: cfg.DownloadTokenTTL, PublicURL: cfg.PublicURL, Release: online, ReleaseRefresh: cfg.ReleaseRefresh,
-		Deployments: cfg.Deployments}); err != nil {
+		Deployments: cfg.Deployments, Observer: s.metrics}); err != nil {
 		return nil, err
 	}
 	if err = s.svc.Start(ctx); err != nil {
 		return nil, err
 	}
-	hopts := hub.Options{Service: s.svc, Key: cfg.CloudKey, Logger: logger}
+	hopts := hub.Options{Service: s.svc, Key: cfg.CloudKey, Logger: logger, Observer: s.metrics}
 	if cfg.Hub != nil {
 		cfg.Hub(&hopts)
 	}
 	if s.hub, err = hub.New(hopts); err != nil {
 		return nil, err
 	}
+	s.metrics.WatchHub(s.hub)
+	s.metrics.WatchService(s.svc)
+	s.metrics.WatchNATS(s.bus.Conn())
 	s.mux = http.NewServeMux()
 	s.mux.Handle(rpcproto.DeviceEndpointPath, s.hub)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -240,8 +259,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		}
 		w.Write([]byte("ready\n"))
 	})
-	s.mux.Handle("/api/v1/", api.New(s.svc, logger))
-	s.mux.Handle("GET "+fleet.DownloadPath+"{token}", api.Download(s.svc, logger))
+	s.mux.Handle("/api/v1/", s.metrics.API(api.New(s.svc, logger)))
+	s.mux.Handle("GET "+fleet.DownloadPath+"{token}", s.metrics.Downloads(api.Download(s.svc, logger)))
+	s.mux.Handle("GET /metrics", s.protectedMetrics())
 	var wopts web.Options
 	if public != nil {
 		wopts.SecureCookies = public.Scheme == "https"
@@ -250,6 +270,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	s.mux.Handle("/", web.New(s.svc, logger, wopts)) // the dashboard
 	if cfg.Mount != nil {
 		cfg.Mount(s.mux, s.svc)
+	}
+	if err = s.listenMetrics(); err != nil {
+		return nil, err
 	}
 	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
@@ -270,7 +293,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	}
 	logger.Info("cloud replica serving", "addr", s.ln.Addr().String(), "tls", s.cert != nil, "public_url", cfg.PublicURL,
 		"trusted_proxies", len(cfg.TrustedProxies), "replica", s.svc.Replica(),
-		"nats", map[bool]string{true: "embedded", false: "external"}[s.bus.Embedded()], "nats_cluster", s.bus.ClusterURL())
+		"nats", map[bool]string{true: "embedded", false: "external"}[s.bus.Embedded()], "nats_cluster", s.bus.ClusterURL(),
+		"metrics_addr", s.MetricsAddr())
 	return s, nil
 }
 
@@ -340,6 +364,7 @@ func (s *Server) teardown(ctx context.Context) error {
 		}
 		cancel()
 	}
+	s.stopMetrics(ctx)
 	if s.hub != nil {
 		if err := s.hub.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("closing device sessions: %w", err))

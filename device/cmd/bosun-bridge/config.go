@@ -33,6 +33,7 @@ type Config struct {
 	LogLevel        string            `json:"log_level"`
 	RejectedRetry   string            `json:"rejected_retry"`
 	PprofListen     string            `json:"pprof_listen"`
+	MetricsListen   string            `json:"metrics_listen"`
 
 	level         slog.Level
 	httpClient    *http.Client // trusts CloudCA; nil: the system's roots
@@ -70,6 +71,8 @@ var settings = []setting{
 		func(c *Config) *string { return &c.PprofListen }},
 	{"rejected-retry", "BOSUN_REJECTED_RETRY", "10s", "reconnect interval while the cloud rejects the key (1s to 1h; each wait is jittered between half of it and all of it)",
 		func(c *Config) *string { return &c.RejectedRetry }},
+	{"metrics-listen", "BOSUN_METRICS_LISTEN", "", "serve Prometheus metrics at http://ADDR/metrics, without authentication: use a loopback or internal address (default: off)",
+		func(c *Config) *string { return &c.MetricsListen }},
 }
 
 // loadConfig builds the Config from defaults, the config file, the

@@ -17,10 +17,13 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/bosunhq/bosun/device/internal/bridge"
 	"github.com/bosunhq/bosun/device/internal/datadir"
@@ -98,6 +101,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		HTTPClient:      cfg.httpClient,
 		RejectedRetry:   cfg.rejectedRetry,
 		Logger:          logger,
+		Metrics:         cfg.MetricsListen != "",
 	})
 	if err != nil {
 		return err
@@ -110,7 +114,42 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 		defer stop()
 	}
+	if cfg.MetricsListen != "" {
+		stop, err := serveMetrics(cfg.MetricsListen, b.MetricsHandler(), logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	logger.Info("bosun-bridge starting", "version", bridge.Version, "fingerprint", b.Fingerprint(),
-		"data_dir", cfg.DataDir, "nats_url", b.NATSURL())
+		"data_dir", cfg.DataDir, "nats_url", b.NATSURL(), "metrics_listen", cfg.MetricsListen)
 	return b.Run(ctx)
+}
+
+// serveMetrics serves h at http://addr/metrics until stop, which waits for
+// the server to end.
+func serveMetrics(addr string, h http.Handler, logger *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listen (BOSUN_METRICS_LISTEN): %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics listener stopped", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+	logger.Info("serving metrics", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if srv.Shutdown(ctx) != nil {
+			srv.Close()
+		}
+		<-done
+	}, nil
 }

@@ -86,6 +86,7 @@ type Bridge struct {
 	rejectMu sync.Mutex // guards rejected
 	rejected map[string]int
 	recent   *recentSessions
+	metrics  *metrics // nil without Options.Metrics
 
 	closeOnce sync.Once
 }
@@ -146,6 +147,9 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 		recent:   &recentSessions{life: 2 * opts.Skew, max: 256, seen: map[string]time.Time{}},
 	}
 	b.status.Store(StatusOffline)
+	if opts.Metrics {
+		b.metrics = newMetrics(b)
+	}
 	b.ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if l := opts.Local; l != nil {
 		// No NATS: the local worker is announced once, for good.
@@ -259,6 +263,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 
 	attempt := 0
 	for ctx.Err() == nil {
+		b.metrics.connecting()
 		res := b.connectOnce(ctx)
 		if ctx.Err() != nil {
 			break
@@ -337,19 +342,24 @@ func (b *Bridge) forwardRequest(ctx context.Context, raw []byte) []byte {
 		return nil
 	}
 	start := time.Now()
+	status := callOK
+	defer b.metrics.served(req.Method, start, &status)
 	wctx, cancel := context.WithTimeout(ctx, b.opts.WorkerTimeout)
 	defer cancel()
 	msg, err := b.bus.nc.RequestWithContext(wctx, subj, raw)
 	dur := time.Since(start)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
+		status = callNoWorker
 		log.Info("no worker serves method")
 		return mustResponse(req.ID, nil, jsonrpc.NewError(jsonrpc.CodeMethodNotFound, "Method not found", map[string]string{"method": req.Method}))
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+		status = callTimeout
 		log.Warn("worker timeout", "timeout_ms", b.opts.WorkerTimeout.Milliseconds())
 		return mustResponse(req.ID, nil, &jsonrpc.Error{Code: rpcproto.CodeWorkerTimeout,
 			Message: fmt.Sprintf("worker timeout: no worker answered %s within %s", req.Method, b.opts.WorkerTimeout)})
 	case err != nil:
+		status = callUnavailable
 		log.Warn("forwarding request", "err", err)
 		return mustResponse(req.ID, nil, &jsonrpc.Error{Code: rpcproto.CodeUnavailable, Message: "unavailable: device bus: " + err.Error()})
 	}
@@ -358,16 +368,19 @@ func (b *Bridge) forwardRequest(ctx context.Context, raw []byte) []byte {
 		Error  *jsonrpc.Error  `json:"error"`
 	}
 	if err := json.Unmarshal(msg.Data, &resp); err != nil || (resp.Error == nil && resp.Result == nil) {
+		status = callInvalid
 		log.Warn("worker sent an invalid reply", "err", err)
 		return mustResponse(req.ID, nil, jsonrpc.NewError(jsonrpc.CodeInternalError, "Internal error", map[string]string{"detail": "invalid reply from worker"}))
 	}
 	log.Debug("worker answered", "duration_ms", dur.Milliseconds(), "err", resp.Error != nil)
 	if resp.Error != nil {
+		status = callError
 		return mustResponse(req.ID, nil, resp.Error)
 	}
 	out := mustResponse(req.ID, resp.Result, nil)
 	// The signed meta block adds well under 2 KiB, even for RSA-4096.
 	if len(out) > b.opts.MaxMessageSize-2048 {
+		status = callTooLarge
 		log.Warn("worker result too large for an envelope", "bytes", len(out))
 		return mustResponse(req.ID, nil, jsonrpc.NewError(jsonrpc.CodeInternalError, "Internal error",
 			map[string]any{"detail": "result too large", "bytes": len(out), "limit": b.opts.MaxMessageSize - 2048}))

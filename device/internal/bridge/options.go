@@ -130,6 +130,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock. nil means time.Now.
 	Now func() time.Time
+	// Metrics keeps Prometheus metrics, served by Bridge.MetricsHandler.
+	// false (the default) keeps none and costs nothing.
+	Metrics bool
 
 	cloudURLs []string // CloudURL split by setDefaults; at least one
 }
