@@ -472,6 +472,23 @@ func TestClusterReplicas(t *testing.T) {
 	}
 	t.Logf("%d calls to dev-2 through %s around the kill: %s", len(calls), a.name, strings.Join(summary, ", "))
 
+	// What A's log says of the cluster (warnings and errors of its NATS
+	// server): for the record, and never the secret.
+	logA, err := os.ReadFile(filepath.Join(s.Dir, "logs", "cloud-"+a.name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(logA), strings.TrimSpace(hex.EncodeToString(sec[:]))) {
+		t.Errorf("%s's log shows the route secret", a.name)
+	}
+	var natsLines []string
+	for _, l := range strings.Split(string(logA), "\n") {
+		if strings.Contains(l, "component=nats") || strings.Contains(l, "nats_cluster=") {
+			natsLines = append(natsLines, l)
+		}
+	}
+	t.Logf("%s's log (%d bytes) of its NATS cluster:\n%s", a.name, len(logA), tail(strings.Join(natsLines, "\n"), 3000))
+
 	// And the cluster still routes: C to dev-1 (on A), A to dev-3 (on C).
 	for _, x := range []struct {
 		via *clusterReplica
