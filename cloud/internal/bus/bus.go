@@ -255,6 +255,9 @@ func startEmbedded(opts Options) (*server.Server, string, error) {
 		// Clients stay on their own replica's server (in process); the
 		// client port is not told to the others' clients.
 		sopts.Cluster.NoAdvertise = true
+		// A lost member is retried every second; say so in the log once
+		// a minute, not every second (nats-server's default).
+		sopts.ReconnectErrorReports = 60
 	}
 	if opts.Cluster != nil {
 		// A cluster has failures worth reading (a route refused for a
