@@ -255,10 +255,22 @@ func startEmbedded(opts Options) (*server.Server, string, error) {
 		// Clients stay on their own replica's server (in process); the
 		// client port is not told to the others' clients.
 		sopts.Cluster.NoAdvertise = true
+		// A lost member is retried every second; say so in the log once
+		// a minute, not every second (nats-server's default).
+		sopts.ReconnectErrorReports = 60
+	}
+	if opts.Cluster != nil {
+		// A cluster has failures worth reading (a route refused for a
+		// wrong secret, a member unreachable): the server's warnings and
+		// errors go to the replica's log.
+		sopts.NoLog = false
 	}
 	srv, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, "", fmt.Errorf("creating embedded nats: %w", err)
+	}
+	if opts.Cluster != nil {
+		srv.SetLogger(natsLogger{opts.Logger.With("component", "nats")}, false, false)
 	}
 	go srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
@@ -328,3 +340,14 @@ func (b *Bus) Close(ctx context.Context) {
 		}
 	})
 }
+
+// natsLogger passes the embedded server's warnings and errors to slog; its
+// notices (the start banner, routes coming and going) are debug.
+type natsLogger struct{ log *slog.Logger }
+
+func (l natsLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }

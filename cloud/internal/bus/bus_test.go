@@ -1,10 +1,14 @@
 package bus
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,7 +48,8 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() er
 }
 
 func member(name string, routes ...string) Options {
-	return Options{ServerName: name, Cluster: &Cluster{Listen: "127.0.0.1:0", Routes: routes, Secret: testSecret}}
+	return Options{ServerName: name, Cluster: &Cluster{Listen: "127.0.0.1:0", Routes: routes, Secret: testSecret},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
 
 // TestClusterRoutes joins three embedded servers: C routes only to B and B
@@ -116,7 +121,10 @@ func TestClusterRoutes(t *testing.T) {
 // TestClusterWrongSecret: a server with another secret is refused by the
 // members and never joins, and the members keep their routes.
 func TestClusterWrongSecret(t *testing.T) {
-	a := open(t, member("a"))
+	var logs syncBuffer
+	ma := member("a")
+	ma.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	a := open(t, ma)
 	b := open(t, member("b", a.ClusterURL()))
 	eventually(t, 10*time.Second, "a and b joined", func() error {
 		if a.Routes() != 1 || b.Routes() != 1 {
@@ -146,6 +154,33 @@ func TestClusterWrongSecret(t *testing.T) {
 	if a.Routes() != 1 || b.Routes() != 1 {
 		t.Fatalf("after the intruder: routes %d, %d; want 1, 1", a.Routes(), b.Routes())
 	}
+	// The refusal is in a's log, as an error, without the secrets.
+	out := logs.String()
+	if !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "component=nats") ||
+		!strings.Contains(out, "authentication error") {
+		t.Errorf("a's log does not say it refused a route:\n%s", out)
+	}
+	if strings.Contains(out, testSecret) || strings.Contains(out, "fedcba9876543210") {
+		t.Errorf("a's log shows a secret:\n%s", out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // TestClusterConfigRefused: every bad configuration is a clear error
