@@ -91,7 +91,7 @@ func init() {
 			args: []arg{idsArg}, run: cmdAccept},
 		{name: "reject", synopsis: "ID... [--json]", summary: "reject devices' keys (their sessions close)", args: []arg{idsArg}, run: cmdTransition("reject")},
 		{name: "decommission", synopsis: "ID... [--json]", summary: "revoke devices' keys and close their sessions", args: []arg{idsArg}, run: cmdTransition("decommission")},
-		{name: "preauth", synopsis: "ID KEYFILE [--json]\n--file DEVICES.json [--json]", summary: "accept a device's public key (PEM or DER file) before it connects; --file: many devices ({\"devices\":[{\"id\",\"public_key\"}]}, as bosun-sim keys prints), sent 1000 at a time",
+		{name: "preauth", synopsis: "ID KEYFILE [--json]\n--file DEVICES.json [--json]", summary: "accept a device's public key (PEM or DER file) before it connects; --file: many at once",
 			args: []arg{{"ID", "the id the device will register with"}, {"KEYFILE", "the device's public key: a PEM (PUBLIC KEY) or DER file"}}, run: cmdPreauth},
 		{name: "tag", synopsis: "ID TAG[,TAG...] [--json]", summary: `set a device's tags ("" removes them all)`,
 			args: []arg{idArg, {"TAG[,TAG...]", `the device's tags, comma-separated, replacing the ones it has; "" removes them all`}}, run: cmdTag},
@@ -694,7 +694,8 @@ func preauthFile(ctx context.Context, a *app, path string) error {
 	for i := 0; i < len(req.Devices); i += batch {
 		res, err := c.PreauthorizeMany(ctx, req.Devices[i:min(i+batch, len(req.Devices))])
 		if err != nil {
-			return fmt.Errorf("devices %d to %d (%d preauthorised before): %w", i, min(i+batch, len(req.Devices))-1, len(done), err)
+			// describe, not %w: it would print only the API's message.
+			return fmt.Errorf("devices %d to %d (%d preauthorised before): %s", i, min(i+batch, len(req.Devices))-1, len(done), describe(err))
 		}
 		done = append(done, res.Devices...)
 	}
