@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
@@ -43,7 +44,22 @@ type groupOp struct {
 	args []any
 	// scan reads the statement's row (nil: the statement returns none).
 	scan func(pgx.Row) error
+	// rows, when set, is a finished call: a group writes all of its
+	// finished calls in one multi-row statement (sql and args are the
+	// same call's single-row form, for a group that failed).
+	rows *finishedRow
 	done chan error // capacity 1
+}
+
+// finishedRow is one finished call's values, as insertFinishedCallsSQL
+// takes them in arrays.
+type finishedRow struct {
+	id, deviceID, method, status, actor string
+	org, timeoutMS                      int64
+	params, result, errj                []byte
+	sent, finished                      time.Time
+	delivered                           *time.Time
+	audit                               bool
 }
 
 type groupWriter struct {
@@ -55,6 +71,23 @@ type groupWriter struct {
 
 	mu     sync.RWMutex // held (read) while queueing; close takes it to set closed
 	closed bool
+
+	stats groupCounters
+}
+
+type groupCounters struct {
+	groups, statements, multiCalls atomic.Int64
+}
+
+// GroupStats counts what the call path's group writers wrote: groups
+// (commits), statements in them, and finished calls written by multi-row
+// statements (several calls in one).
+type GroupStats struct{ Groups, Statements, MultiRowCalls int64 }
+
+// GroupStats returns the group writers' counts since Open.
+func (s *Store) GroupStats() GroupStats {
+	c := &s.w.stats
+	return GroupStats{Groups: c.groups.Load(), Statements: c.statements.Load(), MultiRowCalls: c.multiCalls.Load()}
 }
 
 func newGroupWriter(s *Store) *groupWriter {
@@ -88,8 +121,18 @@ var opPool = sync.Pool{New: func() any { return &groupOp{done: make(chan error, 
 // written and do waits for it, so that what the caller does next (answer
 // an API request) never runs ahead of the commit.
 func (g *groupWriter) do(ctx context.Context, sql string, scan func(pgx.Row) error, args ...any) error {
+	return g.enqueue(ctx, nil, sql, scan, args)
+}
+
+// doRows is do for a finished call, which its group may write together
+// with the group's other finished calls.
+func (g *groupWriter) doRows(ctx context.Context, rows *finishedRow, sql string, args ...any) error {
+	return g.enqueue(ctx, rows, sql, nil, args)
+}
+
+func (g *groupWriter) enqueue(ctx context.Context, rows *finishedRow, sql string, scan func(pgx.Row) error, args []any) error {
 	op := opPool.Get().(*groupOp)
-	op.sql, op.args, op.scan = sql, args, scan
+	op.sql, op.args, op.scan, op.rows = sql, args, scan, rows
 	g.mu.RLock()
 	if g.closed {
 		g.mu.RUnlock()
@@ -103,7 +146,7 @@ func (g *groupWriter) do(ctx context.Context, sql string, scan func(pgx.Row) err
 		return ctx.Err()
 	}
 	err := <-op.done
-	op.sql, op.args, op.scan = "", nil, nil
+	op.sql, op.args, op.scan, op.rows = "", nil, nil, nil
 	opPool.Put(op)
 	return err
 }
@@ -145,27 +188,64 @@ func (g *groupWriter) loop() {
 func (g *groupWriter) write(ops []*groupOp) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	g.stats.groups.Add(1)
+	g.stats.statements.Add(int64(len(ops)))
 	if len(ops) == 1 {
 		ops[0].done <- g.one(ctx, ops[0])
 		return
 	}
+	// The group's finished calls become one multi-row statement, queued
+	// where the first of them was; every other statement is queued as is.
 	b := &pgx.Batch{}
+	type slot struct {
+		ops []*groupOp // the ops whose outcome this statement's is
+		one bool       // a statement of its own (scan or exec)
+	}
+	var slots []slot
+	var multi *finishedArrays
+	multiAt := -1
 	for _, op := range ops {
-		b.Queue(op.sql, op.args...)
+		if op.rows != nil {
+			if multi == nil {
+				multi = &finishedArrays{}
+				multiAt = len(slots)
+				slots = append(slots, slot{})
+			}
+			multi.add(op.rows)
+			slots[multiAt].ops = append(slots[multiAt].ops, op)
+			continue
+		}
+		slots = append(slots, slot{ops: []*groupOp{op}, one: true})
+	}
+	for i, sl := range slots {
+		if i == multiAt {
+			if len(sl.ops) == 1 {
+				b.Queue(sl.ops[0].sql, sl.ops[0].args...)
+			} else {
+				b.Queue(insertFinishedCallsSQL, multi.args()...)
+			}
+			continue
+		}
+		b.Queue(sl.ops[0].sql, sl.ops[0].args...)
 	}
 	// A batch with no BEGIN of its own is one implicit transaction (pgx
 	// sends one Sync after the last statement): all or nothing, one commit.
-	errs := make([]error, len(ops))
+	errs := make([][]error, len(slots))
 	br := g.s.pool.SendBatch(ctx, b)
 	var err error
-	for i, op := range ops {
-		if op.scan != nil {
-			errs[i] = op.scan(br.QueryRow())
+	for i, sl := range slots {
+		var e error
+		if sl.one && sl.ops[0].scan != nil {
+			e = sl.ops[0].scan(br.QueryRow())
 		} else {
-			_, errs[i] = br.Exec()
+			_, e = br.Exec()
 		}
-		if errs[i] != nil && !errors.Is(errs[i], pgx.ErrNoRows) {
-			err = errs[i]
+		errs[i] = make([]error, len(sl.ops))
+		for j := range sl.ops {
+			errs[i][j] = e
+		}
+		if e != nil && !errors.Is(e, pgx.ErrNoRows) {
+			err = e
 			break
 		}
 	}
@@ -178,8 +258,13 @@ func (g *groupWriter) write(ops []*groupOp) {
 		}
 		return
 	}
-	for i, op := range ops {
-		op.done <- errs[i]
+	if multiAt >= 0 && len(slots[multiAt].ops) > 1 {
+		g.stats.multiCalls.Add(int64(len(slots[multiAt].ops)))
+	}
+	for i, sl := range slots {
+		for j, op := range sl.ops {
+			op.done <- errs[i][j]
+		}
 	}
 }
 
@@ -265,13 +350,65 @@ func (s *Store) InsertFinishedCall(ctx context.Context, f FinishedCall) (Call, e
 		d := f.DeliveredAt.UTC().Truncate(time.Microsecond)
 		delivered = &d
 	}
-	err := s.w.do(ctx, insertFinishedCallSQL, nil,
-		f.ID, f.OrgID, f.DeviceID, f.Method, params, f.Status, f.Actor, f.Timeout.Milliseconds(), result,
-		callArgsErr(f.Error), sent, delivered, finished, f.Audit)
+	errj := callArgsErr(f.Error)
+	err := s.w.doRows(ctx, &finishedRow{id: f.ID, org: f.OrgID, deviceID: f.DeviceID, method: f.Method, params: params,
+		status: f.Status, actor: f.Actor, timeoutMS: f.Timeout.Milliseconds(), result: result, errj: errj, sent: sent,
+		delivered: delivered, finished: finished, audit: f.Audit},
+		insertFinishedCallSQL, f.ID, f.OrgID, f.DeviceID, f.Method, params, f.Status, f.Actor, f.Timeout.Milliseconds(),
+		result, errj, sent, delivered, finished, f.Audit)
 	if err != nil {
 		return Call{}, fmt.Errorf("recording call to %s: %w", f.DeviceID, notFound(err))
 	}
 	return Call{ID: f.ID, OrgID: f.OrgID, DeviceID: f.DeviceID, Method: f.Method, Params: f.Params, Status: f.Status,
 		Result: f.Result, Error: f.Error, Actor: f.Actor, CreatedAt: sent, SentAt: &sent, FinishedAt: &finished,
 		DurationMS: finished.Sub(sent).Milliseconds(), Timeout: f.Timeout, DeliveredAt: delivered}, nil
+}
+
+// insertFinishedCallsSQL is insertFinishedCallSQL for a whole group's
+// finished calls: one statement, one executor start, for all of them.
+const insertFinishedCallsSQL = `WITH v AS (
+		SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[],
+			$8::bigint[], $9::jsonb[], $10::jsonb[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::boolean[])
+			AS v(id, org_id, device_id, method, params, status, actor, timeout_ms, result, error, sent_at, delivered_at,
+				finished_at, audit)
+	), c AS (
+		INSERT INTO calls (id, org_id, device_id, method, params, status, actor, timeout_ms, result, error,
+			created_at, sent_at, delivered_at, finished_at)
+		SELECT id, org_id, device_id, method, params, status, actor, timeout_ms, result, error,
+			sent_at, sent_at, delivered_at, finished_at FROM v
+	)
+	INSERT INTO audit_log (org_id, actor, action, target, outcome, detail)
+	SELECT org_id, actor, 'call', device_id, status, jsonb_build_object('method', method, 'call_id', id::text)
+	FROM v WHERE audit`
+
+// finishedArrays are a group's finished calls, column by column.
+type finishedArrays struct {
+	id, deviceID, method, status, actor []string
+	org, timeoutMS                      []int64
+	params, result, errj                [][]byte
+	sent, finished                      []time.Time
+	delivered                           []*time.Time
+	audit                               []bool
+}
+
+func (a *finishedArrays) add(r *finishedRow) {
+	a.id = append(a.id, r.id)
+	a.org = append(a.org, r.org)
+	a.deviceID = append(a.deviceID, r.deviceID)
+	a.method = append(a.method, r.method)
+	a.params = append(a.params, r.params)
+	a.status = append(a.status, r.status)
+	a.actor = append(a.actor, r.actor)
+	a.timeoutMS = append(a.timeoutMS, r.timeoutMS)
+	a.result = append(a.result, r.result)
+	a.errj = append(a.errj, r.errj)
+	a.sent = append(a.sent, r.sent)
+	a.delivered = append(a.delivered, r.delivered)
+	a.finished = append(a.finished, r.finished)
+	a.audit = append(a.audit, r.audit)
+}
+
+func (a *finishedArrays) args() []any {
+	return []any{a.id, a.org, a.deviceID, a.method, a.params, a.status, a.actor, a.timeoutMS, a.result, a.errj,
+		a.sent, a.delivered, a.finished, a.audit}
 }

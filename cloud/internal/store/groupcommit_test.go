@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bosunhq/bosun/cloud/internal/store"
+	"github.com/bosunhq/bosun/pkg/jsonrpc"
 )
 
 func uuid() string {
@@ -146,4 +147,78 @@ func TestGroupWriterClose(t *testing.T) {
 	if calls, _ := countCalls(t, st2, ctx); calls != n {
 		t.Fatalf("%d calls after Close, want %d", calls, n)
 	}
+}
+
+// TestGroupCommitMultiRow: finished calls written together (one multi-row
+// statement per group) are stored exactly as each was given: params,
+// result and error present or absent, delivered or not, audited or not.
+func TestGroupCommitMultiRow(t *testing.T) {
+	st, ctx := migrated(t)
+	org, _ := st.OrgByName(ctx, "default")
+	const n = 400
+	type want struct {
+		id               string
+		params, result   string
+		err              bool
+		delivered, audit bool
+	}
+	wants := make([]want, n)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		w := want{id: uuid(), delivered: i%2 == 0, audit: i%3 != 0, err: i%5 == 0}
+		if i%4 != 0 {
+			w.params = fmt.Sprintf(`{"i": %d}`, i)
+		}
+		if !w.err {
+			w.result = fmt.Sprintf(`{"r": %d}`, i)
+		}
+		wants[i] = w
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			now := time.Now()
+			f := store.FinishedCall{NewCall: store.NewCall{ID: w.id, OrgID: org.ID, DeviceID: "d", Method: "m", Actor: "a",
+				Timeout: time.Second, Status: store.CallSucceeded}, SentAt: now, Audit: w.audit}
+			if w.params != "" {
+				f.Params = json.RawMessage(w.params)
+			}
+			if w.result != "" {
+				f.Result = json.RawMessage(w.result)
+			}
+			if w.err {
+				f.Status, f.Error = store.CallFailed, &jsonrpc.Error{Code: -32000, Message: "device offline"}
+			}
+			if w.delivered {
+				f.DeliveredAt = &now
+			}
+			_, errs[i] = st.InsertFinishedCall(ctx, f)
+		}()
+	}
+	wg.Wait()
+	audited := 0
+	for i, w := range wants {
+		if errs[i] != nil {
+			t.Fatalf("write %d: %v", i, errs[i])
+		}
+		c, err := st.GetCall(ctx, w.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(c.Params) != w.params || string(c.Result) != w.result || (c.Error != nil) != w.err ||
+			(c.DeliveredAt != nil) != w.delivered || (w.err && c.Error.Code != -32000) {
+			t.Fatalf("call %d stored %+v, want %+v", i, c, w)
+		}
+		if w.audit {
+			audited++
+		}
+	}
+	if _, audits := countCalls(t, st, ctx); audits != audited {
+		t.Fatalf("%d audit rows, want %d", audits, audited)
+	}
+	gs := st.GroupStats()
+	if gs.MultiRowCalls == 0 {
+		t.Fatalf("no finished call was written by a multi-row statement: %+v", gs)
+	}
+	t.Logf("group writers: %+v", gs)
 }
