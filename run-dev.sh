@@ -10,6 +10,11 @@
 #                          runs; exit 0 when all of it runs, 1 when a part of
 #                          it is down, 3 when nothing was started
 #   ./run-dev.sh down      stop exactly what run-dev.sh started
+#   ./run-dev.sh sim N     beside a running stack, start N simulated devices
+#                          (bosun-sim: ids sim-1 ... sim-N, keys in .dev/sim,
+#                          preauthorised so they are accepted at once) for
+#                          BOSUN_SIM_DURATION (default 1h); run it again to
+#                          change N
 #
 # Everything lives under .dev/ (git-ignored): binaries in .dev/bin, logs in
 # .dev/logs, pid files in .dev/pids, the database in .dev/postgres, the device's
@@ -267,6 +272,32 @@ device_status() {
     sed -n 's/^  "status": "\([a-z]*\)",\{0,1\}$/\1/p' | head -n 1
 }
 
+# sim N: start N simulated devices beside the running cloud (see the top).
+sim() {
+  local n=${1:-}
+  [[ $n =~ ^[0-9]+$ ]] && ((n >= 1 && n <= 100000)) || die "usage: ./run-dev.sh sim N (N from 1 to 100000 devices)"
+  running cloud || die "the cloud is not running: start it with ./run-dev.sh first"
+  say "building bosun-sim into .dev/bin"
+  go build -o "$BIN/" ./device/cmd/bosun-sim
+  stop sim
+  local dir="$DEV/sim" duration=${BOSUN_SIM_DURATION:-1h}
+  mkdir -p "$dir"
+  say "making (or reusing) $n device keys in ${dir#"$root/"} and preauthorising them"
+  "$BIN/bosun-sim" keys --devices "$n" --data-dir "$dir" >"$dir/preauth.json" || die "bosun-sim keys failed"
+  BOSUN_CONFIG="$DEV/bosun.json" "$BIN/bosun" preauth --file "$dir/preauth.json" || die "preauthorising the simulated devices failed"
+  start sim "$LOGS/sim.log" "$BIN/bosun-sim" run --devices "$n" --data-dir "$dir" \
+    --cloud-url "ws://$LISTEN/v1/device" --cloud-public-key "$KEYS/device/cloud_public.pem" \
+    --duration "$duration"
+  cat <<EOF
+
+$n simulated devices (sim-1 ... sim-$n) connect to $CLOUD_URL for $duration;
+they show in the dashboard and in .dev/bin/bosun devices. Try:
+  export BOSUN_CONFIG=\$PWD/.dev/bosun.json
+  .dev/bin/bosun call sim-1 system.info
+Stop them with ./run-dev.sh down (everything), or run ./run-dev.sh sim again with another N.
+EOF
+}
+
 # stop_app stops hello-worker, which the OTA hook started from the active
 # slot (its pid file is the hook's).
 stop_app() {
@@ -286,6 +317,7 @@ stop_app() {
 }
 
 down() {
+  stop sim
   stop ota
   stop_app
   stop worker
@@ -309,7 +341,7 @@ down() {
 # every part runs, 1 when a part is down, 3 when nothing was started.
 status() {
   local n pid started=0 down=0
-  for n in cloud bridge worker ota; do
+  for n in cloud bridge worker ota sim; do
     [[ -f "$PIDS/$n.pid" ]] || continue
     started=1
     pid=$(cat "$PIDS/$n.pid")
@@ -362,6 +394,7 @@ case "${1:-up}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  -h | --help | help) sed -n '2,15p' "$0" ;;
-  *) die "unknown command '$1' (use: up, down, status)" ;;
+  sim) sim "${2:-}" ;;
+  -h | --help | help) sed -n '2,20p' "$0" ;;
+  *) die "unknown command '$1' (use: up, down, status, sim N)" ;;
 esac

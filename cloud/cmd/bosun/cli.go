@@ -91,7 +91,7 @@ func init() {
 			args: []arg{idsArg}, run: cmdAccept},
 		{name: "reject", synopsis: "ID... [--json]", summary: "reject devices' keys (their sessions close)", args: []arg{idsArg}, run: cmdTransition("reject")},
 		{name: "decommission", synopsis: "ID... [--json]", summary: "revoke devices' keys and close their sessions", args: []arg{idsArg}, run: cmdTransition("decommission")},
-		{name: "preauth", synopsis: "ID KEYFILE [--json]\n--file DEVICES.json [--json]", summary: "accept a device's public key (PEM or DER file) before it connects; --file: many devices ({\"devices\":[{\"id\",\"public_key\"}]}, as bosun-sim keys prints), sent 1000 at a time",
+		{name: "preauth", synopsis: "ID KEYFILE [--json]\n--file DEVICES.json [--json]", summary: "accept a device's public key (PEM or DER file) before it connects; --file: many at once",
 			args: []arg{{"ID", "the id the device will register with"}, {"KEYFILE", "the device's public key: a PEM (PUBLIC KEY) or DER file"}}, run: cmdPreauth},
 		{name: "tag", synopsis: "ID TAG[,TAG...] [--json]", summary: `set a device's tags ("" removes them all)`,
 			args: []arg{idArg, {"TAG[,TAG...]", `the device's tags, comma-separated, replacing the ones it has; "" removes them all`}}, run: cmdTag},

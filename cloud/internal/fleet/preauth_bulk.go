@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/bosunhq/bosun/cloud/internal/store"
 	"github.com/bosunhq/bosun/pkg/keys"
@@ -13,6 +14,9 @@ import (
 // MaxPreauthorizeBatch bounds one PreauthorizeMany: a request of up to
 // this many devices is served, a larger one refused whole.
 const MaxPreauthorizeBatch = 1000
+
+// preauthorizeParallel is how many devices PreauthorizeMany writes at once.
+const preauthorizeParallel = 8
 
 // PreauthorizeEntry is one device of PreauthorizeMany.
 type PreauthorizeEntry struct {
@@ -69,10 +73,36 @@ func (s *Service) PreauthorizeMany(ctx context.Context, a Actor, entries []Preau
 			return nil, fmt.Errorf("%w: role %s may not preauthorise devices", ErrForbidden, a.Role)
 		}
 	}
-	for i, e := range entries {
-		if err := s.Preauthorize(ctx, a, e.DeviceID, e.PublicKeyDER); err != nil {
-			return nil, fmt.Errorf("devices[%d] (%s), after %d of %d preauthorised: %w", i, e.DeviceID, i, len(entries), err)
-		}
+	// Distinct devices are independent: preauthorise them a few at a
+	// time, so that their commits share WAL flushes.
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex // guards errs and done
+		errs []error
+		done int
+		next = make(chan int)
+	)
+	for range preauthorizeParallel {
+		wg.Go(func() {
+			for i := range next {
+				err := s.Preauthorize(ctx, a, entries[i].DeviceID, entries[i].PublicKeyDER)
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, fmt.Errorf("devices[%d] (%s): %w", i, entries[i].DeviceID, err))
+				} else {
+					done++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for i := range entries {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%d of %d preauthorised: %w", done, len(entries), errs[0])
 	}
 	return fps, nil
 }

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,6 +33,10 @@ var (
 	ErrConflict = errors.New("store: conflict")
 )
 
+// defaultMaxConns is the pool size when the database URL sets none: three
+// replicas stay well under PostgreSQL's default max_connections (100).
+const defaultMaxConns = 16
+
 // Store is a PostgreSQL connection pool with Bosun's queries.
 type Store struct {
 	pool *pgxpool.Pool
@@ -43,6 +48,14 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parsing database url: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgx's default, max(4, CPUs), serialises a reconnect storm of
+		// thousands of devices behind 4 commits at a time on a small
+		// machine; PostgreSQL commits concurrent transactions together
+		// (one WAL flush), so more connections mean more sessions started
+		// per flush. pool_max_conns in the URL overrides it.
+		cfg.MaxConns = max(cfg.MaxConns, defaultMaxConns)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
