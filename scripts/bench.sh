@@ -145,6 +145,6 @@ if ((all && !quick)); then
 	doc=$ROOT/docs/benchmarks.md
 fi
 (cd e2e && go run ./perf/cmd/benchreport -rows "$BOSUN_BENCH_ROWS" -meta "$RUN_DIR/meta.txt" \
-	-micro "$RUN_DIR/micro.txt" -keep "$ROOT/docs/benchmarks.md" -o "$doc") || rc=$?
+	-micro "$RUN_DIR/micro.txt" -gotest "$RUN_DIR/figures.txt" -keep "$ROOT/docs/benchmarks.md" -o "$doc") || rc=$?
 echo "report: $doc; rows, output and meta in $RUN_DIR" >&2
 exit "$rc"
