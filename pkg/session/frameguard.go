@@ -46,8 +46,15 @@ func (g *guardWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// Bytes the HTTP server already buffered are frames too.
 	buffered, _ := brw.Reader.Peek(brw.Reader.Buffered())
 	gc := &guardConn{Conn: c, src: io.MultiReader(bytes.NewReader(bytes.Clone(buffered)), c), limit: g.limit}
-	return gc, bufio.NewReadWriter(bufio.NewReader(gc), brw.Writer), nil
+	// A write buffer of our own, half the size of net/http's, which is
+	// dropped once the handler returns (nothing is buffered in it at a
+	// hijack): it lives as long as the session, and an envelope is usually
+	// well under 2 KiB; a larger frame is written through it.
+	return gc, bufio.NewReadWriter(bufio.NewReader(gc), bufio.NewWriterSize(c, guardWriteBuf)), nil
 }
+
+// guardWriteBuf is the size of a guarded connection's write buffer.
+const guardWriteBuf = 2048
 
 // guardConn parses the client→server frame stream passing through Read.
 type guardConn struct {

@@ -112,6 +112,18 @@ func (s *Service) Requeue(ctx context.Context, callID string) error {
 func RPCError(code int) *jsonrpc.Error { return rpcErr(code) }
 
 // Touch records that the device was seen, if version is its live session.
+// TouchMany is Touch for many sessions at once (the hub's watch).
+func (s *Service) TouchMany(ctx context.Context, refs []store.SessionRef) {
+	if err := s.st.TouchMany(ctx, refs); err != nil && ctx.Err() == nil {
+		s.log.Warn("updating last_seen", "sessions", len(refs), "err", err)
+	}
+}
+
+// KeyStatuses returns the status of each key set of ids that exists.
+func (s *Service) KeyStatuses(ctx context.Context, ids []int64) (map[int64]string, error) {
+	return s.st.KeyStatuses(ctx, ids)
+}
+
 func (s *Service) Touch(ctx context.Context, deviceID string, version int64) {
 	if err := s.st.Touch(ctx, deviceID, version); err != nil && ctx.Err() == nil {
 		s.log.Warn("updating last_seen", "device_id", deviceID, "err", err)

@@ -118,6 +118,11 @@ type Hub struct {
 	stopOnce sync.Once
 
 	rejected sync.Map // reason → *atomic.Int64
+
+	watchStarted bool // guarded by mu
+	watchStop    chan struct{}
+	watchOnce    sync.Once
+	watchWG      sync.WaitGroup
 }
 
 // New creates a hub and subscribes to the evict and key subjects of every
@@ -149,7 +154,7 @@ func New(opts Options) (*Hub, error) {
 	}
 	h := &Hub{
 		opts: opts, svc: opts.Service, log: opts.Logger, sealer: sealer, nc: opts.Service.NATS(),
-		sessions: map[string]*deviceSession{}, latest: map[string]int64{},
+		sessions: map[string]*deviceSession{}, latest: map[string]int64{}, watchStop: make(chan struct{}),
 	}
 	h.baseCtx, h.cancel = context.WithCancel(context.Background())
 	h.methods = opts.Service.DeviceMethods(opts.Methods)
@@ -176,7 +181,7 @@ func (h *Hub) unsubscribe() {
 }
 
 // ServeHTTP upgrades the request to a websocket (subprotocol bosun.v1) and
-// serves the session until it ends. There is no cookie or header
+// starts serving the session, which outlives the handler. There is no cookie or header
 // authentication here: the handshake's signatures are the authentication.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
@@ -203,7 +208,17 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.SetReadLimit(int64(h.opts.MaxMessageSize))
-	h.serve(c, r.RemoteAddr)
+	// The session runs on a goroutine of its own (still counted in h.wg)
+	// and the handler returns: net/http then drops what it holds for the
+	// request — the connection's read buffer (the frame guard reads the
+	// socket itself), the response's buffer, the request — about 9 KiB
+	// per device that would otherwise live as long as the session.
+	remote := r.RemoteAddr // not r: the goroutine must not keep the request
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.serve(c, remote)
+	}()
 }
 
 // reject logs a refused message or connection and counts it by reason.
@@ -250,6 +265,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 	h.mu.Unlock()
 	h.stopOnce.Do(h.unsubscribe)
+	h.stopWatch()
 	for _, s := range ss {
 		s.close(websocket.StatusGoingAway, "cloud shutting down")
 	}
@@ -326,6 +342,7 @@ func (h *Hub) register(s *deviceSession) bool {
 	h.latest[s.deviceID] = s.version
 	old := h.sessions[s.deviceID]
 	h.sessions[s.deviceID] = s
+	h.startWatch()
 	h.mu.Unlock()
 	if old != nil {
 		old.close(rpcproto.CloseEvicted, "a newer session took over")

@@ -83,39 +83,12 @@ func (ds *deviceSession) handle(ctx context.Context, msg []byte) []byte {
 
 // run serves the live session until it ends, then tears it down.
 func (ds *deviceSession) run() {
-	ds.goOwned(ds.watchLoop)
 	ds.goOwned(ds.drainLoop)
 	if ds.accepted.Load() {
 		ds.kickDrain()
 	}
 	err := ds.peer.Run(ds.ctx)
 	ds.teardown(err)
-}
-
-// watchLoop refreshes last_seen and, as a backstop for a lost NATS
-// message, re-checks the key's status every ping interval.
-func (ds *deviceSession) watchLoop() {
-	h := ds.hub
-	t := time.NewTicker(h.opts.PingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ds.ctx.Done():
-			return
-		case <-ds.peer.Done():
-			return
-		case <-t.C:
-		}
-		h.svc.Touch(ds.ctx, ds.deviceID, ds.version)
-		switch st, err := h.svc.KeyStatus(ds.ctx, ds.keySetID); {
-		case err != nil:
-		case st == fleet.KeyRejected || st == fleet.KeyRevoked:
-			ds.close(rpcproto.CloseRejected, "key rejected")
-			return
-		case st == fleet.KeyAccepted:
-			ds.markAccepted()
-		}
-	}
 }
 
 // markAccepted moves a pending session to accepted: the device is told

@@ -68,6 +68,22 @@ func (s *Store) KeyStatus(ctx context.Context, keySetID int64) (string, error) {
 	return st, notFound(err)
 }
 
+// KeyStatuses returns the status of each key set of ids that exists.
+func (s *Store) KeyStatuses(ctx context.Context, ids []int64) (map[int64]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, status FROM device_keys WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]string, len(ids))
+	var id int64
+	var st string
+	_, err = pgx.ForEachRow(rows, []any{&id, &st}, func() error {
+		out[id] = st
+		return nil
+	})
+	return out, err
+}
+
 // refreshStatus recomputes devices.status from the key sets, in tx. A
 // pending key set wins (it needs an operator), then an accepted one.
 func refreshStatus(ctx context.Context, tx pgx.Tx, id string) error {

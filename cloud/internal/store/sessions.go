@@ -74,6 +74,22 @@ func (s *Store) Touch(ctx context.Context, deviceID string, version int64) error
 	return err
 }
 
+// TouchMany is Touch for many sessions in one statement.
+func (s *Store) TouchMany(ctx context.Context, refs []SessionRef) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	ids := make([]string, len(refs))
+	vs := make([]int64, len(refs))
+	for i, r := range refs {
+		ids[i], vs[i] = r.DeviceID, r.Version
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE devices d SET last_seen = now()
+		FROM unnest($1::text[], $2::bigint[]) AS t(id, v)
+		WHERE d.id = t.id AND d.session_version = t.v`, ids, vs)
+	return err
+}
+
 // DeviceRef names a device and its organisation.
 type DeviceRef struct {
 	OrgID int64

@@ -259,40 +259,63 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		defer t.Stop()
 		tick = t.C
 	}
-	for i, d := range devs {
+	// Bridges are made a few at a time (each opens its data directory),
+	// and each runs as soon as it is made, at --rate when one is set.
+	for g := range (len(devs) + cfg.PerAddr - 1) / cfg.PerAddr {
+		clients[g] = clientFrom(sourceAddr(g))
+	}
+	made := make(chan int)
+	errc := make(chan error, 1)
+	var mwg sync.WaitGroup
+	for range 16 {
+		mwg.Go(func() {
+			for i := range made {
+				d := devs[i]
+				b, err := bridge.New(ctx, bridge.Options{
+					DeviceID: d.id, DataDir: d.dir, CloudURL: cfg.CloudURL, CloudKey: cloudKey,
+					Key: d.key, Local: local, HTTPClient: clients[i/cfg.PerAddr],
+					Backoff:    bridge.Backoff{Base: cfg.BackoffBase, Cap: cfg.BackoffCap},
+					Attributes: map[string]string{"simulated": "bosun-sim"},
+					Logger:     log,
+				})
+				if err != nil {
+					select {
+					case errc <- fmt.Errorf("device %s: %w", d.id, err):
+					default:
+					}
+					cancel()
+					continue
+				}
+				f.mu.Lock()
+				d.b = b
+				f.mu.Unlock()
+				wg.Go(func() {
+					defer b.Close()
+					b.Run(ctx)
+				})
+			}
+		})
+	}
+feed:
+	for i := range devs {
 		if tick != nil {
 			select {
 			case <-tick:
 			case <-ctx.Done():
 			}
 		}
-		if ctx.Err() != nil {
-			break
+		select {
+		case made <- i:
+		case <-ctx.Done():
+			break feed
 		}
-		g := i / cfg.PerAddr
-		c, ok := clients[g]
-		if !ok {
-			c = clientFrom(sourceAddr(g))
-			clients[g] = c
-		}
-		b, err := bridge.New(ctx, bridge.Options{
-			DeviceID: d.id, DataDir: d.dir, CloudURL: cfg.CloudURL, CloudKey: cloudKey,
-			Key: d.key, Local: local, HTTPClient: c,
-			Backoff:    bridge.Backoff{Base: cfg.BackoffBase, Cap: cfg.BackoffCap},
-			Attributes: map[string]string{"simulated": "bosun-sim"},
-			Logger:     log,
-		})
-		if err != nil {
-			cancel()
-			return fmt.Errorf("device %s: %w", d.id, err)
-		}
-		f.mu.Lock()
-		d.b = b
-		f.mu.Unlock()
-		wg.Go(func() {
-			defer b.Close()
-			b.Run(ctx)
-		})
+	}
+	close(made)
+	mwg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
 	}
 	log.Warn("fleet started", "devices", len(devs), "ms", time.Since(start).Milliseconds())
 	every := time.NewTicker(5 * time.Second)

@@ -36,6 +36,8 @@ import (
 const (
 	maxDevices  = 100_000
 	maxDuration = 24 * time.Hour
+	// maxSourceAddrs is how many 127.0.x.y addresses sourceAddr hands out.
+	maxSourceAddrs = 250 * 254
 )
 
 // Config is everything bosun-sim is told.
@@ -107,6 +109,9 @@ func parse(args []string, getenv func(string) string) (Config, error) {
 	}
 	if cfg.PerAddr < 1 || cfg.PerAddr > 20_000 {
 		errs = append(errs, fmt.Errorf("--per-addr %d: want 1 to 20000", cfg.PerAddr))
+	}
+	if cfg.PerAddr >= 1 && cfg.Devices >= 1 && (cfg.Devices+cfg.PerAddr-1)/cfg.PerAddr > maxSourceAddrs {
+		errs = append(errs, fmt.Errorf("--devices %d at --per-addr %d needs more than %d source addresses", cfg.Devices, cfg.PerAddr, maxSourceAddrs))
 	}
 	if cfg.Rate < 0 {
 		errs = append(errs, fmt.Errorf("--rate %d: want 0 or more", cfg.Rate))

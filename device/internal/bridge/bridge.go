@@ -25,6 +25,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"encoding/base64"
@@ -120,8 +121,13 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("device key: %w", err)
 	}
-	if err := keys.SavePublic(filepath.Join(opts.DataDir, datadir.PublicKeyFile), key.Public()); err != nil {
-		return nil, fmt.Errorf("writing public key: %w", err)
+	// Written only when it differs: an fsynced write on every start costs
+	// a simulated fleet of thousands of bridges minutes.
+	pubPath := filepath.Join(opts.DataDir, datadir.PublicKeyFile)
+	if old, err := keys.LoadPublic(pubPath); err != nil || !publicEqual(old, der) {
+		if err := keys.SavePublic(pubPath, key.Public()); err != nil {
+			return nil, fmt.Errorf("writing public key: %w", err)
+		}
 	}
 	sealer, err := envelope.NewSealer(opts.DeviceID, key)
 	if err != nil {
@@ -167,6 +173,12 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 	log.Info("bridge ready", "fingerprint", b.fp, "nats_url", b.bus.url, "cloud_url", opts.CloudURL,
 		"outbox", ob.len())
 	return b, nil
+}
+
+// publicEqual reports whether pub's DER is der.
+func publicEqual(pub crypto.PublicKey, der []byte) bool {
+	d, err := keys.PublicDER(pub)
+	return err == nil && bytes.Equal(d, der)
 }
 
 // Fingerprint returns the fingerprint of the device key.
