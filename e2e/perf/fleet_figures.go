@@ -56,7 +56,7 @@ func RunFleet(tb testing.TB, sz FleetSizes) {
 	start := time.Now()
 	s := StartSim(tb, c, sz.Devices, SimOptions{Duration: 15 * time.Minute})
 	setup := time.Since(start)
-	first := s.WaitAccepted(tb, 5*time.Minute)
+	first := s.WaitAccepted(tb, 8*time.Minute)
 	time.Sleep(settle)
 	after := c.RSS(tb)
 	perDev := float64(after-before) / float64(sz.Devices) / 1024

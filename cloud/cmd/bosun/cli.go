@@ -694,7 +694,8 @@ func preauthFile(ctx context.Context, a *app, path string) error {
 	for i := 0; i < len(req.Devices); i += batch {
 		res, err := c.PreauthorizeMany(ctx, req.Devices[i:min(i+batch, len(req.Devices))])
 		if err != nil {
-			return fmt.Errorf("devices %d to %d (%d preauthorised before): %w", i, min(i+batch, len(req.Devices))-1, len(done), err)
+			// describe, not %w: it would print only the API's message.
+			return fmt.Errorf("devices %d to %d (%d preauthorised before): %s", i, min(i+batch, len(req.Devices))-1, len(done), describe(err))
 		}
 		done = append(done, res.Devices...)
 	}
