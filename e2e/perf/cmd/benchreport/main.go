@@ -351,9 +351,15 @@ func Render(rows []perf.Row, meta []KV, micro, kept string, failed ...Failure) s
 			w("| %s | %s |\n", cell(kv.Key), cell(kv.Value))
 		}
 		w("\n")
-		for _, kv := range meta {
-			if kv.Key == "command" || kv.Key == "go test" {
-				w("%s:\n\n```\n%s\n```\n\n", strings.ToUpper(kv.Key[:1])+kv.Key[1:], kv.Value)
+		for _, key := range []string{"command", "go test"} {
+			var lines []string
+			for _, kv := range meta {
+				if kv.Key == key {
+					lines = append(lines, kv.Value)
+				}
+			}
+			if len(lines) > 0 {
+				w("%s:\n\n```\n%s\n```\n\n", sentence(key), strings.Join(lines, "\n"))
 			}
 		}
 	}

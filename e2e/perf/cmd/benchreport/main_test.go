@@ -61,11 +61,11 @@ func TestRenderKeepsTheOlderPart(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := "# Benchmarks\n\n## Envelope (pkg/envelope)\n\nhand-written\n"
-	doc := Render(rows, ParseMeta("cpu: AMD EPYC\ncommand: ./scripts/bench.sh\n"), "BenchmarkX 1 ns/op\n", Kept(old))
+	doc := Render(rows, ParseMeta("cpu: AMD EPYC\ncommand: ./scripts/bench.sh\ngo test: go test -bench A\ngo test: go test -bench B\n"), "BenchmarkX 1 ns/op\n", Kept(old))
 	for _, want := range []string{
 		"| P7 | OTA | 2,616 MiB/s | 2,981 MiB/s | 0.878 | ≥ 0.8 × http.FileServer | **met** |",
 		`| B-http | plain \| file server | 1,963 MiB/s | — | — | — (a baseline) | — |`,
-		"| cpu | AMD EPYC |", "Command:\n\n```\n./scripts/bench.sh\n```", "BenchmarkX 1 ns/op",
+		"| cpu | AMD EPYC |", "Command:\n\n```\n./scripts/bench.sh\n```", "Go test:\n\n```\ngo test -bench A\ngo test -bench B\n```", "BenchmarkX 1 ns/op",
 		Marker + "\n\n## Envelope (pkg/envelope)\n\nhand-written\n",
 	} {
 		if !strings.Contains(doc, want) {
