@@ -118,7 +118,8 @@ type Download struct {
 	Bytes    int64 // bytes received in all, by downloads that succeeded
 	Failed   int   // downloads that failed or got other bytes
 	Elapsed  time.Duration
-	Slowest  time.Duration // the longest single download
+	Slowest  time.Duration   // the longest single download
+	Rounds   []time.Duration // when summed over rounds: each round's time
 	FirstErr error
 }
 
@@ -213,5 +214,12 @@ func fetchCompare(u string, want []byte) (int64, error) {
 
 // downloadNotes says what a concurrent download saw, for a row's notes.
 func downloadNotes(r Download) string {
-	return fmt.Sprintf("%d downloads, %.0f MiB in %.2f s, %d failed; slowest download %.2f s", r.Clients, float64(r.Bytes)/(1<<20), r.Elapsed.Seconds(), r.Failed, r.Slowest.Seconds())
+	s := fmt.Sprintf("%d downloads, %.0f MiB in %.2f s, %d failed; slowest download %.2f s", r.Clients, float64(r.Bytes)/(1<<20), r.Elapsed.Seconds(), r.Failed, r.Slowest.Seconds())
+	if len(r.Rounds) > 1 {
+		s += "; rounds"
+		for _, d := range r.Rounds {
+			s += fmt.Sprintf(" %.2f s", d.Seconds())
+		}
+	}
+	return s
 }

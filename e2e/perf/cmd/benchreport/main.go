@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,15 +41,16 @@ func main() {
 	meta := flag.String("meta", "", `"key: value" lines about the machine and the run`)
 	micro := flag.String("micro", "", "output of this run's micro-benchmarks")
 	keep := flag.String("keep", "", "document whose part below the marker is kept")
+	gotest := flag.String("gotest", "", "output of the figures' go test run: its failed benchmarks are listed")
 	out := flag.String("o", "", "output file; empty: standard output")
 	flag.Parse()
-	if err := run(*rows, *meta, *micro, *keep, *out); err != nil {
+	if err := run(*rows, *meta, *micro, *keep, *gotest, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}
 }
 
-func run(rowsPath, metaPath, microPath, keepPath, outPath string) error {
+func run(rowsPath, metaPath, microPath, keepPath, gotestPath, outPath string) error {
 	if rowsPath == "" {
 		return errors.New("-rows is required")
 	}
@@ -85,7 +87,15 @@ func run(rowsPath, metaPath, microPath, keepPath, outPath string) error {
 		}
 		kept = Kept(string(data))
 	}
-	doc := Render(rows, meta, micro, kept)
+	var failed []Failure
+	if gotestPath != "" {
+		data, err := os.ReadFile(gotestPath)
+		if err != nil {
+			return err
+		}
+		failed = Failures(string(data))
+	}
+	doc := Render(rows, meta, micro, kept, failed...)
 	if outPath == "" {
 		_, err := io.WriteString(os.Stdout, doc)
 		return err
@@ -160,6 +170,66 @@ func figureNumber(id string) (int, bool) {
 	}
 	n, err := strconv.Atoi(digits)
 	return n, err == nil
+}
+
+// Failure is a benchmark that failed in the run, with the first lines of
+// what it logged.
+type Failure struct {
+	Name string
+	Log  []string
+}
+
+// Failures finds the "--- FAIL: BenchmarkX" blocks of go test output and
+// keeps up to 4 of the lines its test code logged (file.go:N: ..., not
+// the processes' output it shows; each cut at 400 bytes; the whole output
+// is kept in artifacts/).
+func Failures(out string) []Failure {
+	var fs []Failure
+	var cur *Failure
+	for _, line := range strings.Split(out, "\n") {
+		if name, ok := strings.CutPrefix(line, "--- FAIL: "); ok {
+			fs = append(fs, Failure{Name: strings.Fields(name + " x")[0]})
+			cur = &fs[len(fs)-1]
+			continue
+		}
+		if cur == nil {
+			continue
+		}
+		if !strings.HasPrefix(line, "    ") {
+			cur = nil
+			continue
+		}
+		l := strings.TrimSpace(line)
+		if len(cur.Log) < 4 && testLine.MatchString(l) && !strings.Contains(l, "output (tail)") {
+			if len(l) > 400 {
+				l = l[:400] + " …"
+			}
+			cur.Log = append(cur.Log, l)
+		}
+	}
+	return fs
+}
+
+var testLine = regexp.MustCompile(`^[A-Za-z0-9_]+\.go:[0-9]+: `)
+
+// loadNote warns when the load average at the start exceeded the cores.
+func loadNote(meta []KV) string {
+	var load float64
+	var cores int
+	for _, kv := range meta {
+		switch kv.Key {
+		case "load average at the start":
+			load, _ = strconv.ParseFloat(strings.Fields(kv.Value + " x")[0], 64)
+		case "cores":
+			cores, _ = strconv.Atoi(strings.Fields(kv.Value + " x")[0])
+		}
+	}
+	if cores == 0 || load <= float64(cores) {
+		return ""
+	}
+	return fmt.Sprintf("**A loaded machine:** the load average was %.1f on %d cores when the run began: other work shared the cores, "+
+		"so every absolute figure here is lower than on a quiet machine. A figure and its baseline measured in the same benchmark "+
+		"saw the same load, which is why the ratios are the figures to read.\n\n", load, cores)
 }
 
 // KV is one "key: value" line of the meta file.
@@ -262,7 +332,7 @@ var About = map[string]string{
 }
 
 // Render writes the document.
-func Render(rows []perf.Row, meta []KV, micro, kept string) string {
+func Render(rows []perf.Row, meta []KV, micro, kept string, failed ...Failure) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("# Benchmarks\n\n")
@@ -288,12 +358,19 @@ func Render(rows []perf.Row, meta []KV, micro, kept string) string {
 			w("| %s | %s |\n", cell(kv.Key), cell(kv.Value))
 		}
 		w("\n")
-		for _, kv := range meta {
-			if kv.Key == "command" || kv.Key == "go test" {
-				w("%s:\n\n```\n%s\n```\n\n", strings.ToUpper(kv.Key[:1])+kv.Key[1:], kv.Value)
+		for _, key := range []string{"command", "go test"} {
+			var lines []string
+			for _, kv := range meta {
+				if kv.Key == key {
+					lines = append(lines, kv.Value)
+				}
+			}
+			if len(lines) > 0 {
+				w("%s:\n\n```\n%s\n```\n\n", sentence(key), strings.Join(lines, "\n"))
 			}
 		}
 	}
+	w("%s", loadNote(meta))
 	w("## Figures\n\n")
 	if len(rows) == 0 {
 		w("No figure was recorded in this run.\n\n")
@@ -316,6 +393,16 @@ func Render(rows []perf.Row, meta []KV, micro, kept string) string {
 				goal = "— (a baseline)"
 			}
 			w("| %s | %s | %s %s | %s | %s | %s | %s |\n", r.ID, cell(r.What), num(r.Result), r.Unit, base, ratio, cell(goal), met)
+		}
+		w("\n")
+	}
+	if len(failed) > 0 {
+		w("**Failed in this run** (a failed benchmark records only the rows it reached; the full output is under `artifacts/`):\n\n")
+		for _, f := range failed {
+			w("- `%s`\n", f.Name)
+			for _, l := range f.Log {
+				w("  - %s\n", l)
+			}
 		}
 		w("\n")
 	}

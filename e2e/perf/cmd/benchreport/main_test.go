@@ -61,11 +61,11 @@ func TestRenderKeepsTheOlderPart(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := "# Benchmarks\n\n## Envelope (pkg/envelope)\n\nhand-written\n"
-	doc := Render(rows, ParseMeta("cpu: AMD EPYC\ncommand: ./scripts/bench.sh\n"), "BenchmarkX 1 ns/op\n", Kept(old))
+	doc := Render(rows, ParseMeta("cpu: AMD EPYC\ncommand: ./scripts/bench.sh\ngo test: go test -bench A\ngo test: go test -bench B\n"), "BenchmarkX 1 ns/op\n", Kept(old))
 	for _, want := range []string{
 		"| P7 | OTA | 2,616 MiB/s | 2,981 MiB/s | 0.878 | ≥ 0.8 × http.FileServer | **met** |",
 		`| B-http | plain \| file server | 1,963 MiB/s | — | — | — (a baseline) | — |`,
-		"| cpu | AMD EPYC |", "Command:\n\n```\n./scripts/bench.sh\n```", "BenchmarkX 1 ns/op",
+		"| cpu | AMD EPYC |", "Command:\n\n```\n./scripts/bench.sh\n```", "Go test:\n\n```\ngo test -bench A\ngo test -bench B\n```", "BenchmarkX 1 ns/op",
 		Marker + "\n\n## Envelope (pkg/envelope)\n\nhand-written\n",
 	} {
 		if !strings.Contains(doc, want) {
@@ -84,13 +84,38 @@ func TestRunRefusesBadRows(t *testing.T) {
 	rows := filepath.Join(dir, "rows.jsonl")
 	out := filepath.Join(dir, "out.md")
 	os.WriteFile(rows, []byte("{broken\n"), 0o644)
-	if err := run(rows, "", "", "", out); err == nil {
+	if err := run(rows, "", "", "", "", out); err == nil {
 		t.Fatal("broken rows: no error")
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Fatalf("broken rows wrote %s (stat: %v)", out, err)
 	}
-	if err := run("", "", "", "", out); err == nil {
+	if err := run("", "", "", "", "", out); err == nil {
 		t.Fatal("no -rows: no error")
+	}
+}
+
+func TestFailuresAndLoad(t *testing.T) {
+	out := `BenchmarkA-2 1 5 ns/op
+--- FAIL: BenchmarkFleet
+    fleet_bench_test.go:18: P3 recorded
+    fleet_bench_test.go:18: 1383 of 19800 simulated devices accepted after 3m0s
+BenchmarkP7-2 1 5 ns/op
+--- FAIL: BenchmarkP8-2
+FAIL
+`
+	fs := Failures(out)
+	if len(fs) != 2 || fs[0].Name != "BenchmarkFleet" || len(fs[0].Log) != 2 || fs[1].Name != "BenchmarkP8-2" || len(fs[1].Log) != 0 {
+		t.Fatalf("failures %+v", fs)
+	}
+	doc := Render(nil, ParseMeta("cores: 2 (GOMAXPROCS 2)\nload average at the start: 20.09 14.10 8.30\n"), "", "", fs...)
+	for _, want := range []string{"- `BenchmarkFleet`\n  - fleet_bench_test.go:18: P3 recorded\n  - fleet_bench_test.go:18: 1383 of 19800", "the load average was 20.1 on 2 cores"} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("the document lacks %q:\n%s", want, doc)
+		}
+	}
+	// At the cores' count the machine is not called loaded.
+	if doc := Render(nil, ParseMeta("cores: 2\nload average at the start: 2.00 1 1\n"), "", ""); strings.Contains(doc, "loaded machine") {
+		t.Errorf("load 2.00 on 2 cores called loaded:\n%s", doc)
 	}
 }
