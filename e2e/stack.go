@@ -100,7 +100,7 @@ func StartStack(tb testing.TB, opts Options) *Stack {
 		Dir:      filepath.Join(dir, "dev"),
 		Keys:     filepath.Join(dir, "keys"),
 		Listen:   "127.0.0.1:" + strconv.Itoa(FreePort(tb)),
-		Database: freshDatabase(tb, base),
+		Database: FreshDatabase(tb, base),
 		Device:   "dev-1",
 	}
 	if opts.DeviceID != "" {
@@ -322,7 +322,7 @@ func (s *Stack) dumpLogs(tb testing.TB) {
 
 // freshDatabase creates a database in the cluster at base and drops it when
 // the test ends.
-func freshDatabase(tb testing.TB, base string) string {
+func FreshDatabase(tb testing.TB, base string) string {
 	tb.Helper()
 	u, err := url.Parse(base)
 	if err != nil {

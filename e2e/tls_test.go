@@ -113,7 +113,7 @@ func cleanEnv() []string {
 // certificate and keep it when the next renewal is broken; a CA file that
 // is not there stops the bridge before it touches its data dir.
 func TestCloudOverTLS(t *testing.T) {
-	db := freshDatabase(t, Require(t, EnvDatabaseURL, "PostgreSQL"))
+	db := FreshDatabase(t, Require(t, EnvDatabaseURL, "PostgreSQL"))
 	bin := Build(t, "./cloud/cmd/bosun-cloud", "./cloud/cmd/bosun", "./device/cmd/bosun-bridge")
 	tmp := t.TempDir()
 	ca := newTestCA(t, tmp, "ca")

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 )
 
@@ -255,28 +256,14 @@ func (c CPU) PerCall(calls int64) string {
 // RSSSet is the resident set size, in KiB, of named processes.
 type RSSSet map[string]int64
 
-// RSSOfAll reads VmRSS of each pid (0 when gone).
-func RSSOfAll(pids map[string]int) RSSSet {
+// RSSOfAll reads the RSS, in KiB, of each pid.
+func RSSOfAll(tb testing.TB, pids map[string]int) RSSSet {
+	tb.Helper()
 	out := RSSSet{}
 	for name, pid := range pids {
-		out[name] = RSSOf(pid)
+		out[name] = RSS(tb, pid) >> 10
 	}
 	return out
-}
-
-// RSSOf is VmRSS of pid in KiB, or 0.
-func RSSOf(pid int) int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return n
-		}
-	}
-	return 0
 }
 
 func (r RSSSet) String() string {

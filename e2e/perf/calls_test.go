@@ -84,14 +84,14 @@ func BenchmarkP8OneDeviceSustained(b *testing.B) {
 	// Warm up, then the RSS baseline.
 	load.Duration = min(dur/10, time.Minute)
 	load.Run(context.Background())
-	rss0 := perf.RSSOfAll(pids)
+	rss0 := perf.RSSOfAll(b, pids)
 	cpu0 := perf.ReadCPU("bosun-cloud", "bosun-bridge", "bosun-worker", "postgres")
 	wait := profile(b, s, "p8", min(dur, 30*time.Second))
 	load.Duration = dur
 	r := load.Run(context.Background())
 	wait()
 	cpu := perf.ReadCPU("bosun-cloud", "bosun-bridge", "bosun-worker", "postgres").Sub(cpu0)
-	rss1 := perf.RSSOfAll(pids)
+	rss1 := perf.RSSOfAll(b, pids)
 	growth := perf.RSSGrowth(rss0, rss1)
 	met := r.Failed == 0 && r.Rate() >= 2000 && growth < 0.2
 	perf.Record(b, perf.Row{ID: "P8", What: "one device, sustained calls through the whole path (bridge + bosun-worker system.info)",
@@ -236,7 +236,7 @@ func TestCallFiguresShort(t *testing.T) {
 	}
 	// Every call the API answered is in PostgreSQL, with its audit row.
 	var calls, audits int
-	pool, err := pgxConnect(ctx, c.DatabaseURL)
+	pool, err := pgx.Connect(ctx, c.DatabaseURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,5 +250,3 @@ func TestCallFiguresShort(t *testing.T) {
 	}
 	sim.Proc.Stop()
 }
-
-func pgxConnect(ctx context.Context, url string) (*pgx.Conn, error) { return pgx.Connect(ctx, url) }

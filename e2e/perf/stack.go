@@ -3,12 +3,9 @@ package perf
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +17,6 @@ import (
 	"time"
 
 	"github.com/bosunhq/bosun/e2e"
-	"github.com/jackc/pgx/v5"
 )
 
 // The binaries the figures start, built once per test binary (go build's
@@ -96,7 +92,7 @@ func StartCloud(tb testing.TB, opts CloudOptions) *Cloud {
 	tb.Helper()
 	base := e2e.Require(tb, e2e.EnvDatabaseURL, "PostgreSQL")
 	dir := tb.TempDir()
-	c := &Cloud{tb: tb, Dir: dir, opts: opts, DatabaseURL: freshDatabase(tb, base)}
+	c := &Cloud{tb: tb, Dir: dir, opts: opts, DatabaseURL: e2e.FreshDatabase(tb, base)}
 	c.Listen = "127.0.0.1:" + strconv.Itoa(e2e.FreePort(tb))
 	c.URL = "http://" + c.Listen
 	c.DeviceURL = "ws://" + c.Listen + "/v1/device"
@@ -276,38 +272,4 @@ func (c *Cloud) API(ctx context.Context, method, path string, body, out any) err
 		return nil
 	}
 	return json.Unmarshal(buf.Bytes(), out)
-}
-
-// freshDatabase creates a database in the cluster at base and drops it when
-// the test ends.
-func freshDatabase(tb testing.TB, base string) string {
-	tb.Helper()
-	u, err := url.Parse(base)
-	if err != nil {
-		tb.Fatalf("parsing %s: %v", e2e.EnvDatabaseURL, err)
-	}
-	var b [6]byte
-	rand.Read(b[:])
-	name := "perf_" + hex.EncodeToString(b[:])
-	exec := func(sql string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec("CREATE DATABASE " + name); err != nil {
-		tb.Fatalf("creating database: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"); err != nil {
-			tb.Errorf("dropping database %s: %v", name, err)
-		}
-	})
-	u.Path = "/" + name
-	return u.String()
 }

@@ -44,9 +44,8 @@ type groupOp struct {
 	args []any
 	// scan reads the statement's row (nil: the statement returns none).
 	scan func(pgx.Row) error
-	// rows, when set, is a finished call: a group writes all of its
-	// finished calls in one multi-row statement (sql and args are the
-	// same call's single-row form, for a group that failed).
+	// rows, when set, is a finished call (sql and args unused): a group
+	// writes all of its finished calls in one multi-row statement.
 	rows *finishedRow
 	done chan error // capacity 1
 }
@@ -124,10 +123,10 @@ func (g *groupWriter) do(ctx context.Context, sql string, scan func(pgx.Row) err
 	return g.enqueue(ctx, nil, sql, scan, args)
 }
 
-// doRows is do for a finished call, which its group may write together
-// with the group's other finished calls.
-func (g *groupWriter) doRows(ctx context.Context, rows *finishedRow, sql string, args ...any) error {
-	return g.enqueue(ctx, rows, sql, nil, args)
+// doRows is do for a finished call, which its group writes together with
+// the group's other finished calls.
+func (g *groupWriter) doRows(ctx context.Context, rows *finishedRow) error {
+	return g.enqueue(ctx, rows, "", nil, nil)
 }
 
 func (g *groupWriter) enqueue(ctx context.Context, rows *finishedRow, sql string, scan func(pgx.Row) error, args []any) error {
@@ -219,11 +218,7 @@ func (g *groupWriter) write(ops []*groupOp) {
 	}
 	for i, sl := range slots {
 		if i == multiAt {
-			if len(sl.ops) == 1 {
-				b.Queue(sl.ops[0].sql, sl.ops[0].args...)
-			} else {
-				b.Queue(insertFinishedCallsSQL, multi.args()...)
-			}
+			b.Queue(insertFinishedCallsSQL, multi.args()...)
 			continue
 		}
 		b.Queue(sl.ops[0].sql, sl.ops[0].args...)
@@ -269,6 +264,12 @@ func (g *groupWriter) write(ops []*groupOp) {
 }
 
 func (g *groupWriter) one(ctx context.Context, op *groupOp) error {
+	if op.rows != nil {
+		var a finishedArrays
+		a.add(op.rows)
+		_, err := g.s.pool.Exec(ctx, insertFinishedCallsSQL, a.args()...)
+		return err
+	}
 	if op.scan != nil {
 		return op.scan(g.s.pool.QueryRow(ctx, op.sql, op.args...))
 	}
@@ -315,19 +316,6 @@ type FinishedCall struct {
 	Audit bool
 }
 
-// insertFinishedCallSQL writes a finished call and, if $14, its audit row,
-// in one statement: the call row and its audit entry are one commit. It
-// returns nothing: the caller has every column but seq already.
-const insertFinishedCallSQL = `WITH c AS (
-		INSERT INTO calls (id, org_id, device_id, method, params, status, actor, timeout_ms, result, error,
-			created_at, sent_at, delivered_at, finished_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13)
-		RETURNING org_id, actor, device_id, status, method, id
-	)
-	INSERT INTO audit_log (org_id, actor, action, target, outcome, detail)
-	SELECT org_id, actor, 'call', device_id, status, jsonb_build_object('method', method, 'call_id', id::text)
-	FROM c WHERE $14::boolean`
-
 // InsertFinishedCall records a synchronous call and its outcome at once,
 // finished now, and returns it as stored (but for Seq; Result as given).
 func (s *Store) InsertFinishedCall(ctx context.Context, f FinishedCall) (Call, error) {
@@ -350,12 +338,9 @@ func (s *Store) InsertFinishedCall(ctx context.Context, f FinishedCall) (Call, e
 		d := f.DeliveredAt.UTC().Truncate(time.Microsecond)
 		delivered = &d
 	}
-	errj := callArgsErr(f.Error)
 	err := s.w.doRows(ctx, &finishedRow{id: f.ID, org: f.OrgID, deviceID: f.DeviceID, method: f.Method, params: params,
-		status: f.Status, actor: f.Actor, timeoutMS: f.Timeout.Milliseconds(), result: result, errj: errj, sent: sent,
-		delivered: delivered, finished: finished, audit: f.Audit},
-		insertFinishedCallSQL, f.ID, f.OrgID, f.DeviceID, f.Method, params, f.Status, f.Actor, f.Timeout.Milliseconds(),
-		result, errj, sent, delivered, finished, f.Audit)
+		status: f.Status, actor: f.Actor, timeoutMS: f.Timeout.Milliseconds(), result: result, errj: callArgsErr(f.Error),
+		sent: sent, delivered: delivered, finished: finished, audit: f.Audit})
 	if err != nil {
 		return Call{}, fmt.Errorf("recording call to %s: %w", f.DeviceID, notFound(err))
 	}
@@ -364,8 +349,9 @@ func (s *Store) InsertFinishedCall(ctx context.Context, f FinishedCall) (Call, e
 		DurationMS: finished.Sub(sent).Milliseconds(), Timeout: f.Timeout, DeliveredAt: delivered}, nil
 }
 
-// insertFinishedCallsSQL is insertFinishedCallSQL for a whole group's
-// finished calls: one statement, one executor start, for all of them.
+// insertFinishedCallsSQL writes finished calls and, where audit is set,
+// their audit rows: one statement (one executor start, one commit with its
+// group) for all the finished calls of a group.
 const insertFinishedCallsSQL = `WITH v AS (
 		SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[],
 			$8::bigint[], $9::jsonb[], $10::jsonb[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::boolean[])
