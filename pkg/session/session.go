@@ -32,7 +32,8 @@
 // default) thus never sees a reordering; it tolerates one of up to its size
 // from other implementations.
 //
-// Goroutines: Run owns the reader (itself), the writer, the pinger and the
+// Goroutines: Run owns the reader (itself), the writer, a ping in flight
+// (pings come from a timer: an idle session holds two goroutines) and the
 // handlers; it returns only once all of them have. Close is safe to call
 // any number of times, from anywhere.
 package session
@@ -165,7 +166,8 @@ type Session struct {
 
 	ctx    context.Context // ends when Run ends
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // writer, pinger and handlers
+	wg     sync.WaitGroup // writer, a ping in flight and handlers
+	pinger *time.Timer    // the next ping (see ping); set under mu
 	ran    atomic.Bool
 
 	mu      sync.Mutex // guards the following
@@ -472,8 +474,9 @@ func (s *Session) Run(ctx context.Context) error {
 	s.wg.Add(1)
 	go s.writeLoop()
 	if s.opts.PingInterval > 0 {
-		s.wg.Add(1)
-		go s.pingLoop()
+		s.mu.Lock()
+		s.pinger = time.AfterFunc(s.opts.PingInterval, s.ping)
+		s.mu.Unlock()
 	}
 	stop := context.AfterFunc(ctx, func() { s.Close(websocket.StatusGoingAway, "shutting down") })
 	err := s.readLoop()
@@ -484,6 +487,9 @@ func (s *Session) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	s.opts.Conn.CloseNow() // no-op when already closed
 	s.cancel()
+	if s.pinger != nil { // set before ending, under mu
+		s.pinger.Stop() // a ping already running is counted in wg
+	}
 	s.client.Close(fmt.Errorf("%w: %v", ErrClosed, err))
 	s.wg.Wait()
 	if s.closedBy.Load() != nil {
@@ -718,26 +724,32 @@ func (s *Session) drain() {
 	}
 }
 
-func (s *Session) pingLoop() {
+// ping runs on the ping timer: one ping, then the timer is set again.
+// No goroutine waits between pings (thousands of idle sessions would
+// each hold one); a ping in flight is one of the session's goroutines,
+// so Run waits for it.
+func (s *Session) ping() {
+	s.mu.Lock()
+	if s.ending {
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	next := s.pinger
+	s.mu.Unlock()
 	defer s.wg.Done()
-	t := time.NewTicker(s.opts.PingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
+	ctx, cancel := context.WithTimeout(s.ctx, s.opts.PingTimeout)
+	err := s.opts.Conn.Ping(ctx)
+	cancel()
+	if err != nil {
+		if s.ctx.Err() == nil {
+			s.log.Info("peer did not answer ping: dropping the session", "err", err)
+			s.drop("ping timeout")
 		}
-		ctx, cancel := context.WithTimeout(s.ctx, s.opts.PingTimeout)
-		err := s.opts.Conn.Ping(ctx)
-		cancel()
-		if err != nil {
-			if s.ctx.Err() == nil {
-				s.log.Info("peer did not answer ping: dropping the session", "err", err)
-				s.drop("ping timeout")
-			}
-			return
-		}
+		return
+	}
+	if s.ctx.Err() == nil {
+		next.Reset(s.opts.PingInterval) // after Run's Stop, the next ping sees ending
 	}
 }
 

@@ -652,3 +652,52 @@ func TestChallengeChecks(t *testing.T) {
 		t.Fatalf("good challenge: %+v %v", ch, herr)
 	}
 }
+
+// TestPings: pings come from a timer, so an idle session holds no pinger
+// goroutine; a peer that answers them keeps its session through many
+// intervals, one that stops reading (no pong) is dropped with "ping
+// timeout" after PingInterval + PingTimeout.
+func TestPings(t *testing.T) {
+	release := make(chan struct{})
+	var gate atomic.Bool
+	p := newPair(t, pairOpts{
+		cloud: func(o *session.Options) { o.PingInterval, o.PingTimeout = 20*time.Millisecond, 300*time.Millisecond },
+		device: func(o *session.Options) {
+			o.ReadGate = func(ctx context.Context) error {
+				if gate.Load() {
+					select {
+					case <-release:
+					case <-ctx.Done():
+					}
+				}
+				return nil
+			}
+		},
+	})
+	defer close(release)
+	p.deviceDisp.Register("echo", echo)
+	time.Sleep(400 * time.Millisecond) // about 20 pings, each answered
+	select {
+	case <-p.cloud.Done():
+		t.Fatalf("a session whose peer answers pings ended: %v", p.cloud.Err())
+	default:
+	}
+	var got []string
+	if err := p.cloud.Call(ctxT(t, 5*time.Second), "echo", []string{"still here"}, &got); err != nil || len(got) != 1 || got[0] != "still here" {
+		t.Fatalf("call after 400 ms of pings = %q, %v", got, err)
+	}
+	// The device stops reading: after the next message its next read
+	// waits at the gate, so no pong goes back.
+	gate.Store(true)
+	if err := p.cloud.Notify(ctxT(t, 5*time.Second), "echo", []string{"last"}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	waitDone(t, p.cloud)
+	if code, reason, ok := p.cloud.SentClose(); !ok || reason != "ping timeout" || code != websocket.StatusAbnormalClosure {
+		t.Fatalf("cloud ended with %v %q %v, want the ping timeout drop", code, reason, ok)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("dropped %v after the peer stopped reading, before the ping timeout", d)
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 	"github.com/bosunhq/bosun/pkg/session"
 	"github.com/coder/websocket"
-	"github.com/nats-io/nats.go"
 )
 
 // serve runs one websocket from handshake to teardown.
@@ -51,8 +50,7 @@ func (h *Hub) serve(c *websocket.Conn, remote string) {
 		refused(herr)
 		return
 	}
-	ds := &deviceSession{hub: h, remote: remote, deviceID: reg.Params.DeviceID, fingerprint: reg.Fingerprint,
-		kick: make(chan struct{}, 1)}
+	ds := &deviceSession{hub: h, remote: remote, deviceID: reg.Params.DeviceID, fingerprint: reg.Fingerprint}
 	ds.served = fleet.NewServed(ds.kickDrain)
 	ds.ctx, ds.cancel = context.WithCancel(h.baseCtx)
 	defer ds.cancel()
@@ -148,11 +146,10 @@ func (ds *deviceSession) start(reqID []byte, adm fleet.Admission, log *slog.Logg
 	if err := ds.peer.Send(ds.ctx, response(reqID, result, nil)); err != nil {
 		log.Info("answering registration", "err", err)
 	}
-	for subj, fn := range map[string]nats.MsgHandler{
-		fleet.SubjectCall(ds.orgID, ds.deviceID):  ds.onCall,
-		fleet.SubjectDrain(ds.orgID, ds.deviceID): ds.onDrain,
-	} {
-		sub, err := h.nc.QueueSubscribe(subj, fleet.QueueHolder, fn)
+	// The subscriptions feed the hub's shared inbox (see dispatch): no
+	// goroutine per subscription.
+	for _, subj := range []string{fleet.SubjectCall(ds.orgID, ds.deviceID), fleet.SubjectDrain(ds.orgID, ds.deviceID)} {
+		sub, err := h.nc.ChanQueueSubscribe(subj, fleet.QueueHolder, h.inbox)
 		if err != nil {
 			log.Error("subscribing", "subject", subj, "err", err)
 			ds.peer.Close(websocket.StatusInternalError, "internal error")

@@ -36,6 +36,7 @@ package hub
 import (
 	"context"
 	"crypto"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -120,6 +121,11 @@ type Hub struct {
 	subs     []*nats.Subscription
 	stopOnce sync.Once
 
+	// inbox receives every session's call and drain requests (their
+	// subscriptions are channel subscriptions), served by dispatchers
+	// goroutines; see dispatch.
+	inbox chan *nats.Msg
+
 	rejected    sync.Map     // reason → *atomic.Int64
 	handshaking atomic.Int64 // connections between upgrade and their session's start
 
@@ -162,8 +168,12 @@ func New(opts Options) (*Hub, error) {
 	h := &Hub{
 		opts: opts, svc: opts.Service, log: opts.Logger, sealer: sealer, nc: opts.Service.NATS(),
 		sessions: map[string]*deviceSession{}, latest: map[string]int64{}, watchStop: make(chan struct{}),
+		inbox: make(chan *nats.Msg, InboxSize),
 	}
 	h.baseCtx, h.cancel = context.WithCancel(context.Background())
+	for range dispatchers {
+		go h.dispatch()
+	}
 	h.methods = opts.Service.DeviceMethods(opts.Methods)
 	opts.Service.SetHeldSessions(h.held)
 	opts.Service.SetLocalSessions(h.localSession)
@@ -288,6 +298,63 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		<-done
 		return ctx.Err()
 	}
+}
+
+// InboxSize bounds the call and drain requests waiting for a dispatcher
+// on one replica. One more is dropped by nats.go as a slow consumer: its
+// caller sees no answer and times out (fleet reports the call timed out,
+// and a queued call stays queued). The dispatchers only parse and hand
+// over, so the inbox fills only when the replica is starved of CPU.
+const InboxSize = 1 << 16
+
+// dispatchers serve the inbox.
+const dispatchers = 4
+
+// dispatch serves the inbox until the hub is shut down: each request goes
+// to the session this replica holds for the device it names (the newest
+// one, whichever session's subscription carried it), or is refused as
+// offline when there is none.
+func (h *Hub) dispatch() {
+	for {
+		select {
+		case <-h.baseCtx.Done():
+			return
+		case m := <-h.inbox:
+			org, dev, what, ok := fleet.ParseDevSubject(m.Subject)
+			if !ok {
+				continue
+			}
+			h.mu.Lock()
+			ds := h.sessions[dev]
+			h.mu.Unlock()
+			if ds != nil && ds.orgID != org {
+				ds = nil
+			}
+			switch what {
+			case "call":
+				if ds == nil {
+					h.refuseOffline(m)
+				} else {
+					ds.onCall(m)
+				}
+			case "drain":
+				if ds == nil {
+					m.Respond(mustMarshal(fleet.DrainReply{}))
+				} else {
+					ds.onDrain(m)
+				}
+			}
+		}
+	}
+}
+
+// refuseOffline answers a routed call that no session here can serve.
+func (h *Hub) refuseOffline(m *nats.Msg) {
+	var rr fleet.RouteRequest
+	if err := json.Unmarshal(m.Data, &rr); err != nil {
+		return
+	}
+	m.Respond(mustMarshal(h.svc.RefuseCall(context.Background(), rr.CallID, rpcproto.CodeDeviceOffline)))
 }
 
 // deviceOf extracts the device id from bosun.dev.<org>.<device>.<what>

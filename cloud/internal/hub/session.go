@@ -32,8 +32,13 @@ type deviceSession struct {
 
 	ctx    context.Context // ends when the session ends
 	cancel context.CancelFunc
-	kick   chan struct{} // wakes the drainer; capacity 1
-	served *fleet.Served // which queued calls may be sent (state.report)
+	// The drainer runs only while there may be queued calls to send: a
+	// kick starts it unless it runs, and a kick while it runs makes it go
+	// round once more (see kickDrain).
+	draining   atomic.Bool
+	drainAgain atomic.Bool
+	reportWait *time.Timer   // the wait for a first report, from acceptance; under mu
+	served     *fleet.Served // which queued calls may be sent (state.report)
 
 	accepted atomic.Bool
 
@@ -101,7 +106,6 @@ func (ds *deviceSession) handle(ctx context.Context, msg []byte) []byte {
 
 // run serves the live session until it ends, then tears it down.
 func (ds *deviceSession) run() {
-	ds.goOwned(ds.drainLoop)
 	if ds.accepted.Load() {
 		ds.kickDrain()
 	}
@@ -121,74 +125,90 @@ func (ds *deviceSession) markAccepted() {
 	ds.kickDrain()
 }
 
+// kickDrain makes the drainer look for queued calls: it starts it, as
+// an owned goroutine, or tells the one running to go round again.
 func (ds *deviceSession) kickDrain() {
-	select {
-	case ds.kick <- struct{}{}:
-	default:
+	ds.drainAgain.Store(true)
+	if !ds.draining.CompareAndSwap(false, true) {
+		return
+	}
+	if !ds.goOwned(ds.drain) {
+		ds.draining.Store(false)
 	}
 }
 
-// drainLoop sends the device's queued persistent calls, in order, as
+// drain runs drainOnce until no kick came during the last round.
+func (ds *deviceSession) drain() {
+	for {
+		ds.drainAgain.Store(false)
+		ds.drainOnce()
+		ds.draining.Store(false)
+		// A kick after the Store(false) above started its own drainer or
+		// will find this one again.
+		if !ds.drainAgain.Load() || !ds.draining.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// drainOnce sends the device's queued persistent calls, in order, as
 // fleet.Served allows: none until the device's first state.report (or
 // until ReportWait passed without one), then those whose method it lists.
 // The next call is claimed only once the previous one's write completed.
-func (ds *deviceSession) drainLoop() {
+func (ds *deviceSession) drainOnce() {
 	h := ds.hub
 	svc := h.svc
-	var (
-		wait  *time.Timer // the wait for a first report, from acceptance
-		waitC <-chan time.Time
-	)
-	defer func() {
-		if wait != nil {
-			wait.Stop()
-		}
-	}()
-	for {
-		select {
-		case <-ds.ctx.Done():
+	if ds.ctx.Err() != nil || !ds.accepted.Load() {
+		return
+	}
+	select {
+	case <-ds.peer.Done():
+		return
+	default:
+	}
+	if !ds.served.Ready() {
+		ds.waitForReport()
+		return
+	}
+	for ds.ctx.Err() == nil {
+		c, ok, err := svc.ClaimQueued(ds.ctx, ds.deviceID, ds.served)
+		if err != nil {
+			if ds.ctx.Err() == nil {
+				h.log.Error("claiming queued call", "device_id", ds.deviceID, "err", err)
+			}
 			return
-		case <-ds.peer.Done():
+		}
+		if !ok {
 			return
-		case <-ds.kick:
-		case <-waitC:
-			waitC = nil
-			if ds.served.GiveUpWaiting() {
-				h.log.Info("no state.report: sending queued calls of any method", "device_id", ds.deviceID,
-					"waited_ms", h.opts.ReportWait.Milliseconds())
-			}
 		}
-		if !ds.accepted.Load() {
-			continue
+		written := make(chan bool, 1)
+		if !ds.goOwned(func() { svc.Deliver(ds.ctx, c, ds.served, peerOf{ds.peer}, written) }) {
+			svc.Requeue(ds.ctx, c.ID)
+			return
 		}
-		if !ds.served.Ready() {
-			if wait == nil {
-				wait = time.NewTimer(h.opts.ReportWait)
-				waitC = wait.C
-			}
-			continue
-		}
-		for ds.ctx.Err() == nil {
-			c, ok, err := svc.ClaimQueued(ds.ctx, ds.deviceID, ds.served)
-			if err != nil {
-				if ds.ctx.Err() == nil {
-					h.log.Error("claiming queued call", "device_id", ds.deviceID, "err", err)
-				}
-				break
-			}
-			if !ok {
-				break
-			}
-			written := make(chan bool, 1)
-			if !ds.goOwned(func() { svc.Deliver(ds.ctx, c, ds.served, peerOf{ds.peer}, written) }) {
-				svc.Requeue(ds.ctx, c.ID)
-				return
-			}
-			if !<-written {
-				break
-			}
+		if !<-written {
+			return
 		}
 	}
+}
+
+// waitForReport starts, once, the wait for the device's first
+// state.report: when ReportWait passes without one, queued calls of any
+// method may flow.
+func (ds *deviceSession) waitForReport() {
+	h := ds.hub
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if ds.reportWait != nil || ds.ending {
+		return
+	}
+	ds.reportWait = time.AfterFunc(h.opts.ReportWait, func() {
+		if ds.served.GiveUpWaiting() {
+			h.log.Info("no state.report: sending queued calls of any method", "device_id", ds.deviceID,
+				"waited_ms", h.opts.ReportWait.Milliseconds())
+		}
+		ds.kickDrain()
+	})
 }
 
 // onDrain answers a drain request and wakes the drainer. A request naming
@@ -225,7 +245,7 @@ func (ds *deviceSession) onCall(m *nats.Msg) {
 		m.Respond(mustMarshal(c))
 	})
 	if !ok {
-		m.Respond(mustMarshal(svc.RefuseCall(context.Background(), rr.CallID, rpcproto.CodeDeviceOffline)))
+		ds.hub.refuseOffline(m)
 	}
 }
 
@@ -256,6 +276,9 @@ func (ds *deviceSession) teardown(err error) {
 	}
 	ds.mu.Lock()
 	ds.ending = true
+	if ds.reportWait != nil {
+		ds.reportWait.Stop()
+	}
 	ds.mu.Unlock()
 	ds.cancel()
 	ds.wg.Wait()
