@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/bosunhq/bosun/device/internal/bridge"
@@ -213,6 +214,9 @@ func (f *fleet) status() Status {
 func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
+	if err := fdsFor(cfg.Devices); err != nil {
+		return err
+	}
 	cloudKey, err := keys.LoadPublic(cfg.CloudPublicKey)
 	if err != nil {
 		return fmt.Errorf("loading the cloud's public key (--cloud-public-key): %w", err)
@@ -344,4 +348,30 @@ func loopbackAddr(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// fdReserve is the file descriptors bosun-sim needs beside one per device:
+// its listeners, log, keys being read, the Go runtime's own.
+const fdReserve = 64
+
+// fdsFor refuses a fleet the process cannot hold open, before any device
+// connects: each device is one socket, so past RLIMIT_NOFILE the last
+// ones would fail their connects one by one, mid-run. (Go raises the soft
+// limit to the hard one at start.)
+func fdsFor(devices int) error {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return nil // no limit known: let the connects tell
+	}
+	return fdsCheck(devices, l.Cur, l.Max)
+}
+
+func fdsCheck(devices int, cur, hard uint64) error {
+	need := uint64(devices) + fdReserve
+	if need <= cur {
+		return nil
+	}
+	return fmt.Errorf("--devices %d needs %d open files and this process may open %d (hard limit %d): "+
+		"raise it (ulimit -n, or LimitNOFILE in a unit) or simulate %d devices or fewer",
+		devices, need, cur, hard, max(cur, fdReserve)-fdReserve)
 }
