@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,17 +27,13 @@ func ProfileFromLog(logPath, dir, name string, d time.Duration) <-chan error {
 	done := make(chan error, 1)
 	go func() {
 		done <- func() error {
-			log, err := os.ReadFile(logPath)
+			addr, err := liveProfiler(logPath)
 			if err != nil {
 				return err
 			}
-			m := profilerAddr.FindSubmatch(log)
-			if m == nil {
-				return fmt.Errorf("%s: no profiler address (is BOSUN_PPROF_LISTEN set?)", logPath)
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
 			defer cancel()
-			url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", m[1], int(d.Seconds()))
+			url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds()))
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
@@ -56,4 +53,29 @@ func ProfileFromLog(logPath, dir, name string, d time.Duration) <-chan error {
 		}()
 	}()
 	return done
+}
+
+// liveProfiler finds the newest profiler address in the log that accepts
+// a connection (a restarted process appends to its log; its address may
+// take a moment to appear), trying for up to five seconds.
+func liveProfiler(logPath string) (string, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		log, err := os.ReadFile(logPath)
+		if err != nil {
+			return "", err
+		}
+		all := profilerAddr.FindAllSubmatch(log, -1)
+		if len(all) > 0 {
+			addr := string(all[len(all)-1][1])
+			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+				c.Close()
+				return addr, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("%s: no live profiler address (is BOSUN_PPROF_LISTEN set?)", logPath)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

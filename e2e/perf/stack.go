@@ -60,9 +60,6 @@ func Bin(tb testing.TB, name string) string {
 type CloudOptions struct {
 	// Env is added to bosun-cloud serve's environment (BOSUN_MAX_PENDING=...).
 	Env []string
-	// Pprof, when set, is passed as BOSUN_PPROF (for a profiling build; the
-	// cloud ignores what it does not know). Empty means none.
-	Pprof string
 }
 
 // Cloud is one bosun-cloud process on a database of its own, with a super
@@ -105,9 +102,6 @@ func StartCloud(tb testing.TB, opts CloudOptions) *Cloud {
 		"BOSUN_CLOUD_KEY="+filepath.Join(keysDir, "cloud_private.pem"),
 		"BOSUN_DATA_DIR="+filepath.Join(dir, "data"),
 	)
-	if opts.Pprof != "" {
-		c.env = append(c.env, "BOSUN_PPROF="+opts.Pprof)
-	}
 	c.env = append(c.env, opts.Env...)
 	bin := Bin(tb, "bosun-cloud")
 	c.cmd(tb, bin, "keys", "ensure", "--dir", keysDir)
