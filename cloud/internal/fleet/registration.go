@@ -133,6 +133,15 @@ func (s *Service) Admit(ctx context.Context, r Registration, remoteAddr string) 
 		}
 		org = o.ID
 	}
+	// Almost every registration is a reconnect of an accepted device with
+	// its accepted key: one statement records it (the rule below would
+	// say ReasonAccepted, AdmitKnown, and publish nothing).
+	if res, ok, err := s.st.AdmitAccepted(ctx, id, r.Fingerprint, sourceAddr(remoteAddr)); err != nil {
+		return adm, err
+	} else if ok {
+		adm.Status, adm.Reason, adm.OrgID, adm.KeySetID, adm.KeyChanged = rpcproto.StatusAccepted, ReasonAccepted, res.OrgID, res.KeySetID, res.KeyChanged
+		return adm, nil
+	}
 	var reason string
 	res, err := s.st.Admit(ctx, store.AdmitInput{DeviceID: id, OrgID: org, PublicKeyDER: r.PublicKeyDER,
 		Fingerprint: r.Fingerprint, Alg: r.Alg, Attributes: r.Params.Attributes, Addr: sourceAddr(remoteAddr)},

@@ -351,3 +351,37 @@ func (s *Store) PrunePending(ctx context.Context, olderThan time.Duration, batch
 	}
 	return p, nil
 }
+
+// AdmitAccepted is Admit's path for the registration almost every
+// reconnect is: a known device, accepted and not decommissioned,
+// presenting its accepted key. It records the session as Admit's
+// AdmitKnown verdict does (last_addr, session_key_id, last_seen, the key
+// set's last_seen) in one statement, with the device and key set rows
+// locked as Admit locks them, and reports ok. Any other registration —
+// unknown device or key, a pending key beside it, any other status — is
+// left untouched with ok false, for Admit to decide. (The device's status
+// cannot change here: an accepted device with no pending key set stays
+// accepted.)
+func (s *Store) AdmitAccepted(ctx context.Context, deviceID, fingerprint, addr string) (AdmitResult, bool, error) {
+	res := AdmitResult{Verdict: AdmitKnown, KeyStatus: KeyAccepted}
+	err := s.pool.QueryRow(ctx, `WITH k AS (
+			SELECT k.id, d.org_id, k.key_changed FROM devices d JOIN device_keys k ON k.device_id = d.id
+			WHERE d.id = $1 AND k.fingerprint = $2 AND k.status = 'accepted'
+				AND d.status = 'accepted' AND NOT d.decommissioned
+			FOR UPDATE OF d, k
+		), uk AS (
+			UPDATE device_keys SET last_seen = now() WHERE id IN (SELECT id FROM k)
+		), ud AS (
+			UPDATE devices SET last_addr = $3, first_addr = CASE WHEN first_addr = '' THEN $3 ELSE first_addr END,
+				session_key_id = (SELECT id FROM k), last_seen = now(), pending_admitted_at = NULL
+			WHERE id = $1 AND EXISTS (SELECT 1 FROM k)
+		)
+		SELECT id, org_id, key_changed FROM k`, deviceID, fingerprint, addr).Scan(&res.KeySetID, &res.OrgID, &res.KeyChanged)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return AdmitResult{}, false, nil
+	}
+	if err != nil {
+		return AdmitResult{}, false, fmt.Errorf("admitting device %s: %w", deviceID, err)
+	}
+	return res, true, nil
+}

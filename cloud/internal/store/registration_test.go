@@ -278,3 +278,56 @@ func sorted(s ...string) []string {
 	sort.Strings(s)
 	return s
 }
+
+// TestAdmitAccepted: the one-statement path admits exactly the accepted
+// device presenting its accepted key, recording what Admit's known
+// verdict records; every other registration is left to Admit with
+// nothing written.
+func TestAdmitAccepted(t *testing.T) {
+	st, ctx := migrated(t)
+	k, other := newTestKey(t), newTestKey(t)
+	register(t, st, ctx, "fast-1", k)
+	row := func() string {
+		var s string
+		if err := st.Pool().QueryRow(ctx, `SELECT d.status || ' ' || d.last_addr || ' ' || coalesce(d.session_key_id::text, '-') || ' ' ||
+			(SELECT string_agg(status || ':' || last_seen::text, ',' ORDER BY id) FROM device_keys WHERE device_id = d.id)
+			FROM devices d WHERE d.id = 'fast-1'`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	refused := func(what, fp string) {
+		t.Helper()
+		before := row()
+		if res, ok, err := st.AdmitAccepted(ctx, "fast-1", fp, "198.51.100.7"); err != nil || ok {
+			t.Fatalf("%s: %+v, %v, %v; want left to Admit", what, res, ok, err)
+		}
+		if after := row(); after != before {
+			t.Fatalf("%s wrote: %s → %s", what, before, after)
+		}
+	}
+	refused("pending key", k.fp)
+	if res, ok, err := st.AdmitAccepted(ctx, "nobody", k.fp, "198.51.100.7"); err != nil || ok {
+		t.Fatalf("unknown device: %+v, %v, %v", res, ok, err)
+	}
+	if _, err := st.Accept(ctx, store.AcceptInput{DeviceID: "fast-1", Fingerprint: k.fp}); err != nil {
+		t.Fatal(err)
+	}
+	refused("another key", other.fp)
+	before := row()
+	res, ok, err := st.AdmitAccepted(ctx, "fast-1", k.fp, "198.51.100.7")
+	if err != nil || !ok || res.Verdict != store.AdmitKnown || res.KeyStatus != store.KeyAccepted || res.KeySetID == 0 || res.OrgID == 0 {
+		t.Fatalf("accepted key: %+v, %v, %v", res, ok, err)
+	}
+	after := row()
+	if !strings.HasPrefix(after, fmt.Sprintf("accepted 198.51.100.7 %d ", res.KeySetID)) || after == before {
+		t.Fatalf("accepted key recorded %q (before %q)", after, before)
+	}
+	// A key change waiting for review: the device is pending again, and
+	// its accepted key goes the slow way.
+	register(t, st, ctx, "fast-1", other)
+	refused("accepted key beside a pending one", k.fp)
+	exec(t, st, ctx, `DELETE FROM device_keys WHERE device_id = 'fast-1' AND fingerprint = $1`, other.fp)
+	exec(t, st, ctx, `UPDATE devices SET status = 'accepted', decommissioned = true WHERE id = 'fast-1'`)
+	refused("decommissioned", k.fp)
+}
