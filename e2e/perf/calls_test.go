@@ -74,7 +74,7 @@ func intEnv(env string, def int) int {
 // path for BOSUN_P8_DURATION (10 minutes by default) by
 // BOSUN_P8_CLIENTS concurrent callers: the rate, zero failures, and
 // memory flat (RSS of the cloud, the bridge and the worker at the end
-// against after a warm-up of 20 s).
+// against after a warm-up of 10 s).
 func BenchmarkP8OneDeviceSustained(b *testing.B) {
 	dur := durationEnv("BOSUN_P8_DURATION", 10*time.Minute)
 	clients := intEnv("BOSUN_P8_CLIENTS", 16)
@@ -82,7 +82,7 @@ func BenchmarkP8OneDeviceSustained(b *testing.B) {
 	pids := map[string]int{"cloud": s.Pid("cloud"), "bridge": s.Pid("bridge"), "worker": s.Pid("worker")}
 	load := perf.CallLoad{URL: s.URL, Token: token, Devices: []string{s.Device}, Clients: clients}
 	// Warm up, then the RSS baseline.
-	load.Duration = min(dur/10, 20*time.Second)
+	load.Duration = min(dur/10, 10*time.Second)
 	load.Run(context.Background())
 	rss0 := perf.RSSOfAll(b, pids)
 	cpu0 := perf.ReadCPU("bosun-cloud", "bosun-bridge", "bosun-worker", "postgres")

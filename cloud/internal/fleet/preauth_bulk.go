@@ -16,7 +16,7 @@ import (
 const MaxPreauthorizeBatch = 1000
 
 // preauthorizeParallel is how many devices PreauthorizeMany writes at once.
-const preauthorizeParallel = 8
+const preauthorizeParallel = 12
 
 // PreauthorizeEntry is one device of PreauthorizeMany.
 type PreauthorizeEntry struct {
