@@ -13,9 +13,10 @@ import (
 )
 
 // serve runs one websocket from handshake to teardown.
-func (h *Hub) serve(c *websocket.Conn, remote string, hs *handshake) {
+func (h *Hub) serve(c *websocket.Conn, remote string) {
 	sid := session.NewID()
 	log := h.log.With("remote_addr", remote, "session", sid)
+	hs := h.beginHandshake()
 	defer hs.end(HandshakeError)
 	refused := func(herr *session.HandshakeError) {
 		hs.end(HandshakeInvalid)

@@ -95,11 +95,6 @@ type Options struct {
 	// method (a device that never reports still gets them; see
 	// fleet.Served). Defaults to 10s.
 	ReportWait time.Duration
-	// MaxHandshakes bounds the connections between their upgrade and
-	// their session's start; one more is answered 503 with Retry-After: 1
-	// before the upgrade (outcome HandshakeBusy).
-	// Defaults to DefaultMaxHandshakes; negative means no bound.
-	MaxHandshakes int
 	// Observer is told how each handshake ended (package metrics counts
 	// them). nil means nobody is.
 	Observer Observer
@@ -160,9 +155,6 @@ func New(opts Options) (*Hub, error) {
 	def(&opts.PingTimeout, 10*time.Second)
 	def(&opts.Skew, envelope.DefaultSkew)
 	def(&opts.ReportWait, 10*time.Second)
-	if opts.MaxHandshakes == 0 {
-		opts.MaxHandshakes = DefaultMaxHandshakes
-	}
 	if opts.Observer == nil {
 		opts.Observer = noObserver{}
 	}
@@ -221,28 +213,14 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.wg.Done()
-	// Admission: past MaxHandshakes in flight a connection is refused
-	// before the upgrade, for the price of an HTTP answer: no challenge
-	// signed, no database touched. The device backs off and comes back;
-	// in a reconnect storm this keeps the replica finishing handshakes
-	// instead of starting ones that time out.
-	hs := h.beginHandshake()
-	if hs == nil {
-		h.opts.Observer.Handshake(HandshakeBusy)
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "too many handshakes in progress, retry later", http.StatusServiceUnavailable)
-		return
-	}
 	// The frame guard answers a frame header claiming more than the limit
 	// with 1009 at once, instead of waiting for bytes that never come.
 	c, err := websocket.Accept(session.GuardFrames(w, int64(h.opts.MaxMessageSize)), r, &websocket.AcceptOptions{Subprotocols: []string{rpcproto.WebsocketSubprotocol}})
 	if err != nil {
-		hs.drop()
 		h.reject("upgrade", "remote_addr", r.RemoteAddr, "err", err)
 		return
 	}
 	if c.Subprotocol() != rpcproto.WebsocketSubprotocol {
-		hs.drop()
 		h.reject("subprotocol", "remote_addr", r.RemoteAddr)
 		c.Close(websocket.StatusPolicyViolation, "subprotocol "+rpcproto.WebsocketSubprotocol+" required")
 		return
@@ -257,7 +235,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
-		h.serve(c, remote, hs)
+		h.serve(c, remote)
 	}()
 }
 
@@ -321,12 +299,6 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
-
-// DefaultMaxHandshakes is Options.MaxHandshakes' default: about a quarter
-// of a second of handshakes on two cores (each costs the replica and
-// PostgreSQL about 1 ms of CPU), far below the 10 s a device waits for
-// its answer.
-const DefaultMaxHandshakes = 256
 
 // InboxSize bounds the call and drain requests waiting for a dispatcher
 // on one replica. One more is dropped by nats.go as a slow consumer: its

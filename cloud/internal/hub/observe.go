@@ -35,16 +35,12 @@ const (
 	HandshakeAborted = "aborted"
 	// HandshakeError: the cloud failed (database, NATS).
 	HandshakeError = "error"
-	// HandshakeBusy: MaxHandshakes were in progress; the connection was
-	// answered 503 before its upgrade (the device retries after its
-	// backoff).
-	HandshakeBusy = "busy"
 )
 
 // HandshakeOutcomes lists every outcome, for metrics that want each label
 // to exist before it is first counted.
 var HandshakeOutcomes = []string{HandshakeAccepted, HandshakePending, HandshakeRejected, HandshakeRefused,
-	HandshakeInvalid, HandshakeAborted, HandshakeError, HandshakeBusy}
+	HandshakeInvalid, HandshakeAborted, HandshakeError}
 
 type noObserver struct{}
 
@@ -57,23 +53,9 @@ type handshake struct {
 	done atomic.Bool
 }
 
-// beginHandshake counts a connection as handshaking, or returns nil when
-// MaxHandshakes are already (the connection is then refused before its
-// upgrade, see ServeHTTP).
 func (h *Hub) beginHandshake() *handshake {
-	if n := h.handshaking.Add(1); h.opts.MaxHandshakes > 0 && n > int64(h.opts.MaxHandshakes) {
-		h.handshaking.Add(-1)
-		return nil
-	}
+	h.handshaking.Add(1)
 	return &handshake{h: h}
-}
-
-// drop stops counting a connection that never reached the handshake
-// (its upgrade failed), reporting no outcome, as before there was one.
-func (hs *handshake) drop() {
-	if hs.done.CompareAndSwap(false, true) {
-		hs.h.handshaking.Add(-1)
-	}
 }
 
 // end reports the outcome; only the first call counts.
