@@ -212,6 +212,23 @@ func TestFanOut(t *testing.T) {
 	if _, err := s.Service().FanOut(ctx, s.Super, fleet.FanOutRequest{Method: "x"}, nil); !errors.Is(err, fleet.ErrInvalid) {
 		t.Fatalf("fan-out without targets: %v", err)
 	}
+	// Every device is checked before any is called: one unknown id (or
+	// one the actor may not operate) refuses the whole fan-out, and no
+	// device was called.
+	var calls0 int
+	s.Service().Store().Pool().QueryRow(ctx, `SELECT count(*) FROM calls`).Scan(&calls0)
+	if _, err := s.Service().FanOut(ctx, s.Super, fleet.FanOutRequest{DeviceIDs: []string{"f1", "nobody", "f2"}, Method: "test.echo"}, nil); !errors.Is(err, fleet.ErrNotFound) {
+		t.Fatalf("fan-out naming an unknown device: %v", err)
+	}
+	viewer := s.Actor(t, "viewer@example.com", fleet.RoleViewer, "default")
+	if _, err := s.Service().FanOut(ctx, viewer, fleet.FanOutRequest{DeviceIDs: []string{"f1", "f2"}, Method: "test.echo"}, nil); !errors.Is(err, fleet.ErrForbidden) {
+		t.Fatalf("fan-out by a viewer: %v", err)
+	}
+	var calls1 int
+	s.Service().Store().Pool().QueryRow(ctx, `SELECT count(*) FROM calls`).Scan(&calls1)
+	if calls1 != calls0 {
+		t.Fatalf("refused fan-outs made %d calls", calls1-calls0)
+	}
 }
 
 func TestCallValidation(t *testing.T) {

@@ -103,6 +103,27 @@ func (s *Store) GetDevice(ctx context.Context, id string) (Device, error) {
 	return d, nil
 }
 
+// GetDevices loads the devices of ids that exist, by id, in one query.
+func (s *Store) GetDevices(ctx context.Context, ids []string) (map[string]Device, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+deviceColumns+deviceFrom+` WHERE d.id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("loading devices: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[string]Device, len(ids))
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, fmt.Errorf("loading devices: %w", err)
+		}
+		out[d.ID] = d
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("loading devices: %w", err)
+	}
+	return out, nil
+}
+
 // ListDevices returns one page of devices ordered by id and the total number
 // matching the filter.
 func (s *Store) ListDevices(ctx context.Context, f DeviceFilter) ([]Device, int, error) {
