@@ -29,8 +29,6 @@ type CallRequest struct {
 	// (expired). 0 means synchronous: an offline device fails the call
 	// with -32000.
 	TTL time.Duration
-
-	fanOut bool // one of a fan-out's calls (its audit entry says so)
 }
 
 // FanOutRequest calls one method on several devices, named by DeviceIDs or
@@ -323,22 +321,9 @@ func (s *Service) FanOut(ctx context.Context, a Actor, req FanOutRequest, each f
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			r := probe
-			r.DeviceID, r.fanOut = d.ID, true
-			var (
-				c       Call
-				err     error
-				audited bool
-			)
-			// A session held here takes the local path, as Call does: no
-			// NATS, one row with its outcome and audit entry.
-			if ls := s.localSession(d.ID); ls != nil && a.operates(ls.OrgID()) && ls.Accepted() {
-				c, audited, err = s.callLocal(ctx, a, ls, r)
-			} else {
-				c, err = s.call(ctx, a, d, r)
-			}
-			if !audited {
-				s.audit(ctx, d.OrgID, a, "call", d.ID, c.Status, map[string]string{"method": r.Method, "call_id": c.ID, "fan_out": "true"})
-			}
+			r.DeviceID = d.ID
+			c, err := s.call(ctx, a, d, r)
+			s.audit(ctx, d.OrgID, a, "call", d.ID, c.Status, map[string]string{"method": r.Method, "call_id": c.ID, "fan_out": "true"})
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -69,7 +69,7 @@ func (s *Service) callLocal(ctx context.Context, a Actor, ls LocalSession, req C
 	sentAt := time.Now()
 	p, ok := ls.Enter()
 	if !ok {
-		c, err := s.recordLocal(ctx, n, sentAt, nil, store.CallFailed, nil, rpcErr(rpcproto.CodeDeviceOffline), true, req.fanOut)
+		c, err := s.recordLocal(ctx, n, sentAt, nil, store.CallFailed, nil, rpcErr(rpcproto.CodeDeviceOffline), true)
 		return c, err == nil, err
 	}
 	type outcome struct {
@@ -83,7 +83,7 @@ func (s *Service) callLocal(ctx context.Context, a Actor, ls LocalSession, req C
 		defer ls.Leave()
 		status, res, e, at := s.deliverSync(ctx, n, p)
 		audit := state.CompareAndSwap(0, 2)
-		c, err := s.recordLocal(context.WithoutCancel(ctx), n, sentAt, at, status, res, e, audit, req.fanOut)
+		c, err := s.recordLocal(context.WithoutCancel(ctx), n, sentAt, at, status, res, e, audit)
 		done <- outcome{c, audit && err == nil, err}
 	}()
 	select {
@@ -146,10 +146,10 @@ func (s *Service) deliverSync(ctx context.Context, n store.NewCall, p Peer) (sta
 // recordLocal writes a local call's row with its outcome (and, if audit,
 // its audit entry) and tells the event subscribers.
 func (s *Service) recordLocal(ctx context.Context, n store.NewCall, sentAt time.Time, deliveredAt *time.Time,
-	status string, result json.RawMessage, e *jsonrpc.Error, audit, fanOut bool) (Call, error) {
+	status string, result json.RawMessage, e *jsonrpc.Error, audit bool) (Call, error) {
 	n.Status, n.Error = status, e
 	c, err := s.st.InsertFinishedCall(context.WithoutCancel(ctx), store.FinishedCall{NewCall: n, Result: result,
-		SentAt: sentAt, DeliveredAt: deliveredAt, Audit: audit, FanOut: fanOut})
+		SentAt: sentAt, DeliveredAt: deliveredAt, Audit: audit})
 	if err != nil {
 		s.log.Error("recording call outcome", "call_id", n.ID, "err", err)
 		return c, err

@@ -58,7 +58,7 @@ type finishedRow struct {
 	params, result, errj                []byte
 	sent, finished                      time.Time
 	delivered                           *time.Time
-	audit, fanOut                       bool
+	audit                               bool
 }
 
 type groupWriter struct {
@@ -314,9 +314,6 @@ type FinishedCall struct {
 	// Audit, when set, writes the call's audit row (action "call", the
 	// call's outcome, detail {"method", "call_id"}) in the same statement.
 	Audit bool
-	// FanOut adds "fan_out": "true" to that audit row's detail: the call is
-	// one of a fan-out's.
-	FanOut bool
 }
 
 // InsertFinishedCall records a synchronous call and its outcome at once,
@@ -343,7 +340,7 @@ func (s *Store) InsertFinishedCall(ctx context.Context, f FinishedCall) (Call, e
 	}
 	err := s.w.doRows(ctx, &finishedRow{id: f.ID, org: f.OrgID, deviceID: f.DeviceID, method: f.Method, params: params,
 		status: f.Status, actor: f.Actor, timeoutMS: f.Timeout.Milliseconds(), result: result, errj: callArgsErr(f.Error),
-		sent: sent, delivered: delivered, finished: finished, audit: f.Audit, fanOut: f.FanOut})
+		sent: sent, delivered: delivered, finished: finished, audit: f.Audit})
 	if err != nil {
 		return Call{}, fmt.Errorf("recording call to %s: %w", f.DeviceID, notFound(err))
 	}
@@ -357,9 +354,9 @@ func (s *Store) InsertFinishedCall(ctx context.Context, f FinishedCall) (Call, e
 // group) for all the finished calls of a group.
 const insertFinishedCallsSQL = `WITH v AS (
 		SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[],
-			$8::bigint[], $9::jsonb[], $10::jsonb[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::boolean[], $15::boolean[])
+			$8::bigint[], $9::jsonb[], $10::jsonb[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::boolean[])
 			AS v(id, org_id, device_id, method, params, status, actor, timeout_ms, result, error, sent_at, delivered_at,
-				finished_at, audit, fan_out)
+				finished_at, audit)
 	), c AS (
 		INSERT INTO calls (id, org_id, device_id, method, params, status, actor, timeout_ms, result, error,
 			created_at, sent_at, delivered_at, finished_at)
@@ -367,8 +364,7 @@ const insertFinishedCallsSQL = `WITH v AS (
 			sent_at, sent_at, delivered_at, finished_at FROM v
 	)
 	INSERT INTO audit_log (org_id, actor, action, target, outcome, detail)
-	SELECT org_id, actor, 'call', device_id, status, jsonb_build_object('method', method, 'call_id', id::text) ||
-		CASE WHEN fan_out THEN '{"fan_out": "true"}'::jsonb ELSE '{}'::jsonb END
+	SELECT org_id, actor, 'call', device_id, status, jsonb_build_object('method', method, 'call_id', id::text)
 	FROM v WHERE audit`
 
 // finishedArrays are a group's finished calls, column by column.
@@ -378,7 +374,7 @@ type finishedArrays struct {
 	params, result, errj                [][]byte
 	sent, finished                      []time.Time
 	delivered                           []*time.Time
-	audit, fanOut                       []bool
+	audit                               []bool
 }
 
 func (a *finishedArrays) add(r *finishedRow) {
@@ -396,10 +392,9 @@ func (a *finishedArrays) add(r *finishedRow) {
 	a.delivered = append(a.delivered, r.delivered)
 	a.finished = append(a.finished, r.finished)
 	a.audit = append(a.audit, r.audit)
-	a.fanOut = append(a.fanOut, r.fanOut)
 }
 
 func (a *finishedArrays) args() []any {
 	return []any{a.id, a.org, a.deviceID, a.method, a.params, a.status, a.actor, a.timeoutMS, a.result, a.errj,
-		a.sent, a.delivered, a.finished, a.audit, a.fanOut}
+		a.sent, a.delivered, a.finished, a.audit}
 }
