@@ -138,12 +138,28 @@ func tagDevices(tb testing.TB, c *Cloud, s *Sim, n int, tag string) {
 		tb.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	tag2, err := conn.Exec(ctx, `UPDATE devices SET tags = array_append(array_remove(tags, $2), $2) WHERE id = ANY($1)`, ids, tag)
-	if err != nil {
-		tb.Fatalf("tagging: %v", err)
+	// In chunks, retried: the cloud updates the same rows meanwhile
+	// (last_seen, state reports), so a large UPDATE can deadlock with it.
+	done := int64(0)
+	for len(ids) > 0 {
+		chunk := ids[:min(500, len(ids))]
+		var err error
+		for try := 0; try < 5; try++ {
+			var t2 interface{ RowsAffected() int64 }
+			t2, err = conn.Exec(ctx, `UPDATE devices SET tags = array_append(array_remove(tags, $2), $2) WHERE id = ANY($1)`, chunk, tag)
+			if err == nil {
+				done += t2.RowsAffected()
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			tb.Fatalf("tagging: %v", err)
+		}
+		ids = ids[len(chunk):]
 	}
-	if tag2.RowsAffected() != int64(n) {
-		tb.Fatalf("tagging: %d of %d devices", tag2.RowsAffected(), n)
+	if done != int64(n) {
+		tb.Fatalf("tagging: %d of %d devices", done, n)
 	}
 }
 
