@@ -16,41 +16,12 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
-)
 
-func cpuOf(prefixes []string) map[string]float64 {
-	out := map[string]float64{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
-		if err != nil {
-			continue
-		}
-		name := strings.TrimSpace(string(comm))
-		for _, p := range prefixes {
-			if strings.HasPrefix(name, p) {
-				st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-				if err != nil {
-					continue
-				}
-				f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+2:]))
-				u, _ := strconv.ParseFloat(f[11], 64)
-				s, _ := strconv.ParseFloat(f[12], 64)
-				out[p] += (u + s) / 100 // clock ticks (USER_HZ 100) → s
-			}
-		}
-	}
-	return out
-}
+	"github.com/bosunhq/bosun/e2e/perf"
+)
 
 func main() {
 	url := flag.String("url", "http://127.0.0.1:8080", "cloud URL")
@@ -101,23 +72,20 @@ func main() {
 	}
 	run(*warm)
 	procs := []string{"bosun-cloud", "bosun-bridge", "bosun-worker", "postgres"}
-	c0 := cpuOf(procs)
+	c0 := perf.ReadCPU(procs...)
 	t0 := time.Now()
 	n, failed, lat := run(*d)
 	el := time.Since(t0)
-	c1 := cpuOf(procs)
+	cpu := perf.ReadCPU(procs...).Sub(c0)
 	if n == 0 {
 		fmt.Fprintln(os.Stderr, "callload: no call finished")
 		os.Exit(1)
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	q := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))] }
-	fmt.Printf("%d calls in %.1fs: %.0f calls/s, %d failed, p50 %.2f ms, p99 %.2f ms; CPU per call:", n, el.Seconds(),
-		float64(n)/el.Seconds(), failed, float64(q(0.5).Microseconds())/1000, float64(q(0.99).Microseconds())/1000)
-	for _, p := range procs {
-		fmt.Printf(" %s %.0f µs", p, (c1[p]-c0[p])/float64(n)*1e6)
-	}
-	fmt.Println()
+	fmt.Printf("%d calls in %.1fs: %.0f calls/s, %d failed, p50 %.2f ms, p99 %.2f ms; %s\n", n, el.Seconds(),
+		float64(n)/el.Seconds(), failed, float64(q(0.5).Microseconds())/1000, float64(q(0.99).Microseconds())/1000,
+		cpu.PerCall(int64(n)))
 	if failed > 0 {
 		os.Exit(1)
 	}
