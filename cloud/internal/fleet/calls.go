@@ -300,11 +300,11 @@ func (s *Service) FanOut(ctx context.Context, a Actor, req FanOutRequest, each f
 	devs := make([]Device, 0, len(uniq))
 	for _, id := range uniq {
 		d, ok := found[id]
-		if !ok || !ValidDeviceID(id) || !a.sees(d.OrgID) {
+		if !ok || !a.sees(d.OrgID) {
 			return sum, fmt.Errorf("%w: device %q", ErrNotFound, id)
 		}
-		if !a.operates(d.OrgID) {
-			return sum, fmt.Errorf("%w: role %s may not change device %s", ErrForbidden, a.Role, id)
+		if err := mayChange(a, d, false); err != nil {
+			return sum, err
 		}
 		devs = append(devs, d)
 	}

@@ -76,14 +76,20 @@ func (s *Service) operable(ctx context.Context, a Actor, id string, admin bool) 
 	if err != nil {
 		return d, err
 	}
+	return d, mayChange(a, d, admin)
+}
+
+// mayChange is operable's rule for a device already loaded (and seen by
+// the actor): operators change devices, administrators (admin) more.
+func mayChange(a Actor, d Device, admin bool) error {
 	ok := a.operates(d.OrgID)
 	if admin {
 		ok = a.administers(d.OrgID)
 	}
 	if !ok {
-		return d, fmt.Errorf("%w: role %s may not change device %s", ErrForbidden, a.Role, id)
+		return fmt.Errorf("%w: role %s may not change device %s", ErrForbidden, a.Role, d.ID)
 	}
-	return d, nil
+	return nil
 }
 
 // SetTags replaces a device's tags. The rule is package tags' (at most 32,

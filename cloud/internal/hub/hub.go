@@ -122,8 +122,7 @@ type Hub struct {
 	stopOnce sync.Once
 
 	// inbox receives every session's call and drain requests (their
-	// subscriptions are channel subscriptions), served by dispatchers
-	// goroutines; see dispatch.
+	// subscriptions are channel subscriptions); see dispatch.
 	inbox chan *nats.Msg
 
 	rejected    sync.Map     // reason → *atomic.Int64
@@ -333,7 +332,10 @@ func (h *Hub) dispatch() {
 			switch what {
 			case "call":
 				if ds == nil {
-					h.refuseOffline(m)
+					var rr fleet.RouteRequest
+					if json.Unmarshal(m.Data, &rr) == nil {
+						h.refuseOffline(m, rr.CallID)
+					}
 				} else {
 					ds.onCall(m)
 				}
@@ -349,12 +351,8 @@ func (h *Hub) dispatch() {
 }
 
 // refuseOffline answers a routed call that no session here can serve.
-func (h *Hub) refuseOffline(m *nats.Msg) {
-	var rr fleet.RouteRequest
-	if err := json.Unmarshal(m.Data, &rr); err != nil {
-		return
-	}
-	m.Respond(mustMarshal(h.svc.RefuseCall(context.Background(), rr.CallID, rpcproto.CodeDeviceOffline)))
+func (h *Hub) refuseOffline(m *nats.Msg, callID string) {
+	m.Respond(mustMarshal(h.svc.RefuseCall(context.Background(), callID, rpcproto.CodeDeviceOffline)))
 }
 
 // deviceOf extracts the device id from bosun.dev.<org>.<device>.<what>

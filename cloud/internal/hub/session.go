@@ -245,7 +245,7 @@ func (ds *deviceSession) onCall(m *nats.Msg) {
 		m.Respond(mustMarshal(c))
 	})
 	if !ok {
-		ds.hub.refuseOffline(m)
+		ds.hub.refuseOffline(m, rr.CallID)
 	}
 }
 
