@@ -89,6 +89,30 @@ func TestRevokeAndDecommissionCloseWithinASecond(t *testing.T) {
 				t.Fatalf("close code = %d, want %d", code, rpcproto.CloseRejected)
 			}
 		})
+		// The operator acts on replica A; the device's session is on B.
+		t.Run(tt.name+" on another replica", func(t *testing.T) {
+			a := cloudtest.NewServer(t, cloudtest.WithReplica("ra"))
+			b := cloudtest.NewServer(t, cloudtest.WithReplica("rb"), cloudtest.WithDatabase(a.DatabaseURL),
+				cloudtest.WithNATS(a.NATSURL()), cloudtest.WithKey(a.Key))
+			d := accepted(t, b, "dev-rv2", cloudtest.DeviceOptions{})
+			if err := tt.do(a.Service(), a.Super, "dev-rv2"); err != nil {
+				t.Fatal(err)
+			}
+			if code := d.WaitClosed(t, time.Second); code != rpcproto.CloseRejected {
+				t.Fatalf("close code = %d, want %d", code, rpcproto.CloseRejected)
+			}
+			cloudtest.Eventually(t, time.Second, func() bool { return b.Hub().Sessions() == 0 }, "B's session torn down")
+			// The key stays refused on either replica.
+			d2, err := cloudtest.Connect(context.Background(), t, a.DeviceURL(), a.CloudPublic(), "dev-rv2", cloudtest.DeviceOptions{Key: d.Key})
+			if err == nil {
+				if d2.Registration.Status == rpcproto.StatusAccepted {
+					t.Fatal("the revoked key was accepted again")
+				}
+				if code := d2.WaitClosed(t, time.Second); code != rpcproto.CloseRejected {
+					t.Fatalf("revoked key reconnecting: close code = %d, want %d", code, rpcproto.CloseRejected)
+				}
+			}
+		})
 	}
 }
 
