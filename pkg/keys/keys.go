@@ -140,6 +140,82 @@ func ParsePublicPEM(data []byte) (crypto.PublicKey, error) {
 	}
 }
 
+// MaxKeySet bounds a set of trusted keys (ParsePublicPEMs): the cloud's
+// current and next key during a rotation, with room to spare.
+const MaxKeySet = 4
+
+// ParsePublicPEMs decodes every "PUBLIC KEY" PEM block of data: a set of
+// trusted keys, in order, without duplicates. It refuses an empty set, more
+// than MaxKeySet keys, and any key ParsePublicDER refuses.
+func ParsePublicPEMs(data []byte) ([]crypto.PublicKey, error) {
+	var set [][]byte
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type == "PUBLIC KEY" {
+			set = append(set, b.Bytes)
+		}
+	}
+	if len(set) == 0 {
+		return nil, ErrNoPEM
+	}
+	return ParsePublicDERs(set)
+}
+
+// ParsePublicDERs parses a set of DER SPKI keys as ParsePublicPEMs does.
+func ParsePublicDERs(ders [][]byte) ([]crypto.PublicKey, error) {
+	if len(ders) == 0 {
+		return nil, errors.New("keys: no key in the set")
+	}
+	if len(ders) > MaxKeySet {
+		return nil, fmt.Errorf("keys: %d keys in the set, at most %d", len(ders), MaxKeySet)
+	}
+	out := make([]crypto.PublicKey, 0, len(ders))
+	seen := make(map[string]bool, len(ders))
+	for i, der := range ders {
+		k, err := ParsePublicDER(der)
+		if err != nil {
+			return nil, fmt.Errorf("key %d of the set: %w", i+1, err)
+		}
+		if seen[string(der)] {
+			return nil, fmt.Errorf("keys: key %d of the set is there twice", i+1)
+		}
+		seen[string(der)] = true
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// MarshalPublicPEMs encodes a key set as consecutive "PUBLIC KEY" blocks.
+func MarshalPublicPEMs(set []crypto.PublicKey) ([]byte, error) {
+	var out []byte
+	for _, k := range set {
+		b, err := MarshalPublicPEM(k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b...)
+	}
+	return out, nil
+}
+
+// LoadPublics reads a PEM file holding a set of public keys
+// (ParsePublicPEMs).
+func LoadPublics(path string) ([]crypto.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	set, err := ParsePublicPEMs(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return set, nil
+}
+
 // MarshalPrivatePEM encodes key as a PKCS#8 "PRIVATE KEY" PEM block.
 func MarshalPrivatePEM(key crypto.Signer) ([]byte, error) {
 	if _, err := Alg(key.Public()); err != nil {

@@ -28,6 +28,10 @@ const (
 	MethodAuthChallenge = "auth.challenge"
 	// MethodAuthAccepted tells a pending device it has been accepted.
 	MethodAuthAccepted = "auth.accepted"
+	// MethodAuthCloudKeys announces the cloud keys a device trusts from then
+	// on (a rotation of the cloud key); sent by a cloud started with
+	// --cloud-trust once the session is accepted.
+	MethodAuthCloudKeys = "auth.cloud_keys"
 )
 
 // Methods served by the device's workers (cloud → device).
@@ -149,6 +153,13 @@ type RegisterResult struct {
 // AuthAcceptedParams are the params of auth.accepted.
 type AuthAcceptedParams struct {
 	Fingerprint string `json:"fingerprint"`
+}
+
+// AuthCloudKeysParams are the params of auth.cloud_keys: the cloud's public
+// keys, each a DER SubjectPublicKeyInfo in standard padded base64, 1 to
+// keys.MaxKeySet of them, the key that signs the session among them.
+type AuthCloudKeysParams struct {
+	Keys []string `json:"keys"`
 }
 
 // StateReportParams are the params of state.report: the device's inventory.

@@ -230,6 +230,9 @@ type Challenge struct {
 	// Window is the session's cloud_to_device replay window, holding the
 	// challenge's sequence number.
 	Window *envelope.ReplayWindow
+	// Key is the trusted cloud key that signed the challenge: the only key
+	// the session accepts from then on.
+	Key crypto.PublicKey
 }
 
 // ChallengeCheck configures OpenChallenge.
@@ -238,6 +241,9 @@ type ChallengeCheck struct {
 	Self string
 	// CloudKey is the pinned cloud key.
 	CloudKey crypto.PublicKey
+	// CloudKeys are further trusted cloud keys, tried after CloudKey: during
+	// a rotation of the cloud key the device trusts the old and the new.
+	CloudKeys []crypto.PublicKey
 	// CloudID, when not empty, is the only signer accepted.
 	CloudID string
 	// Skew and MaxSize as in envelope.Opener; zero means the defaults.
@@ -256,18 +262,40 @@ func OpenChallenge(frame []byte, c ChallengeCheck) (*Challenge, *HandshakeError)
 	if err != nil {
 		return nil, refuse(envelope.Reason(err), err)
 	}
-	w := envelope.NewReplayWindow(0)
-	op := &envelope.Opener{
-		Self: c.Self, AllowAnyAudience: true, Direction: envelope.CloudToDevice, Session: meta.Session,
-		Key: func(signer string) (crypto.PublicKey, error) {
-			if c.CloudID != "" && signer != c.CloudID {
-				return nil, fmt.Errorf("%w: %q is not the pinned cloud %q", envelope.ErrUnknownSigner, signer, c.CloudID)
-			}
-			return c.CloudKey, nil
-		},
-		Window: w, Skew: c.Skew, MaxSize: c.MaxSize, Now: c.Now,
+	trusted := append([]crypto.PublicKey{c.CloudKey}, c.CloudKeys...)
+	var (
+		w      *envelope.ReplayWindow
+		key    crypto.PublicKey
+		opened envelope.Opened
+		badSig error
+	)
+	// Each trusted key in turn: only a bad signature or another algorithm
+	// sends Open on to the next key, and the window kept is the one of the
+	// key that verified. A bad signature is the reason given when no key
+	// verifies and one of them had the envelope's algorithm.
+	for _, key = range trusted {
+		w = envelope.NewReplayWindow(0)
+		op := &envelope.Opener{
+			Self: c.Self, AllowAnyAudience: true, Direction: envelope.CloudToDevice, Session: meta.Session,
+			Key: func(signer string) (crypto.PublicKey, error) {
+				if c.CloudID != "" && signer != c.CloudID {
+					return nil, fmt.Errorf("%w: %q is not the pinned cloud %q", envelope.ErrUnknownSigner, signer, c.CloudID)
+				}
+				return key, nil
+			},
+			Window: w, Skew: c.Skew, MaxSize: c.MaxSize, Now: c.Now,
+		}
+		opened, err = op.Open(frame)
+		if errors.Is(err, envelope.ErrBadSignature) && badSig == nil {
+			badSig = err
+		}
+		if !errors.Is(err, envelope.ErrBadSignature) && !errors.Is(err, envelope.ErrAlgMismatch) {
+			break
+		}
 	}
-	opened, err := op.Open(frame)
+	if err != nil && badSig != nil && errors.Is(err, envelope.ErrAlgMismatch) {
+		err = badSig
+	}
 	if err != nil {
 		return nil, refuse(envelope.Reason(err), err)
 	}
@@ -285,7 +313,7 @@ func OpenChallenge(frame []byte, c ChallengeCheck) (*Challenge, *HandshakeError)
 	if p.CloudID != opened.Meta.Signer {
 		return nil, refuse("bad_challenge", fmt.Errorf("auth.challenge names cloud %.64q but is signed by %.64q", p.CloudID, opened.Meta.Signer))
 	}
-	return &Challenge{Session: opened.Meta.Session, CloudID: opened.Meta.Signer, Replica: p.Replica, Window: w}, nil
+	return &Challenge{Session: opened.Meta.Session, CloudID: opened.Meta.Signer, Replica: p.Replica, Window: w, Key: key}, nil
 }
 
 func mustMarshal(v any) json.RawMessage {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
@@ -648,9 +649,51 @@ func TestChallengeChecks(t *testing.T) {
 		})
 	}
 	ch, herr := session.OpenChallenge(seal(cloudKey, cloudID, h, good), session.ChallengeCheck{Self: "dev-1", CloudKey: cloudKey.Public(), CloudID: cloudID})
-	if herr != nil || ch.Session != sid || ch.Window.Top() != 1 {
+	if herr != nil || ch.Session != sid || ch.Window.Top() != 1 || !cloudKey.Public().(ed25519.PublicKey).Equal(ch.Key) {
 		t.Fatalf("good challenge: %+v %v", ch, herr)
 	}
+
+	// During a rotation the device trusts several keys: a challenge signed
+	// by any of them opens, and the session keeps the key that signed it.
+	next, rsaNext := newKey(t), testRSAKey(t)
+	for _, signer := range []crypto.Signer{cloudKey, next, rsaNext} {
+		check := session.ChallengeCheck{Self: "dev-1", CloudKey: cloudKey.Public(), CloudKeys: []crypto.PublicKey{rsaNext.Public(), next.Public()}, CloudID: cloudID}
+		ch, herr := session.OpenChallenge(seal(signer, cloudID, h, good), check)
+		if herr != nil {
+			t.Fatalf("challenge signed by a trusted %T: %v", signer.Public(), herr)
+		}
+		if k, ok := ch.Key.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(signer.Public()) {
+			t.Fatalf("challenge signed by a trusted %T: session key %T is another key", signer.Public(), ch.Key)
+		}
+	}
+	// Signed by none of them: a bad signature as soon as one trusted key has
+	// the envelope's algorithm, else the algorithm mismatch.
+	otherRSA := testRSAKey(t)
+	for _, tc := range []struct {
+		name    string
+		signer  crypto.Signer
+		trusted []crypto.PublicKey
+		reason  string
+	}{
+		{"ed25519, trusting ed25519 and rsa", next, []crypto.PublicKey{other.Public(), otherRSA.Public()}, "bad_signature"},
+		{"rsa, trusting ed25519 and rsa", rsaNext, []crypto.PublicKey{other.Public(), otherRSA.Public()}, "bad_signature"},
+		{"rsa, trusting ed25519 only", rsaNext, []crypto.PublicKey{other.Public()}, "alg_mismatch"},
+	} {
+		check := session.ChallengeCheck{Self: "dev-1", CloudKey: cloudKey.Public(), CloudKeys: tc.trusted, CloudID: cloudID}
+		if _, herr := session.OpenChallenge(seal(tc.signer, cloudID, h, good), check); herr == nil || herr.Reason != tc.reason {
+			t.Fatalf("%s: %v, want %s", tc.name, herr, tc.reason)
+		}
+	}
+}
+
+// testRSAKey is a 2048-bit RSA key, the smallest the envelope accepts.
+func testRSAKey(tb testing.TB) crypto.Signer {
+	tb.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k
 }
 
 // TestPings: pings come from a timer, so an idle session holds no pinger

@@ -58,6 +58,7 @@ type Config struct {
 	NATSClusterSecretFile string
 	NATSClusterSecret     string
 	CloudKey              string // path of the PEM private key
+	CloudTrust            string // path of the PEM public keys announced to devices, or ""
 	CloudID               string
 	Replica               string
 	// PublicURL, TLSCert, TLSKey and TrustedProxies are server.Config's
@@ -181,6 +182,7 @@ func parse(args []string, getenv func(string) string) (Config, error) {
 		fs.StringVar(&cfg.NATSClusterSecretFile, "nats-cluster-secret-file", env("BOSUN_NATS_CLUSTER_SECRET_FILE", ""), "`PATH` of a file holding the route secret, the same on every replica, at least 16 bytes; or set BOSUN_NATS_CLUSTER_SECRET (BOSUN_NATS_CLUSTER_SECRET_FILE)")
 		cfg.NATSClusterSecret = getenv("BOSUN_NATS_CLUSTER_SECRET")
 		fs.StringVar(&cfg.CloudKey, "cloud-key", env("BOSUN_CLOUD_KEY", "keys/cloud_private.pem"), "cloud private key PEM (BOSUN_CLOUD_KEY)")
+		fs.StringVar(&cfg.CloudTrust, "cloud-trust", env("BOSUN_CLOUD_TRUST", ""), "`FILE` of PEM public keys that accepted devices are told to trust from now on, the --cloud-key's among them: a rotation of the cloud key (docs/security.md); empty: none announced (BOSUN_CLOUD_TRUST)")
 		fs.StringVar(&cfg.CloudID, "cloud-id", env("BOSUN_CLOUD_ID", "bosun-cloud"), "cloud signer name (BOSUN_CLOUD_ID)")
 		fs.StringVar(&cfg.PublicURL, "public-url", env("BOSUN_PUBLIC_URL", ""), "where users and devices reach the cloud, e.g. https://bosun.example.com; https makes dashboard cookies Secure, its origin is trusted (BOSUN_PUBLIC_URL)")
 		fs.StringVar(&cfg.TLSCert, "tls-cert", env("BOSUN_TLS_CERT", ""), "serve HTTPS with this PEM certificate (chain); needs --tls-key; reread on SIGHUP (BOSUN_TLS_CERT)")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -71,12 +72,18 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("loading cloud key (run scripts/ensure-cloud-keys.sh): %w", err)
 	}
+	var trust []crypto.PublicKey
+	if cfg.CloudTrust != "" {
+		if trust, err = keys.LoadPublics(cfg.CloudTrust); err != nil {
+			return fmt.Errorf("loading --cloud-trust: %w", err)
+		}
+	}
 	cluster, err := natsCluster(cfg)
 	if err != nil {
 		return err
 	}
 	srv, err := server.Start(ctx, server.Config{DatabaseURL: cfg.DatabaseURL, Listen: cfg.Listen, NATSURL: cfg.NATSURL, NATSCluster: cluster,
-		CloudKey: key, CloudID: cfg.CloudID, Replica: cfg.Replica, PublicURL: cfg.PublicURL, TLSCertFile: cfg.TLSCert,
+		CloudKey: key, CloudKeys: trust, CloudID: cfg.CloudID, Replica: cfg.Replica, PublicURL: cfg.PublicURL, TLSCertFile: cfg.TLSCert,
 		TLSKeyFile: cfg.TLSKey, TrustedProxies: cfg.TrustedProxies, MaxPendingPerOrg: cfg.MaxPendingPerOrg,
 		MaxPendingPerAddr: cfg.MaxPendingPerAddr, MaxPendingDevices: cfg.MaxPendingDevices,
 		MaxNewPendingPerAddr: cfg.MaxNewPendingPerAddr, MaxPendingKeys: cfg.MaxPendingKeys, PendingTTL: cfg.PendingTTL,

@@ -34,8 +34,10 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"crypto"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +50,7 @@ import (
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
 	"github.com/bosunhq/bosun/pkg/envelope"
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
+	"github.com/bosunhq/bosun/pkg/keys"
 	"github.com/bosunhq/bosun/pkg/rpcproto"
 	"github.com/bosunhq/bosun/pkg/session"
 	"github.com/coder/websocket"
@@ -98,16 +101,22 @@ type Options struct {
 	// Observer is told how each handshake ended (package metrics counts
 	// them). nil means nobody is.
 	Observer Observer
+	// CloudKeys, when not empty, are the cloud keys devices are to trust
+	// from now on (a rotation of Key, docs/security.md): every accepted
+	// session is sent them in auth.cloud_keys. They must include Key's
+	// public half. nil means no announcement.
+	CloudKeys []crypto.PublicKey
 }
 
 // Hub is the device websocket endpoint. It implements http.Handler.
 type Hub struct {
-	opts    Options
-	svc     *fleet.Service
-	log     *slog.Logger
-	sealer  *envelope.Sealer
-	methods *jsonrpc.Dispatcher
-	nc      *nats.Conn
+	opts     Options
+	announce json.RawMessage // auth.cloud_keys params, or nil
+	svc      *fleet.Service
+	log      *slog.Logger
+	sealer   *envelope.Sealer
+	methods  *jsonrpc.Dispatcher
+	nc       *nats.Conn
 
 	baseCtx context.Context // server-owned: sessions never use r.Context()
 	cancel  context.CancelFunc
@@ -164,8 +173,15 @@ func New(opts Options) (*Hub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hub: cloud key: %w", err)
 	}
+	var announce json.RawMessage
+	if len(opts.CloudKeys) > 0 {
+		if announce, err = cloudKeysParams(opts.Key.Public(), opts.CloudKeys); err != nil {
+			return nil, fmt.Errorf("hub: cloud keys: %w", err)
+		}
+	}
 	h := &Hub{
-		opts: opts, svc: opts.Service, log: opts.Logger, sealer: sealer, nc: opts.Service.NATS(),
+		announce: announce,
+		opts:     opts, svc: opts.Service, log: opts.Logger, sealer: sealer, nc: opts.Service.NATS(),
 		sessions: map[string]*deviceSession{}, latest: map[string]int64{}, watchStop: make(chan struct{}),
 		inbox: make(chan *nats.Msg, InboxSize),
 	}
@@ -453,4 +469,31 @@ func (h *Hub) unregister(s *deviceSession) {
 		delete(h.sessions, s.deviceID)
 	}
 	h.mu.Unlock()
+}
+
+// cloudKeysParams encodes the auth.cloud_keys params for a key set, which
+// must be valid and hold the signing key: devices would otherwise be told to
+// stop trusting the key that signs their sessions.
+func cloudKeysParams(signing crypto.PublicKey, set []crypto.PublicKey) (json.RawMessage, error) {
+	own, err := keys.PublicDER(signing)
+	if err != nil {
+		return nil, err
+	}
+	ders := make([][]byte, len(set))
+	p := rpcproto.AuthCloudKeysParams{Keys: make([]string, len(set))}
+	found := false
+	for i, k := range set {
+		if ders[i], err = keys.PublicDER(k); err != nil {
+			return nil, fmt.Errorf("key %d: %w", i+1, err)
+		}
+		found = found || bytes.Equal(ders[i], own)
+		p.Keys[i] = base64.StdEncoding.EncodeToString(ders[i])
+	}
+	if _, err := keys.ParsePublicDERs(ders); err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, errors.New("the set does not hold the public half of the signing key")
+	}
+	return json.Marshal(p)
 }

@@ -107,6 +107,7 @@ func (ds *deviceSession) handle(ctx context.Context, msg []byte) []byte {
 // run serves the live session until it ends, then tears it down.
 func (ds *deviceSession) run() {
 	if ds.accepted.Load() {
+		ds.announceKeys()
 		ds.kickDrain()
 	}
 	err := ds.peer.Run(ds.ctx)
@@ -122,7 +123,19 @@ func (ds *deviceSession) markAccepted() {
 	if err := ds.peer.Notify(ds.ctx, rpcproto.MethodAuthAccepted, rpcproto.AuthAcceptedParams{Fingerprint: ds.fingerprint}); err != nil {
 		ds.hub.log.Info("sending auth.accepted", "device_id", ds.deviceID, "err", err)
 	}
+	ds.announceKeys()
 	ds.kickDrain()
+}
+
+// announceKeys sends auth.cloud_keys when the hub has a key set to announce.
+// Only an accepted session is told: a pending device has not been reviewed.
+func (ds *deviceSession) announceKeys() {
+	if ds.hub.announce == nil {
+		return
+	}
+	if err := ds.peer.Notify(ds.ctx, rpcproto.MethodAuthCloudKeys, ds.hub.announce); err != nil {
+		ds.hub.log.Info("sending auth.cloud_keys", "device_id", ds.deviceID, "err", err)
+	}
 }
 
 // kickDrain makes the drainer look for queued calls: it starts it, as

@@ -62,6 +62,10 @@ type Config struct {
 	NATSCluster *bus.Cluster
 	// CloudKey signs the cloud's envelopes. Required.
 	CloudKey crypto.Signer
+	// CloudKeys are the cloud keys announced to accepted devices
+	// (auth.cloud_keys) during a rotation of CloudKey; they must hold its
+	// public half. nil means none are announced.
+	CloudKeys []crypto.PublicKey
 	// CloudID is the cloud's signer name. Defaults to "bosun-cloud".
 	CloudID string
 	// Replica names this replica. Defaults to "replica".
@@ -234,7 +238,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	if err = s.svc.Start(ctx); err != nil {
 		return nil, err
 	}
-	hopts := hub.Options{Service: s.svc, Key: cfg.CloudKey, Logger: logger, Observer: s.metrics}
+	hopts := hub.Options{Service: s.svc, Key: cfg.CloudKey, CloudKeys: cfg.CloudKeys, Logger: logger, Observer: s.metrics}
 	if cfg.Hub != nil {
 		cfg.Hub(&hopts)
 	}

@@ -58,7 +58,7 @@ var settings = []setting{
 	{"device-id", "BOSUN_DEVICE_ID", "", "device id (default: the host name, lower-cased)", func(c *Config) *string { return &c.DeviceID }},
 	{"data-dir", "BOSUN_DATA_DIR", "/var/lib/bosun", "data directory: key, nats.url, nats.token, state.json, outbox/, logs/", func(c *Config) *string { return &c.DataDir }},
 	{"cloud-url", "BOSUN_CLOUD_URL", "", "cloud device endpoint `URL`, e.g. ws://127.0.0.1:8080/v1/device; several, comma-separated, are tried in turn (one per replica, when no load balancer is in front)", func(c *Config) *string { return &c.CloudURL }},
-	{"cloud-public-key", "BOSUN_CLOUD_PUBLIC_KEY", "keys/device/cloud_public.pem", "the cloud's public key (PEM) to pin", func(c *Config) *string { return &c.CloudPublicKey }},
+	{"cloud-public-key", "BOSUN_CLOUD_PUBLIC_KEY", "keys/device/cloud_public.pem", "the cloud's public key (PEM) to pin; the file may hold several keys (a rotation), and the keys the cloud announces later are kept in the data dir (cloud_keys.pem)", func(c *Config) *string { return &c.CloudPublicKey }},
 	{"cloud-ca", "BOSUN_CLOUD_CA", "", "PEM file of the CA certificate(s) to trust for a wss:// cloud, instead of the system's roots", func(c *Config) *string { return &c.CloudCA }},
 	{"cloud-id", "BOSUN_CLOUD_ID", "", "the cloud's signer name to require (default: any, verified by the pinned key)", func(c *Config) *string { return &c.CloudID }},
 	{"key-alg", "BOSUN_KEY_ALG", "ed25519", "algorithm of a newly generated device key: ed25519 or rsa", func(c *Config) *string { return &c.KeyAlg }},

@@ -82,7 +82,9 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if v := releaseVersion(); v != "" {
 		bridge.Version = v
 	}
-	cloudKey, err := keys.LoadPublic(cfg.CloudPublicKey)
+	// Every key of the file is pinned: during a rotation it may hold the
+	// cloud's current and next key.
+	cloudKeys, err := keys.LoadPublics(cfg.CloudPublicKey)
 	if err != nil {
 		return fmt.Errorf("loading the cloud's public key (BOSUN_CLOUD_PUBLIC_KEY): %w", err)
 	}
@@ -90,7 +92,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		DeviceID:        cfg.DeviceID,
 		DataDir:         cfg.DataDir,
 		CloudURL:        cfg.CloudURL,
-		CloudKey:        cloudKey,
+		CloudKey:        cloudKeys[0],
+		CloudKeys:       cloudKeys[1:],
 		CloudID:         cfg.CloudID,
 		KeyAlg:          cfg.KeyAlg,
 		Attributes:      cfg.Attributes,

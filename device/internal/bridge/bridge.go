@@ -80,9 +80,10 @@ type Bridge struct {
 	wg     sync.WaitGroup // NATS-triggered handlers
 	runMu  sync.Mutex     // held while Run runs, so Close can wait for it
 
-	live     atomic.Pointer[session] // the session whose handshake completed, or nil
-	urlIndex atomic.Uint32           // which of opts.cloudURLs Run dials next
-	status   atomic.Value            // Status
+	trust    atomic.Pointer[[]crypto.PublicKey] // the cloud keys a challenge may be signed by
+	live     atomic.Pointer[session]            // the session whose handshake completed, or nil
+	urlIndex atomic.Uint32                      // which of opts.cloudURLs Run dials next
+	status   atomic.Value                       // Status
 
 	rejectMu sync.Mutex // guards rejected
 	rejected map[string]int
@@ -153,6 +154,11 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 		recent:   &recentSessions{life: 2 * opts.Skew, max: 256, seen: map[string]time.Time{}},
 	}
 	b.status.Store(StatusOffline)
+	trust, err := loadTrust(opts)
+	if err != nil {
+		return nil, err
+	}
+	b.trust.Store(&trust)
 	if opts.Metrics {
 		b.metrics = newMetrics(b)
 	}

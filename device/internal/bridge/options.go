@@ -37,8 +37,13 @@ type Options struct {
 	// list, waiting its usual backoff in between.
 	CloudURL string
 	// CloudKey is the cloud's pinned public key. Nothing the cloud sends is
-	// acted on unless this key verifies it.
+	// acted on unless this key (or one of CloudKeys) verifies it. Once the
+	// cloud has announced its keys (auth.cloud_keys), the announced set in
+	// DataDir/cloud_keys.pem is trusted instead of CloudKey and CloudKeys.
 	CloudKey crypto.PublicKey
+	// CloudKeys are further pinned cloud keys (e.g. the next key of a
+	// rotation). nil means CloudKey alone.
+	CloudKeys []crypto.PublicKey
 	// CloudID, when set, is the only signer name the cloud may use. Empty
 	// means the name the (verified) auth.challenge gives.
 	CloudID string
@@ -195,6 +200,11 @@ func (o *Options) setDefaults() error {
 		errs = append(errs, errors.New("the cloud's public key is required"))
 	} else if _, err := keys.Alg(o.CloudKey); err != nil {
 		errs = append(errs, fmt.Errorf("cloud key: %w", err))
+	}
+	for i, k := range o.CloudKeys {
+		if _, err := keys.Alg(k); err != nil {
+			errs = append(errs, fmt.Errorf("cloud key %d: %w", i+2, err))
+		}
 	}
 	if o.Local != nil && (o.Local.Name == "" || o.Local.Dispatcher == nil) {
 		errs = append(errs, errors.New("a local worker needs a name and a dispatcher"))

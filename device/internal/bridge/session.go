@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -30,11 +31,12 @@ var ErrCloudCertUntrusted = errors.New("the cloud's TLS certificate is not trust
 // auth.challenge on: a session engine (pkg/session) plus the bridge's state
 // of it.
 type session struct {
-	b       *Bridge
-	peer    *peer.Session
-	id      string // the session the challenge set
-	cloudID string // the challenge's signer
-	log     *slog.Logger
+	b        *Bridge
+	peer     *peer.Session
+	id       string           // the session the challenge set
+	cloudID  string           // the challenge's signer
+	cloudKey crypto.PublicKey // the trusted key that signed the challenge
+	log      *slog.Logger
 
 	accepted   atomic.Bool
 	acceptedCh chan struct{} // closed once accepted
@@ -118,8 +120,9 @@ func (b *Bridge) handshake(conn *websocket.Conn) (*session, error) {
 		}
 		return nil, fmt.Errorf("reading auth.challenge: %w", herr)
 	}
+	trust := *b.trust.Load()
 	ch, herr := peer.OpenChallenge(frame, peer.ChallengeCheck{
-		Self: b.opts.DeviceID, CloudKey: b.opts.CloudKey, CloudID: b.opts.CloudID,
+		Self: b.opts.DeviceID, CloudKey: trust[0], CloudKeys: trust[1:], CloudID: b.opts.CloudID,
 		Skew: b.opts.Skew, MaxSize: b.opts.MaxMessageSize, Now: b.opts.Now,
 	})
 	if herr == nil && !b.recent.add(ch.Session, b.opts.Now()) {
@@ -132,11 +135,11 @@ func (b *Bridge) handshake(conn *websocket.Conn) (*session, error) {
 		conn.Close(rpcproto.CloseProtocolViolation, herr.Text)
 		return nil, fmt.Errorf("%w: auth.challenge: %w", errProtocol, herr)
 	}
-	s := &session{b: b, id: ch.Session, cloudID: ch.CloudID, acceptedCh: make(chan struct{})}
+	s := &session{b: b, id: ch.Session, cloudID: ch.CloudID, cloudKey: ch.Key, acceptedCh: make(chan struct{})}
 	s.log = b.log.With("session", s.id, "cloud_id", s.cloudID)
 	var err error
 	s.peer, err = peer.New(peer.Options{
-		Conn: conn, Sealer: b.sealer, Self: b.opts.DeviceID, Peer: ch.CloudID, PeerKey: b.opts.CloudKey,
+		Conn: conn, Sealer: b.sealer, Self: b.opts.DeviceID, Peer: ch.CloudID, PeerKey: ch.Key,
 		Session: ch.Session, Direction: envelope.DeviceToCloud, Window: ch.Window,
 		Handler: b.forwardRequest, Inline: s.inline, MaxConcurrent: b.opts.MaxConcurrent,
 		WriteTimeout: b.opts.WriteTimeout, Skew: b.opts.Skew, MaxMessageSize: b.opts.MaxMessageSize,
@@ -170,6 +173,12 @@ func (s *session) inline(req *jsonrpc.Request) bool {
 		return true
 	case rpcproto.MethodAuthChallenge:
 		s.log.Warn("ignoring a second auth.challenge")
+		return true
+	case rpcproto.MethodAuthCloudKeys:
+		if err := s.b.learnTrust(req.Params, s.cloudKey); err != nil {
+			s.b.count("bad_cloud_keys")
+			s.log.Warn("auth.cloud_keys refused", "err", err)
+		}
 		return true
 	}
 	return false

@@ -4,6 +4,7 @@
 //
 //	device_key.pem     the device's private key (PKCS#8 PEM, 0600), made on first start
 //	device_public.pem  its public key (SPKI PEM), for operators to compare fingerprints
+//	cloud_keys.pem     the cloud keys the cloud announced (auth.cloud_keys): when present, trusted instead of the configured pin
 //	nats.url           the URL of the device-local NATS the bridge serves or uses
 //	nats.token         the token that NATS requires (0600)
 //	state.json         what the bridge last reported with state.report (State)
@@ -31,6 +32,7 @@ import (
 const (
 	KeyFile       = "device_key.pem"
 	PublicKeyFile = "device_public.pem"
+	CloudKeysFile = "cloud_keys.pem"
 	NATSURLFile   = "nats.url"
 	NATSTokenFile = "nats.token"
 	StateFile     = "state.json"
