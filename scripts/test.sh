@@ -5,7 +5,8 @@
 #   ./scripts/test.sh           everything
 #   ./scripts/test.sh -short    go test -short, and no fuzzing
 #
-# Steps: gofmt, templ (generated code up to date), go vet, services (a throwaway
+# Steps: gofmt, templ (generated code up to date), go vet, supply (go mod
+# verify, an SBOM per binary: scripts/sbom.sh), services (a throwaway
 # PostgreSQL, the Podman demo container and its Docker-API socket, chromium, mosquitto,
 # systemd-analyze),
 # go test -race, fuzz. Every step runs even when an earlier check failed, so one
@@ -419,6 +420,16 @@ step_fuzz() {
 	return "$rc"
 }
 
+# step_supply checks the supply chain: every module in the module cache
+# matches go.sum (go mod verify), and scripts/sbom.sh makes and checks a
+# CycloneDX SBOM for each binary (into the artifacts).
+step_supply() {
+	echo "go mod verify"
+	go mod verify || return 1
+	echo "scripts/sbom.sh $ARTIFACTS/sbom"
+	scripts/sbom.sh "$ARTIFACTS/sbom"
+}
+
 # ---------------------------------------------------------------- main
 
 command -v go >/dev/null 2>&1 || fatal "go is not on PATH"
@@ -427,6 +438,7 @@ echo "bosun test.sh: $(go version), CI=${CI:-unset}, short=$SHORT"
 run_step gofmt step_gofmt
 run_step templ step_templ
 run_step vet step_vet
+run_step supply step_supply
 run_step services step_services
 run_step "go test" step_go_test
 run_step allocs step_allocs
