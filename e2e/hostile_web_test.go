@@ -103,6 +103,7 @@ type hostile struct {
 	aDev, aDev2, aSim1, aSim2, aPend1, aPend2 string
 	aPendFP                                   map[string]string
 	aCall, aArtifact, aDeployment             string
+	aGone                                     string // decommissioned
 	bDev, bCall                               string
 	// secrets are strings only A's data holds and no request of B names;
 	// names are A's object names, which B's own requests name (and B's
@@ -189,6 +190,9 @@ func startHostile(t *testing.T) *hostile {
 	h.preauth(h.byName["A/operator"], h.aDev)
 	h.preauth(h.byName["A/operator"], h.aDev2)
 	h.preauth(h.byName["B/operator"], h.bDev)
+	h.aGone = "a-gone-1"
+	h.preauth(h.byName["A/operator"], h.aGone)
+	h.api(h.byName["A/admin"], "POST", "/devices/"+h.aGone+"/decommission", "").want(t, 200, "")
 	t.Logf("users and logins after %v", time.Since(start).Round(time.Millisecond))
 	sim := perf.StartSim(t, c, 2, perf.SimOptions{Prefix: "a-sim-"})
 	sim.WaitAccepted(t, time.Minute)
@@ -254,7 +258,7 @@ func startHostile(t *testing.T) *hostile {
 	}
 	h.aDeployment = strconv.FormatInt(depID, 10)
 	h.secrets = []string{"@a.test", "a-token-", h.aCall, h.aPendFP[h.aPend1], h.aPendFP[h.aPend2]}
-	h.names = []string{"a-dev-", "a-sim-", "a-pend-", "orga-firmware"}
+	h.names = []string{"a-dev-", "a-sim-", "a-pend-", "a-gone-", "orga-firmware"}
 	return h
 }
 
@@ -638,6 +642,27 @@ func (h *hostile) target(kind string, rt routeLine) (real, missing string) {
 // API's integration tests' part (they change state, which this suite must
 // not).
 
+// noop is, for an API route that changes an object, a request an allowed
+// role may send to A's real object that changes nothing (the tags it has,
+// pausing a paused deployment, decommissioning a decommissioned device):
+// it proves the role is allowed on a real object, not only past the
+// lookup. "" when there is none.
+func (h *hostile) noop(rt routeLine) (path, body string) {
+	switch strings.TrimPrefix(rt.path, "/api/v1") {
+	case "/devices/{id}/tags":
+		return "/api/v1/devices/" + h.aSim1 + "/tags", `{"tags":["a-only"]}`
+	case "/devices/{id}/accept":
+		return "/api/v1/devices/" + h.aSim1 + "/accept", ""
+	case "/devices/{id}/decommission":
+		return "/api/v1/devices/" + h.aGone + "/decommission", ""
+	case "/devices/{id}/reject", "/devices/{id}/preauthorize":
+		return "/api/v1/devices/" + h.aGone + strings.TrimPrefix(rt.path, "/api/v1/devices/{id}"), ""
+	case "/deployments/{id}/pause":
+		return "/api/v1/deployments/" + h.aDeployment + "/pause", ""
+	}
+	return "", ""
+}
+
 // request is what a route gets in the matrix: a body that would do
 // something (for the refusals: a role too small, another organisation)
 // or, for an allowed role of A, one that is refused after the role
@@ -870,6 +895,15 @@ func (h *hostile) matrixCase(t *testing.T, rt routeLine, k string, a *actor) {
 		}
 		if !stateChanging && r.status != 200 {
 			t.Errorf("%s: %d, want 200\n%.400s", name, r.status, r.body)
+		}
+		if p, b := h.noop(rt); rt.surface == "api" && p != "" {
+			h.unchanged(t, name, before)
+			before = h.snapshot()
+			n := h.send(a, rt, p, b)
+			if n.status == 401 || n.status == 403 || n.status == 404 || n.status >= 500 {
+				t.Errorf("%s %s (changes nothing): %d %s, want allowed", a.name, p, n.status, n.code())
+			}
+			h.count(func() { h.cases++; h.matrix++ })
 		}
 	case foreign && k != "":
 		// Another organisation's object answers as no object at all.
