@@ -245,6 +245,9 @@ func (s *Service) SetArtifactMetadata(ctx context.Context, a Actor, id int64, me
 	if len(metadata) > MaxArtifactMetadata || !json.Valid(metadata) || !bytes.HasPrefix(bytes.TrimSpace(metadata), []byte("{")) {
 		return invalidf("metadata must be a JSON object of at most %d bytes", MaxArtifactMetadata)
 	}
+	if !jsonStorable(metadata) {
+		return invalidf("metadata must be UTF-8 and no string in it may hold U+0000")
+	}
 	if err := s.st.SetArtifactMetadata(ctx, id, metadata); err != nil {
 		return mapStoreErr(err)
 	}

@@ -104,6 +104,9 @@ func (s *Service) AddUser(ctx context.Context, a Actor, email string, role Role,
 }
 
 func (s *Service) addUser(ctx context.Context, a Actor, email string, role Role, orgID int64) (string, store.User, error) {
+	if !validText(email) {
+		return "", store.User{}, invalidf("%q is not an email address", email)
+	}
 	email = strings.TrimSpace(strings.ToLower(email))
 	if !role.Valid() {
 		return "", store.User{}, invalidf("role must be super, admin, operator or viewer")
@@ -197,6 +200,9 @@ func (s *Service) createToken(ctx context.Context, a Actor, orgID, userID int64,
 	name = strings.TrimSpace(name)
 	if len(name) > 100 {
 		return "", Token{}, invalidf("a token name has at most 100 characters")
+	}
+	if !validText(name) {
+		return "", Token{}, invalidf("a token name is UTF-8 text without NUL bytes")
 	}
 	secret := TokenPrefix + randomSecret(32)
 	t, err := s.st.InsertToken(ctx, orgID, userID, name, tokenHash(secret))

@@ -78,6 +78,9 @@ func validateCall(req *CallRequest) error {
 		if !json.Valid(req.Params) || (p[0] != '{' && p[0] != '[') {
 			return invalidf("params must be a JSON object or array")
 		}
+		if !jsonStorable(req.Params) {
+			return invalidf("params must be UTF-8 and no string in them may hold U+0000")
+		}
 	}
 	switch {
 	case req.Timeout < 0 || req.Timeout > MaxCallTimeout:

@@ -208,6 +208,9 @@ func (s *Store) countDevices(ctx context.Context, where []string, args []any) (i
 
 // DeviceIDsByTag returns the ids of the devices of org (0: all) carrying tag.
 func (s *Store) DeviceIDsByTag(ctx context.Context, orgID int64, tag string) ([]string, error) {
+	if !storable(tag) {
+		return nil, nil // matches nothing (see storable)
+	}
 	rows, err := s.pool.Query(ctx, `SELECT id FROM devices WHERE $2 = ANY(tags) AND ($1::bigint = 0 OR org_id = $1) ORDER BY id`, orgID, tag)
 	if err != nil {
 		return nil, err
