@@ -58,6 +58,7 @@ func TestHostileWeb(t *testing.T) {
 	t.Run("events stay in their organisation", h.eventsIsolation)
 	t.Run("filters", h.filters)
 	t.Run("bad ids", h.badIDs)
+	t.Run("bodies", h.bodies)
 	t.Run("path traversal", h.traversal)
 	t.Run("login brute force", h.bruteForce)
 	h.mu.Lock()
@@ -1432,6 +1433,86 @@ func (h *hostile) badIDs(t *testing.T) {
 				h.unchanged(t, "GET "+path, before)
 				h.count(func() { h.cases++ })
 			}
+		}
+	}
+}
+
+// bodies puts NUL bytes, invalid UTF-8 and SQL into the fields of the
+// forms and JSON bodies that store text: each is refused with 400 or 422
+// (or, where the value is only looked up, 404) and changes nothing.
+func (h *hostile) bodies(t *testing.T) {
+	a := h.byName["A/admin"]
+	for _, v := range []string{"a\x00b", "\x00", "\xff\xfe", "x'); DROP TABLE users; --"} {
+		j, _ := json.Marshal(v) // NUL as \u0000; invalid UTF-8 as U+FFFD
+		if v == "\xff\xfe" {
+			j = []byte("\"\xff\xfe\"") // raw invalid UTF-8 in the JSON
+		}
+		js := string(j)
+		sql := strings.Contains(v, "DROP")
+		apiCases := []struct{ method, path, body string }{
+			{"POST", "/tokens", `{"name":` + js + `}`},
+			{"PUT", "/devices/" + h.aSim1 + "/tags", `{"tags":[` + js + `]}`},
+			{"POST", "/devices/" + h.aSim1 + "/call", `{"method":` + js + `}`},
+			{"POST", "/devices/" + h.aSim1 + "/call", `{"method":"system.info","params":{"k":` + js + `},"ttl":"1h"}`},
+			{"POST", "/devices/preauthorize", `{"devices":[{"id":` + js + `,"public_key":"` + edKey(t) + `"}]}`},
+			{"POST", "/calls", `{"method":"system.info","tag":` + js + `}`},
+			{"POST", "/deployments", `{"name":` + js + `,"version":"1.0.0","tag":"a-only"}`},
+			{"PUT", "/artifacts/" + h.aArtifact + "/metadata", `{"k":` + js + `}`},
+		}
+		for _, c := range apiCases {
+			before := h.snapshot()
+			r := h.api(a, c.method, c.path, c.body)
+			what := fmt.Sprintf("%s %s %.80q", c.method, c.path, c.body)
+			ok := r.status == 400 || r.status == 404 || r.status == 409 || r.status == 422
+			raw := strings.Contains(c.body, "params") || strings.Contains(c.path, "/metadata") // stored as sent (jsonb)
+			if r.status/100 == 2 && (sql || (v == "\xff\xfe" && !raw)) {
+				// SQL is only text: stored as it is. Invalid UTF-8 in a
+				// JSON string decodes as U+FFFD, which is text too.
+				ok = true
+			}
+			if c.path == "/calls" && r.status == 200 && strings.Contains(r.body, `"total":0`) {
+				ok = true // a tag no device can have matches none: nothing called
+			}
+			if !ok {
+				t.Errorf("%s: %d %s\n%.300s", what, r.status, r.code(), r.body)
+			}
+			if r.status/100 != 2 {
+				h.unchanged(t, what, before)
+			}
+			h.count(func() { h.cases++ })
+		}
+		formCases := []struct {
+			path string
+			form url.Values
+		}{
+			{"/tokens", url.Values{"name": {v}}},
+			{"/users", url.Values{"email": {v + "@a.test"}, "role": {"viewer"}}},
+			{"/devices/" + h.aSim1 + "/tags", url.Values{"tags": {v}}},
+			{"/devices", url.Values{"act": {"tag-add"}, "id": {h.aSim1}, "bulk_tag": {v}}},
+			{"/devices", url.Values{"act": {"tag-add"}, "id": {v}, "bulk_tag": {"x"}}},
+			{"/pending", url.Values{"act": {"accept"}, "id": {v + ":" + h.aPendFP[h.aPend1]}}},
+			{"/fanout", url.Values{"tag": {v}, "method": {"system.info"}}},
+			{"/devices/" + h.aSim1 + "/call", url.Values{"method": {v}}},
+			{"/account/password", url.Values{"current": {v}, "new": {v}, "again": {v}}},
+		}
+		for _, c := range formCases {
+			before := h.snapshot()
+			r := h.form(a, c.path, c.form, nil)
+			what := fmt.Sprintf("POST %s %q", c.path, c.form.Encode())
+			ok := r.status == 400 || r.status == 404 || r.status == 422 || r.status == 401
+			if sql && (r.status == 303 || r.status == 200) {
+				ok = true
+			}
+			if c.path == "/fanout" && r.status == 200 && !strings.Contains(r.body, h.aSim1) {
+				ok = true // a fan-out to a tag no device has: no device, nothing stored
+			}
+			if !ok {
+				t.Errorf("%s: %d\n%.300s", what, r.status, r.body)
+			}
+			if !(sql && (r.status == 303 || r.status == 200)) {
+				h.unchanged(t, what, before)
+			}
+			h.count(func() { h.cases++ })
 		}
 	}
 }
