@@ -61,6 +61,13 @@ func TestHostileWeb(t *testing.T) {
 	t.Run("bodies", h.bodies)
 	t.Run("path traversal", h.traversal)
 	t.Run("login brute force", h.bruteForce)
+	// No case reached an internal error: the cloud logs every 500 (the
+	// API's "request failed", the dashboard's errors) at level ERROR.
+	for _, line := range strings.Split(h.c.Process().Output(), "\n") {
+		if strings.Contains(line, "level=ERROR") && (strings.Contains(line, `msg="api: request failed"`) || strings.Contains(line, "msg=dashboard")) {
+			t.Errorf("the cloud answered an internal error: %s", line)
+		}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	t.Logf("hostile web: %d cases (route×role×org %d), %d cross-tenant attempts, %d cross-tenant leaks, %d state changes",
