@@ -1562,7 +1562,7 @@ func (h *hostile) traversal(t *testing.T) {
 	// Bundle entries that climb out, are absolute or link out: the cloud
 	// stores a bundle as opaque bytes named by their SHA-256 and never
 	// unpacks it (the device does, and refuses such entries: see
-	// device/internal/slots), so the upload is accepted and nothing is
+	// device/internal/ota/unpack.go, ErrUnsafeBundle), so the upload is accepted and nothing is
 	// written anywhere but data/artifacts/<sha256>.
 	dataDir := filepath.Join(h.c.Dir, "data")
 	filesBefore := dataFiles(dataDir)
