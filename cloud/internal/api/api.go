@@ -80,49 +80,80 @@ func newHandler(svc *fleet.Service, logger *slog.Logger, o *options) *handler {
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
-	routes := []struct {
-		pattern string
-		fn      apiFunc
-	}{
-		{"GET /devices", h.listDevices},
-		{"GET /devices/{id}", h.getDevice},
-		{"GET /devices/{id}/keys", h.listKeys},
-		{"GET /devices/{id}/ota/reports", h.listOTAReports},
-		{"POST /devices/{id}/accept", h.accept},
-		{"POST /devices/{id}/reject", h.reject},
-		{"POST /devices/{id}/decommission", h.decommission},
-		{"PUT /devices/{id}/tags", h.setTags},
-		{"POST /devices/{id}/preauthorize", h.preauthorize},
-		{"POST /devices/preauthorize", h.preauthorizeBulk},
-		{"POST /devices/{id}/call", h.callDevice},
-		{"POST /calls", h.fanOut},
-		{"GET /calls", h.listCalls},
-		{"GET /calls/{id}", h.getCall},
-		{"GET /audit", h.audit},
-		{"GET /events", h.events},
-		{"GET /tokens", h.listTokens},
-		{"POST /tokens", h.createToken},
-		{"DELETE /tokens/{id}", h.revokeToken},
-		{"POST /artifacts", h.uploadArtifact}, // artifacts.go
-		{"GET /artifacts", h.listArtifacts},
-		{"GET /artifacts/{id}", h.getArtifact},
-		{"DELETE /artifacts/{id}", h.deleteArtifact},
-		{"PUT /artifacts/{id}/metadata", h.setArtifactMetadata},
-		{"GET /release", h.getRelease}, // release.go
-		{"PUT /release", h.putRelease},
-		{"GET /deployments", h.listDeployments}, // deployments.go
-		{"POST /deployments", h.createDeployment},
-		{"GET /deployments/{id}", h.getDeployment},
-		{"POST /deployments/{id}/pause", h.deploymentAction(svc.PauseDeployment)},
-		{"POST /deployments/{id}/resume", h.deploymentAction(svc.ResumeDeployment)},
-		{"POST /deployments/{id}/abort", h.deploymentAction(svc.AbortDeployment)},
-		{"GET /ota/versions", h.otaVersions},
-	}
-	for _, rt := range routes {
+	for _, rt := range h.routes() {
 		method, path, _ := strings.Cut(rt.pattern, " ")
 		h.mux.Handle(method+" /api/v1"+path, h.wrap(rt.fn))
 	}
 	return h
+}
+
+// route is one endpoint: its pattern under /api/v1, the least role
+// docs/api.md promises for it and its handler. The role is not checked
+// here: fleet.Service checks it, with the object's organisation, and
+// e2e's TestHostileWeb proves that the two agree.
+type route struct {
+	pattern string
+	role    fleet.Role
+	fn      apiFunc
+}
+
+// routes lists every endpoint in the order they are mounted. h.svc may be
+// nil (Routes only reads the patterns and roles).
+func (h *handler) routes() []route {
+	return []route{
+		{"GET /devices", fleet.RoleViewer, h.listDevices},
+		{"GET /devices/{id}", fleet.RoleViewer, h.getDevice},
+		{"GET /devices/{id}/keys", fleet.RoleViewer, h.listKeys},
+		{"GET /devices/{id}/ota/reports", fleet.RoleViewer, h.listOTAReports},
+		{"POST /devices/{id}/accept", fleet.RoleOperator, h.accept},
+		{"POST /devices/{id}/reject", fleet.RoleOperator, h.reject},
+		{"POST /devices/{id}/decommission", fleet.RoleAdmin, h.decommission},
+		{"PUT /devices/{id}/tags", fleet.RoleOperator, h.setTags},
+		{"POST /devices/{id}/preauthorize", fleet.RoleOperator, h.preauthorize},
+		{"POST /devices/preauthorize", fleet.RoleOperator, h.preauthorizeBulk},
+		{"POST /devices/{id}/call", fleet.RoleOperator, h.callDevice},
+		{"POST /calls", fleet.RoleOperator, h.fanOut},
+		{"GET /calls", fleet.RoleViewer, h.listCalls},
+		{"GET /calls/{id}", fleet.RoleViewer, h.getCall},
+		{"GET /audit", fleet.RoleViewer, h.audit},
+		{"GET /events", fleet.RoleViewer, h.events},
+		{"GET /tokens", fleet.RoleViewer, h.listTokens},
+		{"POST /tokens", fleet.RoleViewer, h.createToken},
+		{"DELETE /tokens/{id}", fleet.RoleViewer, h.revokeToken},
+		{"POST /artifacts", fleet.RoleOperator, h.uploadArtifact}, // artifacts.go
+		{"GET /artifacts", fleet.RoleViewer, h.listArtifacts},
+		{"GET /artifacts/{id}", fleet.RoleViewer, h.getArtifact},
+		{"DELETE /artifacts/{id}", fleet.RoleOperator, h.deleteArtifact},
+		{"PUT /artifacts/{id}/metadata", fleet.RoleOperator, h.setArtifactMetadata},
+		{"GET /release", fleet.RoleViewer, h.getRelease}, // release.go
+		{"PUT /release", fleet.RoleOperator, h.putRelease},
+		{"GET /deployments", fleet.RoleViewer, h.listDeployments}, // deployments.go
+		{"POST /deployments", fleet.RoleOperator, h.createDeployment},
+		{"GET /deployments/{id}", fleet.RoleViewer, h.getDeployment},
+		{"POST /deployments/{id}/pause", fleet.RoleOperator, h.deploymentAction(h.svc.PauseDeployment)},
+		{"POST /deployments/{id}/resume", fleet.RoleOperator, h.deploymentAction(h.svc.ResumeDeployment)},
+		{"POST /deployments/{id}/abort", fleet.RoleOperator, h.deploymentAction(h.svc.AbortDeployment)},
+		{"GET /ota/versions", fleet.RoleViewer, h.otaVersions},
+	}
+}
+
+// Route is one endpoint of the API as docs/api.md lists it.
+type Route struct {
+	Pattern string     // "METHOD /api/v1/path", a Go 1.22 ServeMux pattern
+	Role    fleet.Role // the least role that may use it
+}
+
+// Routes lists every endpoint of the API, in the order they are mounted.
+// The dashboard's route test writes them, with its own, to
+// cloud/internal/web/testdata/routes.txt and checks docs/api.md lists them.
+func Routes() []Route {
+	var h handler
+	var rs []Route
+	for _, rt := range h.routes() {
+		method, path, _ := strings.Cut(rt.pattern, " ")
+		rs = append(rs, Route{Pattern: method + " /api/v1" + path, Role: rt.role})
+	}
+	return rs
 }
 
 // ServeHTTP routes; an unknown route or method gets a JSON error too.
