@@ -3,7 +3,8 @@
 # runs in a short, bounded form.
 #
 #   ./scripts/soak.sh            everything below
-#   ./scripts/soak.sh session    only the named parts: session, bridge, e2e, d2c, flood, ota
+#   ./scripts/soak.sh session    only the named parts: session, bridge, e2e, d2c, flood, ota,
+#                                fleet-soak (never run by default)
 #
 # With BOSUN_SOAK=1 the tests send 100,000 messages instead of 20,000:
 #   session  pkg/session TestManyCallsInARow: 100,000 calls each way between
@@ -22,7 +23,13 @@
 #            device/cmd/bosun-ota TestKill9ThroughBridge: the same with the real
 #            bosun-ota and bosun-bridge binaries, 20 kill -9 runs of each at each
 #            step (slots complete, every ota.status in the bridge's outbox)
-# Each is bounded (go test -timeout 30m). PostgreSQL is a throwaway cluster,
+#   fleet-soak e2e/perf TestSoak: 1,000 simulated devices (bosun-sim) on one
+#            bosun-cloud, 200 system.info calls/s for 30 minutes; goroutines,
+#            heap, RSS, fds and table sizes flat, every call exactly one
+#            result (BOSUN_SOAK_DEVICES, _RATE, _DURATION; -timeout 50m).
+#            Not in the default list: name it. Its table goes to
+#            artifacts/fleet-soak-<time>.md
+# Each is bounded (go test -timeout 30m, fleet-soak 50m). PostgreSQL is a throwaway cluster,
 # as in scripts/test.sh. Output goes to artifacts/soak-<time>.txt.
 set -euo pipefail
 
@@ -43,6 +50,7 @@ export BOSUN_FLOOD=${BOSUN_FLOOD:-3500}
 
 rc=0
 for part in "${PARTS[@]}"; do
+	timeout=30m
 	case "$part" in
 	session) args=(-run '^TestManyCallsInARow$' ./pkg/session) ;;
 	bridge) args=(-run '^TestManyCallsInARow$' ./device/internal/bridge) ;;
@@ -50,13 +58,20 @@ for part in "${PARTS[@]}"; do
 	flood) args=(-run '^TestRegistrationFlood$' ./cloud/internal/hub) ;;
 	d2c) args=(-run '^TestDeviceToCloudInARow$' ./cloud/internal/hub) ;;
 	ota) args=(-run '^(TestKill9AtEachStep|TestKill9ThroughBridge)$' ./device/internal/ota ./device/cmd/bosun-ota) ;;
+	fleet-soak)
+		export BOSUN_SOAK_DEVICES=${BOSUN_SOAK_DEVICES:-1000} BOSUN_SOAK_RATE=${BOSUN_SOAK_RATE:-200}
+		export BOSUN_SOAK_DURATION=${BOSUN_SOAK_DURATION:-30m}
+		export BOSUN_SOAK_OUT=${BOSUN_SOAK_OUT:-$OUT_DIR/fleet-soak-$(date +%Y%m%d-%H%M%S).md}
+		timeout=50m
+		args=(-run '^TestSoak$' ./e2e/perf)
+		;;
 	*)
-		echo "soak.sh: unknown part $part (session, bridge, e2e, d2c, flood, ota)" >&2
+		echo "soak.sh: unknown part $part (session, bridge, e2e, d2c, flood, ota, fleet-soak)" >&2
 		exit 2
 		;;
 	esac
-	echo "== $part: go test -count=1 -v -timeout 30m ${args[*]}" | tee -a "$OUT"
-	go test -count=1 -v -timeout 30m "${args[@]}" 2>&1 | grep -v '^=== ' | tee -a "$OUT" || rc=1
+	echo "== $part: go test -count=1 -v -timeout $timeout ${args[*]}" | tee -a "$OUT"
+	go test -count=1 -v -timeout "$timeout" "${args[@]}" 2>&1 | grep -v '^=== ' | tee -a "$OUT" || rc=1
 done
 echo "saved to $OUT" >&2
 exit "$rc"
