@@ -3,7 +3,7 @@
 # runs in a short, bounded form.
 #
 #   ./scripts/soak.sh            everything below
-#   ./scripts/soak.sh session    only the named parts: session, bridge, e2e, d2c, flood, ota
+#   ./scripts/soak.sh session    only the named parts: session, bridge, e2e, d2c, flood, ota, hostile
 #
 # With BOSUN_SOAK=1 the tests send 100,000 messages instead of 20,000:
 #   session  pkg/session TestManyCallsInARow: 100,000 calls each way between
@@ -22,6 +22,8 @@
 #            device/cmd/bosun-ota TestKill9ThroughBridge: the same with the real
 #            bosun-ota and bosun-bridge binaries, 20 kill -9 runs of each at each
 #            step (slots complete, every ota.status in the bridge's outbox)
+#   hostile  e2e TestHostileWire with 1,000 random mutations of valid envelopes
+#            (BOSUN_HOSTILE_RUNS) against two real cloud replicas, all refused
 # Each is bounded (go test -timeout 30m). PostgreSQL is a throwaway cluster,
 # as in scripts/test.sh. Output goes to artifacts/soak-<time>.txt.
 set -euo pipefail
@@ -32,7 +34,7 @@ cd "$ROOT"
 source scripts/lib/pg.sh
 
 PARTS=("$@")
-((${#PARTS[@]})) || PARTS=(session bridge e2e d2c flood ota)
+((${#PARTS[@]})) || PARTS=(session bridge e2e d2c flood ota hostile)
 OUT_DIR=${BOSUN_ARTIFACTS_DIR:-$ROOT/artifacts}
 mkdir -p "$OUT_DIR"
 OUT=$OUT_DIR/soak-$(date +%Y%m%d-%H%M%S).txt
@@ -40,6 +42,7 @@ OUT=$OUT_DIR/soak-$(date +%Y%m%d-%H%M%S).txt
 pg_throwaway soak
 export BOSUN_SOAK=1
 export BOSUN_FLOOD=${BOSUN_FLOOD:-3500}
+export BOSUN_HOSTILE_RUNS=${BOSUN_HOSTILE_RUNS:-1000}
 
 rc=0
 for part in "${PARTS[@]}"; do
@@ -50,8 +53,9 @@ for part in "${PARTS[@]}"; do
 	flood) args=(-run '^TestRegistrationFlood$' ./cloud/internal/hub) ;;
 	d2c) args=(-run '^TestDeviceToCloudInARow$' ./cloud/internal/hub) ;;
 	ota) args=(-run '^(TestKill9AtEachStep|TestKill9ThroughBridge)$' ./device/internal/ota ./device/cmd/bosun-ota) ;;
+	hostile) args=(-run '^TestHostileWire$' ./e2e) ;;
 	*)
-		echo "soak.sh: unknown part $part (session, bridge, e2e, d2c, flood, ota)" >&2
+		echo "soak.sh: unknown part $part (session, bridge, e2e, d2c, flood, ota, hostile)" >&2
 		exit 2
 		;;
 	esac
