@@ -431,7 +431,7 @@ func TestHostileWire(t *testing.T) {
 			limit++
 		}
 	}
-	t.Logf("cases: %d in %v, mutations: %d in %v", len(h.cases), mutStart.Sub(start).Round(time.Millisecond), runs, time.Since(mutStart).Round(time.Millisecond))
+	t.Logf("setup and %d cases: %v, %d mutations: %v", len(h.cases), mutStart.Sub(start).Round(time.Millisecond), runs, time.Since(mutStart).Round(time.Millisecond))
 	summary := fmt.Sprintf("hostile wire: %d cases, %d refused, %d passed at the limit, %d failed, %d accepted forgeries, %d state changes; %d random mutations, %d refused, %d accepted",
 		len(h.cases), refused, limit, failed, h.forgery, h.changed, runs, refusedMut, acceptedMut)
 	t.Log(summary)
