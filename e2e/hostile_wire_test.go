@@ -25,8 +25,8 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// neverReadsFigure is what the never-reading peer case measured.
-var neverReadsFigure string
+// What the never-reading peer cases measured.
+var neverReadsFigure, neverReadsCallsFigure string
 
 // EnvHostileRuns is the number of random mutations TestHostileWire sends
 // (default 20; scripts/soak.sh hostile runs 1000).
@@ -406,6 +406,7 @@ func TestHostileWire(t *testing.T) {
 	h.frameCases()
 	h.batchCases()
 	h.sessionCases()
+	h.neverReadsCalls()
 	h.floodCases()
 
 	// Random mutations of valid envelopes: the registration (handshake) or
@@ -430,7 +431,7 @@ func TestHostileWire(t *testing.T) {
 			limit++
 		}
 	}
-	t.Logf("cases: %d in %v, mutations: %d in %v", len(h.cases), mutStart.Sub(start).Round(time.Millisecond), runs, time.Since(mutStart).Round(time.Millisecond))
+	t.Logf("setup and %d cases: %v, %d mutations: %v", len(h.cases), mutStart.Sub(start).Round(time.Millisecond), runs, time.Since(mutStart).Round(time.Millisecond))
 	summary := fmt.Sprintf("hostile wire: %d cases, %d refused, %d passed at the limit, %d failed, %d accepted forgeries, %d state changes; %d random mutations, %d refused, %d accepted",
 		len(h.cases), refused, limit, failed, h.forgery, h.changed, runs, refusedMut, acceptedMut)
 	t.Log(summary)
@@ -918,6 +919,72 @@ func (h *hostile) sessionCases() {
 		h.t.Logf("a peer that never reads: %s (the peer saw: %v)", neverReadsFigure, werr)
 		if !strings.Contains(why, "code=4008") {
 			return fmt.Errorf("cut with %s, want 4008 send queue full (docs/protocol.md §11)", why)
+		}
+		return nil
+	})
+}
+
+// neverReadsCalls is a peer that never reads while the operator calls it:
+// the calls fill its socket with fewer messages than the send queue
+// holds, so the cloud's blocked write is what cuts it, at the 10 s write
+// timeout (§13). Every call ends with an outcome; none succeeds.
+func (h *hostile) neverReadsCalls() {
+	a := h.a
+	h.run("session: a peer that never reads while the operator calls it", verdictLimit, func() error {
+		p, err := h.session(a, h.hy, dialOptions{RecvBuf: 4096})
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		const calls = 40
+		big := strings.Repeat("x", 256<<10) // 10 MiB in all: more than a socket buffers (4 MiB)
+		type outcome struct {
+			Status string `json:"status"`
+			Error  *struct {
+				Code int `json:"code"`
+			} `json:"error"`
+		}
+		out := make([]outcome, calls)
+		errs := make([]error, calls)
+		begun := time.Now()
+		var wg sync.WaitGroup
+		for i := range calls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+				defer cancel()
+				errs[i] = h.b.API(ctx, "POST", "/devices/"+h.hy.ID+"/call",
+					map[string]any{"method": "hostile.fill", "params": map[string]string{"fill": big}, "timeout": "30s"}, &out[i])
+			}()
+		}
+		wg.Wait()
+		took := time.Since(begun)
+		var why string
+		for _, l := range strings.Split(a.Process().Output(), "\n") {
+			if strings.Contains(l, "session="+p.Session) && strings.Contains(l, `msg="dropping session"`) {
+				why = l[strings.Index(l, "code="):]
+			}
+		}
+		codes := map[string]int{}
+		for i, o := range out {
+			if errs[i] != nil {
+				return fmt.Errorf("call %d: %v", i, errs[i])
+			}
+			k := o.Status
+			if o.Error != nil {
+				k += " " + strconv.Itoa(o.Error.Code)
+			}
+			codes[k]++
+		}
+		neverReadsCallsFigure = fmt.Sprintf("%d calls of 256 KiB to a peer that never reads: cut after %v, the cloud: %s; calls: %v",
+			calls, took.Round(time.Millisecond), why, codes)
+		h.t.Log(neverReadsCallsFigure)
+		if !strings.Contains(why, `reason="write failed"`) || took < 9*time.Second || took > 20*time.Second {
+			return fmt.Errorf("%s; want a cut by the 10 s write timeout", neverReadsCallsFigure)
+		}
+		if codes["succeeded"] > 0 {
+			return fmt.Errorf("calls %v: a call to a peer that never read succeeded", codes)
 		}
 		return nil
 	})

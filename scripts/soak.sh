@@ -4,7 +4,7 @@
 #
 #   ./scripts/soak.sh            everything below
 #   ./scripts/soak.sh session    only the named parts: session, bridge, e2e, d2c, flood, ota,
-#                                fleet-soak (never run by default)
+#                                hostile, fleet-soak (never run by default)
 #
 # With BOSUN_SOAK=1 the tests send 100,000 messages instead of 20,000:
 #   session  pkg/session TestManyCallsInARow: 100,000 calls each way between
@@ -23,6 +23,8 @@
 #            device/cmd/bosun-ota TestKill9ThroughBridge: the same with the real
 #            bosun-ota and bosun-bridge binaries, 20 kill -9 runs of each at each
 #            step (slots complete, every ota.status in the bridge's outbox)
+#   hostile  e2e TestHostileWire with 1,000 random mutations of valid envelopes
+#            (BOSUN_HOSTILE_RUNS) against two real cloud replicas, all refused
 #   fleet-soak e2e/perf TestSoak: 1,000 simulated devices (bosun-sim) on one
 #            bosun-cloud, 200 system.info calls/s for 30 minutes; goroutines,
 #            heap, RSS, fds and table sizes flat, every call exactly one
@@ -39,7 +41,7 @@ cd "$ROOT"
 source scripts/lib/pg.sh
 
 PARTS=("$@")
-((${#PARTS[@]})) || PARTS=(session bridge e2e d2c flood ota)
+((${#PARTS[@]})) || PARTS=(session bridge e2e d2c flood ota hostile)
 OUT_DIR=${BOSUN_ARTIFACTS_DIR:-$ROOT/artifacts}
 mkdir -p "$OUT_DIR"
 OUT=$OUT_DIR/soak-$(date +%Y%m%d-%H%M%S).txt
@@ -47,6 +49,7 @@ OUT=$OUT_DIR/soak-$(date +%Y%m%d-%H%M%S).txt
 pg_throwaway soak
 export BOSUN_SOAK=1
 export BOSUN_FLOOD=${BOSUN_FLOOD:-3500}
+export BOSUN_HOSTILE_RUNS=${BOSUN_HOSTILE_RUNS:-1000}
 
 rc=0
 for part in "${PARTS[@]}"; do
@@ -58,6 +61,7 @@ for part in "${PARTS[@]}"; do
 	flood) args=(-run '^TestRegistrationFlood$' ./cloud/internal/hub) ;;
 	d2c) args=(-run '^TestDeviceToCloudInARow$' ./cloud/internal/hub) ;;
 	ota) args=(-run '^(TestKill9AtEachStep|TestKill9ThroughBridge)$' ./device/internal/ota ./device/cmd/bosun-ota) ;;
+	hostile) args=(-run '^TestHostileWire$' ./e2e) ;;
 	fleet-soak)
 		export BOSUN_SOAK_DEVICES=${BOSUN_SOAK_DEVICES:-1000} BOSUN_SOAK_RATE=${BOSUN_SOAK_RATE:-200}
 		export BOSUN_SOAK_DURATION=${BOSUN_SOAK_DURATION:-30m}
@@ -66,7 +70,7 @@ for part in "${PARTS[@]}"; do
 		args=(-run '^TestSoak$' ./e2e/perf)
 		;;
 	*)
-		echo "soak.sh: unknown part $part (session, bridge, e2e, d2c, flood, ota, fleet-soak)" >&2
+		echo "soak.sh: unknown part $part (session, bridge, e2e, d2c, flood, ota, hostile, fleet-soak)" >&2
 		exit 2
 		;;
 	esac
