@@ -4,7 +4,7 @@
 #
 #   ./scripts/soak.sh            everything below
 #   ./scripts/soak.sh session    only the named parts: session, bridge, e2e, d2c, flood, ota,
-#                                hostile, fleet-soak (never run by default)
+#                                hostile; fleet-soak (never by default)
 #
 # With BOSUN_SOAK=1 the tests send 100,000 messages instead of 20,000:
 #   session  pkg/session TestManyCallsInARow: 100,000 calls each way between
