@@ -19,10 +19,7 @@ bosun_fuzz_targets() {
 ./pkg/keys FuzzParse
 ./device/internal/ota FuzzUnpack
 ./device/internal/ota FuzzMethodParams
-./device/internal/builtin FuzzMethodParams
 ./device/internal/bridge FuzzAnnounce
-./cloud/internal/fleet FuzzDeviceMethodParams
-./cloud/internal/api FuzzRequestBodies
 ./cloud/internal/web/routes/deployments FuzzDeploymentForm
 ./cloud/internal/web/routes/calls FuzzCallForm
 ./cloud/internal/web/routes/devices FuzzFilter

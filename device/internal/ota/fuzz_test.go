@@ -4,12 +4,19 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
+	"encoding/json"
 	"errors"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bosunhq/bosun/device/worker"
+	"github.com/bosunhq/bosun/pkg/jsonrpc"
+	"github.com/bosunhq/bosun/pkg/rpcproto"
 )
 
 // FuzzUnpack feeds unpack, the device's reader of OTA bundles, arbitrary
@@ -163,4 +170,71 @@ func mustTar(tb testing.TB, entries ...entry) []byte {
 		tb.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// handlers is a Registrar that keeps the handlers.
+type handlers map[string]worker.HandlerFunc
+
+func (h handlers) Handle(method, _ string, fn worker.HandlerFunc) { h[method] = fn }
+
+// refusingTransport answers no request: the fuzzed ota.update never
+// reaches a network (its verifier refuses every target first anyway).
+type refusingTransport struct{}
+
+func (refusingTransport) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, errors.New("no network in FuzzMethodParams")
+}
+
+// FuzzMethodParams calls each ota.* method of a real Manager (a slot
+// directory on disk, a verifier that signs nothing) with arbitrary params.
+// No panic; an error is a *jsonrpc.Error with one of the codes the worker
+// documents; a result marshals to JSON; and after every call the boot
+// state still reads back and is one a device can boot (active slot a or b,
+// revert slot a, b or none, commit timeout not negative).
+func FuzzMethodParams(f *testing.F) {
+	for _, s := range []struct {
+		m byte
+		p string
+	}{
+		{0, `{"target":"hello/1.0.0","url":"http://127.0.0.1:1/b.tar.gz","commit_timeout":60}`},
+		{0, `{"target":"hello","url":"ftp://x"}`}, {0, `{"target":"a/b","url":"/rel","id":"u1"}`},
+		{1, `{}`}, {2, `{}`}, {3, `{"set_as_revert":true,"commit_timeout":0}`}, {4, ``},
+		{5, `{"id":"u1"}`}, {6, `{"active_slot":"b","is_committed":false,"revert_slot":"a","commit_timeout":5}`},
+		{6, `{"active_slot":"c","revert_slot":"a"}`}, {6, `{"active_slot":"a","revert_slot":"a","commit_timeout":-1}`},
+		{3, `{"Set_As_Revert":true}`}, {0, `[1]`}, {1, `null`}, {2, `{"x":1}`},
+	} {
+		f.Add(s.m, []byte(s.p))
+	}
+	methods := []string{rpcproto.MethodOTAUpdate, rpcproto.MethodOTACommit, rpcproto.MethodOTARevert, rpcproto.MethodOTACreateSnap,
+		rpcproto.MethodOTAGetBootState, rpcproto.MethodOTAAbort, rpcproto.MethodOTASetBootState}
+	codes := map[int]bool{jsonrpc.CodeInvalidParams: true, rpcproto.CodeBusy: true, rpcproto.CodeConflict: true, rpcproto.CodeNotFound: true}
+	f.Fuzz(func(t *testing.T, which byte, params []byte) {
+		d := newDevice(t, mapVerifier{}, func(c *Config) { c.HTTPClient = &http.Client{Transport: refusingTransport{}} })
+		h := handlers{}
+		d.m.Register(h)
+		method := methods[int(which)%len(methods)]
+		res, err := h[method](context.Background(), params)
+		if err != nil {
+			var e *jsonrpc.Error
+			if !errors.As(err, &e) || !codes[e.Code] {
+				t.Fatalf("%s(%q): %v (%T), not a documented *jsonrpc.Error", method, params, err, err)
+			}
+		} else if _, merr := json.Marshal(res); merr != nil {
+			t.Fatalf("%s(%q): result %#v does not marshal: %v", method, params, res, merr)
+		}
+		raw, err := h[rpcproto.MethodOTAGetBootState](context.Background(), nil)
+		if err != nil {
+			t.Fatalf("after %s(%q): ota.get_boot_state: %v", method, params, err)
+		}
+		st, ok := raw.(rpcproto.OTABootState)
+		if !ok {
+			b, _ := json.Marshal(raw)
+			if json.Unmarshal(b, &st) != nil {
+				t.Fatalf("boot state %#v", raw)
+			}
+		}
+		if (st.ActiveSlot != "a" && st.ActiveSlot != "b") || (st.RevertSlot != "" && st.RevertSlot != "a" && st.RevertSlot != "b") || st.CommitTimeout < 0 {
+			t.Fatalf("after %s(%q): boot state %+v", method, params, st)
+		}
+	})
 }
