@@ -80,6 +80,9 @@ func (s *Store) ArtifactByVersion(ctx context.Context, orgID int64, name, versio
 // ListArtifacts lists the artifacts of org (0: every organisation), of
 // one name when name is not "", in id order; the caller orders versions.
 func (s *Store) ListArtifacts(ctx context.Context, orgID int64, name string) ([]Artifact, error) {
+	if !storable(name) {
+		return nil, nil // matches nothing (see storable)
+	}
 	rows, err := s.pool.Query(ctx, `SELECT `+artifactCols+` FROM artifacts
 		WHERE ($1::bigint = 0 OR org_id = $1) AND ($2 = '' OR name = $2) ORDER BY id`, orgID, name)
 	if err != nil {

@@ -42,6 +42,9 @@ func (s *Store) InsertAudit(ctx context.Context, e AuditEntry) error {
 
 // ListAudit lists audit rows, newest first.
 func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
+	if !storable(f.Actor, f.Action, f.Target) {
+		return nil, nil // matches nothing (see storable)
+	}
 	// Newest first, or, for the page after a cursor, oldest first and
 	// reversed below: either way the primary key (or audit_org) is walked
 	// from the cursor, never skipped over as OFFSET would.

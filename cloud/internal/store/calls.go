@@ -144,6 +144,9 @@ type CallFilter struct {
 
 // ListCalls lists calls, newest first.
 func (s *Store) ListCalls(ctx context.Context, f CallFilter) ([]Call, error) {
+	if !storable(f.DeviceID, f.Status) {
+		return nil, nil // matches nothing (see storable)
+	}
 	return s.collectCalls(ctx, `SELECT `+callColumns+` FROM calls
 		WHERE ($1::bigint = 0 OR org_id = $1) AND ($2 = '' OR device_id = $2) AND ($3 = '' OR status = $3)
 		ORDER BY seq DESC LIMIT $4`, f.OrgID, f.DeviceID, f.Status, f.Limit)

@@ -133,6 +133,9 @@ func (s *Store) GetDeployment(ctx context.Context, id int64) (Deployment, error)
 
 // ListDeployments lists deployments of org (0: all), newest first.
 func (s *Store) ListDeployments(ctx context.Context, org int64, state string, limit int) ([]Deployment, error) {
+	if !storable(state) {
+		return nil, nil // matches nothing (see storable)
+	}
 	rows, err := s.pool.Query(ctx, `SELECT `+deploymentCols+` FROM deployments
 		WHERE ($1::bigint = 0 OR org_id = $1) AND ($2 = '' OR state = $2) ORDER BY id DESC LIMIT $3`, org, state, limit)
 	if err != nil {
@@ -545,6 +548,9 @@ type VersionCount struct {
 // version of the newest succeeded ota.status report whose target is
 // name/VERSION; "" counts those with none.
 func (s *Store) OTAVersions(ctx context.Context, org int64, name string) ([]VersionCount, error) {
+	if !storable(name) {
+		return nil, nil // matches nothing (see storable)
+	}
 	rows, err := s.pool.Query(ctx, `SELECT v, count(*) FROM (
 		SELECT coalesce((SELECT substr(r.target, length($2) + 2) FROM ota_reports r
 			WHERE r.device_id = d.id AND r.status = 'succeeded' AND starts_with(r.target, $2 || '/')

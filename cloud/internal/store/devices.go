@@ -96,6 +96,9 @@ func scanDevice(row pgx.Row) (Device, error) {
 
 // GetDevice loads one device.
 func (s *Store) GetDevice(ctx context.Context, id string) (Device, error) {
+	if !storable(id) {
+		return Device{}, fmt.Errorf("loading device %q: %w", id, ErrNotFound)
+	}
 	d, err := scanDevice(s.pool.QueryRow(ctx, `SELECT `+deviceColumns+deviceFrom+` WHERE d.id = $1`, id))
 	if err != nil {
 		return d, fmt.Errorf("loading device %s: %w", id, notFound(err))
@@ -127,6 +130,9 @@ func (s *Store) GetDevices(ctx context.Context, ids []string) (map[string]Device
 // ListDevices returns one page of devices ordered by id and the total number
 // matching the filter.
 func (s *Store) ListDevices(ctx context.Context, f DeviceFilter) ([]Device, int, error) {
+	if !storable(f.Status, f.Tag, f.Text) {
+		return nil, 0, nil // matches nothing (see storable)
+	}
 	var where []string
 	var args []any
 	add := func(cond string, v any) {

@@ -116,14 +116,21 @@ func (h *handler) decide(w http.ResponseWriter, r *http.Request) error {
 // Decide accepts or rejects devices one by one and says what happened. An
 // accept names the fingerprint of each target, so only the key shown is
 // accepted, and only while it is pending unless the target says the page
-// showed it rejected; a reject rejects every pending key of the device. A device the
-// actor may not see or change stops the batch with its error, so that
-// nothing about other organisations' devices leaks; a device whose state
+// showed it rejected; a reject rejects every pending key of the device. A
+// device the actor may not see (another organisation's, or nobody's)
+// refuses the whole batch with ErrNotFound before anything is decided, so
+// that a batch mixing one's own devices with others' changes nothing and
+// tells nothing about the others; a device whose state
 // does not allow it (nothing pending, several pending keys and none named,
 // the named key no longer pending) is reported with fleet's public message
 // and skipped. A device ticked twice (two of its keys) is decided once: the
 // first accept rejects its other pending keys.
 func Decide(r *http.Request, svc *fleet.Service, act string, targets []Target) (string, error) {
+	for _, t := range targets {
+		if _, err := svc.GetDevice(r.Context(), app.Actor(r), t.ID); err != nil {
+			return "", err
+		}
+	}
 	var done, skipped []string
 	seen := map[string]bool{}
 	for _, t := range targets {
