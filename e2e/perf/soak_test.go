@@ -130,13 +130,15 @@ func TestSoak(t *testing.T) {
 
 	load := &soakLoad{url: c.URL, token: c.Token, ids: ids, rate: rate, maxInFlight: max(10*rate, 20)}
 	loadCtx, stop := context.WithCancel(ctx)
-	defer stop()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		load.run(loadCtx)
 	}()
-	select { // the warm-up: not a wait for a condition, the load settling
+	// On a t.Fatal too: the load is ours to stop and wait for.
+	defer func() { stop(); <-done }()
+	// The warm-up: not a wait for a condition, the load settling.
+	select {
 	case <-time.After(warm):
 	case <-done:
 		t.Fatal("the load stopped during the warm-up")
