@@ -3,7 +3,7 @@
 # runs in a short, bounded form.
 #
 #   ./scripts/soak.sh            everything below
-#   ./scripts/soak.sh session    only the named parts: session, bridge, e2e, d2c, flood, ota
+#   ./scripts/soak.sh session    only the named parts: session, bridge, e2e, d2c, flood, ota, fault
 #
 # With BOSUN_SOAK=1 the tests send 100,000 messages instead of 20,000:
 #   session  pkg/session TestManyCallsInARow: 100,000 calls each way between
@@ -22,6 +22,11 @@
 #            device/cmd/bosun-ota TestKill9ThroughBridge: the same with the real
 #            bosun-ota and bosun-bridge binaries, 20 kill -9 runs of each at each
 #            step (slots complete, every ota.status in the bridge's outbox)
+#   fault    the fault tests of issue 12 with real processes, each fault
+#            repeated BOSUN_FAULT_RUNS=20 times (go test -timeout 60m): e2e
+#            TestCloudKilledWithQueuedCallsAndDeployment, TestDatabaseStoppedAndStarted,
+#            TestNATSNodeRestarted, TestLinkCutAndRestored, and
+#            device/cmd/bosun-ota TestKill9ThroughBridge
 # Each is bounded (go test -timeout 30m). PostgreSQL is a throwaway cluster,
 # as in scripts/test.sh. Output goes to artifacts/soak-<time>.txt.
 set -euo pipefail
@@ -32,7 +37,7 @@ cd "$ROOT"
 source scripts/lib/pg.sh
 
 PARTS=("$@")
-((${#PARTS[@]})) || PARTS=(session bridge e2e d2c flood ota)
+((${#PARTS[@]})) || PARTS=(session bridge e2e d2c flood ota fault)
 OUT_DIR=${BOSUN_ARTIFACTS_DIR:-$ROOT/artifacts}
 mkdir -p "$OUT_DIR"
 OUT=$OUT_DIR/soak-$(date +%Y%m%d-%H%M%S).txt
@@ -50,8 +55,13 @@ for part in "${PARTS[@]}"; do
 	flood) args=(-run '^TestRegistrationFlood$' ./cloud/internal/hub) ;;
 	d2c) args=(-run '^TestDeviceToCloudInARow$' ./cloud/internal/hub) ;;
 	ota) args=(-run '^(TestKill9AtEachStep|TestKill9ThroughBridge)$' ./device/internal/ota ./device/cmd/bosun-ota) ;;
+	fault)
+		export BOSUN_FAULT_RUNS=${BOSUN_FAULT_RUNS:-20}
+		# The later -timeout wins; -p 1: one package's processes at a time.
+		args=(-timeout 60m -p 1 -run '^(TestCloudKilledWithQueuedCallsAndDeployment|TestDatabaseStoppedAndStarted|TestNATSNodeRestarted|TestLinkCutAndRestored|TestKill9ThroughBridge)$' ./e2e ./device/cmd/bosun-ota)
+		;;
 	*)
-		echo "soak.sh: unknown part $part (session, bridge, e2e, d2c, flood, ota)" >&2
+		echo "soak.sh: unknown part $part (session, bridge, e2e, d2c, flood, ota, fault)" >&2
 		exit 2
 		;;
 	esac
