@@ -358,6 +358,7 @@ type outageLoad struct {
 	mu        sync.Mutex
 	acked     []string          // preauthorized device ids the API acknowledged
 	refused   []string          // those it refused with 503 unavailable
+	keys      map[string]string // device id → its public key (base64 DER)
 	calls     map[string]string // acknowledged call id → status
 	callsRef  int               // calls refused with 503 unavailable
 	bad       []string          // answers that are neither
@@ -392,8 +393,12 @@ func unavailableBody(b []byte) bool {
 // ota.latest from a worker, /healthz and /readyz. While it is down,
 // /healthz stays 200, /readyz answers 503, the API answers what it cannot
 // store 503 {"code":"unavailable"} (never 500), a device → cloud request
-// gets -32005; the cloud recovers by itself, every write the API or the
-// bridge acknowledged is in the database, and no refused one is.
+// gets -32005; the cloud recovers by itself and every write the API or the
+// bridge acknowledged is in the database. A refused write is not
+// acknowledged, which is not the same as not stored: the database may go
+// away between a write and the read-back of the answer (it happened in
+// about 1 of 20 runs). So each refused write is tried again after the
+// outage, as the error says: it must succeed and leave one row.
 func TestDatabaseStoppedAndStarted(t *testing.T) {
 	Require(t, EnvDatabaseURL, "PostgreSQL")
 	pgDir := filepath.Join(t.TempDir(), "pg")
@@ -404,11 +409,11 @@ func TestDatabaseStoppedAndStarted(t *testing.T) {
 	nc := deviceNATS(t, filepath.Join(s.Dir, s.Device))
 
 	runs := faultRuns(t, 1)
-	var acked, refused, callsAcked, callsRefused, reports, unavail int
+	var acked, refused, storedRefused, callsAcked, callsRefused, reports, unavail int
 	var stops, starts, recoveries []time.Duration
 	seq := uint64(2_000_000)
 	for run := range runs {
-		l := &outageLoad{calls: map[string]string{}, rpcCodes: map[int]int{}}
+		l := &outageLoad{calls: map[string]string{}, rpcCodes: map[int]int{}, keys: map[string]string{}}
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
 		loop := func(every time.Duration, fn func(i int)) {
@@ -428,10 +433,11 @@ func TestDatabaseStoppedAndStarted(t *testing.T) {
 			id := fmt.Sprintf("pre-%02d-%04d", run, i)
 			pub, _, _ := ed25519.GenerateKey(rand.Reader)
 			der, _ := x509.MarshalPKIXPublicKey(pub)
-			code, b, err := apiRequest(ctx, s.URL, token, "POST", "/devices/"+id+"/preauthorize",
-				`{"public_key":"`+base64.StdEncoding.EncodeToString(der)+`"}`)
+			key := base64.StdEncoding.EncodeToString(der)
+			code, b, err := apiRequest(ctx, s.URL, token, "POST", "/devices/"+id+"/preauthorize", `{"public_key":"`+key+`"}`)
 			l.mu.Lock()
 			defer l.mu.Unlock()
+			l.keys[id] = key
 			switch {
 			case err != nil:
 				l.bad = append(l.bad, fmt.Sprintf("preauthorize %s: %v", id, err))
@@ -546,15 +552,26 @@ func TestDatabaseStoppedAndStarted(t *testing.T) {
 			t.Fatalf("run %d: the outage went unseen: %d /readyz 503, %d writes and %d calls refused, ota.latest answers %v",
 				run, l.notReady, len(l.refused), l.callsRef, l.rpcCodes)
 		}
-		// Every acknowledged write stored, no refused one.
-		for _, ids := range []struct {
-			ids  []string
-			want int
-		}{{l.acked, 1}, {l.refused, 0}} {
-			for _, id := range ids.ids {
-				if got := queryInt(t, s.Database, `SELECT count(*) FROM devices WHERE id = $1`, id); got != ids.want {
-					t.Fatalf("run %d: device %s: %d rows, want %d (acknowledged: %v)", run, id, got, ids.want, ids.want == 1)
-				}
+		// Every acknowledged write stored. A refused one is not
+		// acknowledged: its outcome is unknown, as after a timeout (the
+		// database may go away between the write and the read-back of
+		// the answer), and "try again" is the whole instruction: each is
+		// repeated, must succeed, and leaves exactly one row.
+		for _, id := range l.acked {
+			if got := queryInt(t, s.Database, `SELECT count(*) FROM devices WHERE id = $1`, id); got != 1 {
+				t.Fatalf("run %d: acknowledged device %s: %d rows", run, id, got)
+			}
+		}
+		for _, id := range l.refused {
+			if queryInt(t, s.Database, `SELECT count(*) FROM devices WHERE id = $1`, id) == 1 {
+				storedRefused++
+			}
+			code, b, err := apiRequest(ctx, s.URL, token, "POST", "/devices/"+id+"/preauthorize", `{"public_key":"`+l.keys[id]+`"}`)
+			if err != nil || code/100 != 2 {
+				t.Fatalf("run %d: trying %s again after the outage: %d %s %v", run, id, code, b, err)
+			}
+			if got := queryInt(t, s.Database, `SELECT count(*) FROM devices WHERE id = $1`, id); got != 1 {
+				t.Fatalf("run %d: device %s tried again: %d rows", run, id, got)
 			}
 		}
 		for id, st := range l.calls {
@@ -579,8 +596,8 @@ func TestDatabaseStoppedAndStarted(t *testing.T) {
 		t.Logf("run %d: %d writes acked, %d refused 503; %d calls acked, %d refused 503; %d ota.status queued; ota.latest answers by code %v; /readyz 503 %d times; back %v after the start",
 			run, len(l.acked), len(l.refused), len(l.calls), l.callsRef, l.reports, l.rpcCodes, l.notReady, recoveries[len(recoveries)-1].Round(time.Millisecond))
 	}
-	t.Logf("pg-restart %d runs: %d acked, %d rows, 0 lost, %d refused 503 (and none stored); calls %d acked (all stored as answered), %d refused 503; ota.status %d queued, %d stored; %d device → cloud requests answered -32005; recovered %s after the start",
-		runs, acked, acked, refused, callsAcked, callsRefused, reports, reports, unavail, durStats(recoveries))
+	t.Logf("pg-restart %d runs: %d acked, %d rows, 0 lost, %d refused 503 (%d of them stored before the read-back failed; each tried again: 2xx, 1 row); calls %d acked (all stored as answered), %d refused 503; ota.status %d queued, %d stored; %d device → cloud requests answered -32005; recovered %s after the start",
+		runs, acked, acked, refused, storedRefused, callsAcked, callsRefused, reports, reports, unavail, durStats(recoveries))
 }
 
 // durStats is "avg X, worst Y" of ds.
