@@ -4,7 +4,7 @@
 #
 #   ./scripts/soak.sh            everything below
 #   ./scripts/soak.sh session    only the named parts: session, bridge, e2e, d2c, flood, ota,
-#                                hostile; fleet-soak (never by default)
+#                                hostile, fault; fleet-soak (never by default)
 #
 # With BOSUN_SOAK=1 the tests send 100,000 messages instead of 20,000:
 #   session  pkg/session TestManyCallsInARow: 100,000 calls each way between
@@ -25,13 +25,18 @@
 #            step (slots complete, every ota.status in the bridge's outbox)
 #   hostile  e2e TestHostileWire with 1,000 random mutations of valid envelopes
 #            (BOSUN_HOSTILE_RUNS) against two real cloud replicas, all refused
+#   fault    the fault tests with real processes, each fault repeated
+#            BOSUN_FAULT_RUNS=20 times (go test -timeout 60m): e2e
+#            TestCloudKilledWithQueuedCallsAndDeployment, TestDatabaseStoppedAndStarted,
+#            TestNATSNodeRestarted, TestLinkCutAndRestored, and
+#            device/cmd/bosun-ota TestKill9ThroughBridge
 #   fleet-soak e2e/perf TestSoak: 1,000 simulated devices (bosun-sim) on one
 #            bosun-cloud, 200 system.info calls/s for 30 minutes; goroutines,
 #            heap, RSS, fds and table sizes flat, every call exactly one
 #            result (BOSUN_SOAK_DEVICES, _RATE, _DURATION; -timeout 50m).
 #            Not in the default list: name it. Its table goes to
 #            artifacts/fleet-soak-<time>.md
-# Each is bounded (go test -timeout 30m, fleet-soak 50m). PostgreSQL is a throwaway cluster,
+# Each is bounded (go test -timeout 30m, fault 60m, fleet-soak 50m). PostgreSQL is a throwaway cluster,
 # as in scripts/test.sh. Output goes to artifacts/soak-<time>.txt.
 set -euo pipefail
 
@@ -41,7 +46,7 @@ cd "$ROOT"
 source scripts/lib/pg.sh
 
 PARTS=("$@")
-((${#PARTS[@]})) || PARTS=(session bridge e2e d2c flood ota hostile)
+((${#PARTS[@]})) || PARTS=(session bridge e2e d2c flood ota hostile fault)
 OUT_DIR=${BOSUN_ARTIFACTS_DIR:-$ROOT/artifacts}
 mkdir -p "$OUT_DIR"
 OUT=$OUT_DIR/soak-$(date +%Y%m%d-%H%M%S).txt
@@ -62,6 +67,12 @@ for part in "${PARTS[@]}"; do
 	d2c) args=(-run '^TestDeviceToCloudInARow$' ./cloud/internal/hub) ;;
 	ota) args=(-run '^(TestKill9AtEachStep|TestKill9ThroughBridge)$' ./device/internal/ota ./device/cmd/bosun-ota) ;;
 	hostile) args=(-run '^TestHostileWire$' ./e2e) ;;
+	fault)
+		export BOSUN_FAULT_RUNS=${BOSUN_FAULT_RUNS:-20}
+		timeout=60m
+		# -p 1: one package's processes at a time.
+		args=(-p 1 -run '^(TestCloudKilledWithQueuedCallsAndDeployment|TestDatabaseStoppedAndStarted|TestNATSNodeRestarted|TestLinkCutAndRestored|TestKill9ThroughBridge)$' ./e2e ./device/cmd/bosun-ota)
+		;;
 	fleet-soak)
 		export BOSUN_SOAK_DEVICES=${BOSUN_SOAK_DEVICES:-1000} BOSUN_SOAK_RATE=${BOSUN_SOAK_RATE:-200}
 		export BOSUN_SOAK_DURATION=${BOSUN_SOAK_DURATION:-30m}
@@ -70,7 +81,7 @@ for part in "${PARTS[@]}"; do
 		args=(-run '^TestSoak$' ./e2e/perf)
 		;;
 	*)
-		echo "soak.sh: unknown part $part (session, bridge, e2e, d2c, flood, ota, hostile, fleet-soak)" >&2
+		echo "soak.sh: unknown part $part (session, bridge, e2e, d2c, flood, ota, hostile, fault, fleet-soak)" >&2
 		exit 2
 		;;
 	esac
