@@ -49,10 +49,10 @@ const (
 	verdictLimit   = "at limit" // accepted at (or up to) a documented limit, as documented
 )
 
-// hostile is TestHostileWire's harness: two cloud replicas, a real device
+// wireSuite is TestHostileWire's harness: two cloud replicas, a real device
 // (bosun-bridge and bosun-worker) that must keep working, and the hostile
 // identities.
-type hostile struct {
+type wireSuite struct {
 	t        *testing.T
 	a, b     *perf.Cloud
 	cloudKey crypto.PublicKey
@@ -83,7 +83,7 @@ type state struct {
 	DevicesSum, KeysSum, CallsSum        string
 }
 
-func (h *hostile) snapshot() state {
+func (h *wireSuite) snapshot() state {
 	h.t.Helper()
 	var s state
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -101,7 +101,7 @@ func (h *hostile) snapshot() state {
 	return s
 }
 
-func (h *hostile) count(q string, args ...any) int64 {
+func (h *wireSuite) count(q string, args ...any) int64 {
 	h.t.Helper()
 	var n int64
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -114,11 +114,11 @@ func (h *hostile) count(q string, args ...any) int64 {
 
 // livePending counts live sessions that hold a pending slot (the rows the
 // per-address and per-organisation live limits count).
-func (h *hostile) livePending() int64 {
+func (h *wireSuite) livePending() int64 {
 	return h.count(`SELECT count(*) FROM devices WHERE (online OR pending_admitted_at IS NOT NULL) AND status = 'pending'`)
 }
 
-func (h *hostile) undecided() int64 {
+func (h *wireSuite) undecided() int64 {
 	return h.count(`SELECT count(*) FROM devices d WHERE d.status = 'pending' AND NOT EXISTS (
 		SELECT 1 FROM device_keys k WHERE k.device_id = d.id AND k.status <> 'pending')`)
 }
@@ -126,14 +126,14 @@ func (h *hostile) undecided() int64 {
 // run runs one case. A refused case must leave the state as it was; every
 // case must leave the real device and a hostile identity able to work on
 // both replicas (nothing spent their replay windows, keys or sessions).
-func (h *hostile) run(name, verdict string, fn func() error) {
+func (h *wireSuite) run(name, verdict string, fn func() error) {
 	h.t.Helper()
 	h.runGroup([]string{name}, verdict, []func() error{fn})
 }
 
 // runGroup runs cases of one verdict at the same time (the slow ones),
 // between one pair of snapshots.
-func (h *hostile) runGroup(names []string, verdict string, fns []func() error) {
+func (h *wireSuite) runGroup(names []string, verdict string, fns []func() error) {
 	h.t.Helper()
 	before := h.snapshot()
 	errs := make([]error, len(fns))
@@ -173,7 +173,7 @@ func (h *hostile) runGroup(names []string, verdict string, fns []func() error) {
 
 // healthy checks that the real device answers through both replicas and
 // that the hostile identity hx still opens a session and is served.
-func (h *hostile) healthy() error {
+func (h *wireSuite) healthy() error {
 	for _, c := range []*perf.Cloud{h.a, h.b} {
 		if err := h.legitCall(c); err != nil {
 			return fmt.Errorf("afterwards, %s: %w", c.Listen, err)
@@ -190,7 +190,7 @@ func (h *hostile) healthy() error {
 	return nil
 }
 
-func (h *hostile) legitCall(c *perf.Cloud) error {
+func (h *wireSuite) legitCall(c *perf.Cloud) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	var got struct {
@@ -207,14 +207,14 @@ func (h *hostile) legitCall(c *perf.Cloud) error {
 }
 
 // dial opens a connection as who and reads the challenge.
-func (h *hostile) dial(c *perf.Cloud, who *identity, o dialOptions) (*peer, error) {
+func (h *wireSuite) dial(c *perf.Cloud, who *identity, o dialOptions) (*peer, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return dialPeer(ctx, c.DeviceURL, who, h.cloudKey, o)
 }
 
 // session opens an accepted session as who.
-func (h *hostile) session(c *perf.Cloud, who *identity, o dialOptions) (*peer, error) {
+func (h *wireSuite) session(c *perf.Cloud, who *identity, o dialOptions) (*peer, error) {
 	p, err := h.dial(c, who, o)
 	if err != nil {
 		return nil, err
@@ -232,7 +232,7 @@ func (h *hostile) session(c *perf.Cloud, who *identity, o dialOptions) (*peer, e
 
 // refusedWith sends frame (nil: nothing) and expects the cloud to close
 // with code and a reason starting with reason, having answered nothing.
-func (h *hostile) refusedWith(p *peer, frame []byte, code int, reason string) error {
+func (h *wireSuite) refusedWith(p *peer, frame []byte, code int, reason string) error {
 	defer p.Close()
 	if frame != nil {
 		if err := p.send(frame); err != nil {
@@ -258,7 +258,7 @@ func (h *hostile) refusedWith(p *peer, frame []byte, code int, reason string) er
 // inSession is a case on an accepted session of who on replica c: frame
 // makes the hostile frame; the cloud must close 4002 "envelope rejected:
 // reason".
-func (h *hostile) inSession(name string, c *perf.Cloud, who *identity, reason string, frame func(p *peer) []byte) {
+func (h *wireSuite) inSession(name string, c *perf.Cloud, who *identity, reason string, frame func(p *peer) []byte) {
 	h.run(name, verdictRefused, func() error {
 		p, err := h.session(c, who, dialOptions{})
 		if err != nil {
@@ -270,7 +270,7 @@ func (h *hostile) inSession(name string, c *perf.Cloud, who *identity, reason st
 
 // inHandshake is a case where the hostile frame is the registration; the
 // cloud must close 4002 "handshake failed: reason".
-func (h *hostile) inHandshake(name string, c *perf.Cloud, who *identity, reason string, frame func(p *peer) []byte) {
+func (h *wireSuite) inHandshake(name string, c *perf.Cloud, who *identity, reason string, frame func(p *peer) []byte) {
 	h.run(name, verdictRefused, func() error {
 		p, err := h.dial(c, who, dialOptions{})
 		if err != nil {
@@ -286,7 +286,7 @@ func request(id int) []byte {
 	return []byte(`{"jsonrpc":"2.0","id":` + strconv.Itoa(id) + `,"method":"registration.register"}`)
 }
 
-func (h *hostile) preauthorize(who *identity) {
+func (h *wireSuite) preauthorize(who *identity) {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -322,7 +322,7 @@ func TestHostileWire(t *testing.T) {
 		"BOSUN_MAX_PENDING_DEVICES=" + strconv.Itoa(limitUndecidedOrg),
 		"BOSUN_MAX_PENDING_KEYS=" + strconv.Itoa(limitPendingKeys),
 	}})
-	h := &hostile{t: t, a: clouds[0], b: clouds[1], legit: "legit-1"}
+	h := &wireSuite{t: t, a: clouds[0], b: clouds[1], legit: "legit-1"}
 	var err error
 	if h.cloudKey, err = keys.LoadPublic(h.a.CloudPublic); err != nil {
 		t.Fatal(err)
@@ -440,7 +440,7 @@ func TestHostileWire(t *testing.T) {
 
 // envelopeCases: every rule of the envelope (docs/protocol.md §1–4), after
 // the handshake and in it.
-func (h *hostile) envelopeCases() {
+func (h *wireSuite) envelopeCases() {
 	a, b, hx := h.a, h.b, h.hx
 	reg := func(p *peer) []byte { return registration(p.who, 1) }
 	with := func(edit func(m *envelope.Meta)) func(p *peer) []byte {
@@ -655,7 +655,7 @@ func (h *hostile) envelopeCases() {
 }
 
 // frameCases: websocket framing and sizes (§6.1, §14).
-func (h *hostile) frameCases() {
+func (h *wireSuite) frameCases() {
 	a, hx := h.a, h.hx
 	const limit = envelope.DefaultMaxSize
 	frameRefused := func(name string, handshake bool, code int, reason string, send func(p *peer) error) {
@@ -727,7 +727,7 @@ func (h *hostile) frameCases() {
 }
 
 // batchCases: JSON-RPC batches (§10).
-func (h *hostile) batchCases() {
+func (h *wireSuite) batchCases() {
 	a, hx := h.a, h.hx
 	batch := func(n int, entry func(i int) string) []byte {
 		parts := make([]string, n)
@@ -794,7 +794,7 @@ func (h *hostile) batchCases() {
 }
 
 // sessionCases: sessions (§6.5, §7, §11, §16).
-func (h *hostile) sessionCases() {
+func (h *wireSuite) sessionCases() {
 	a, b := h.a, h.b
 	h.run("session: a second session of a device takes over, on the other replica (4009)", verdictLimit, func() error {
 		who := h.hy
@@ -928,7 +928,7 @@ func (h *hostile) sessionCases() {
 // the calls fill its socket with fewer messages than the send queue
 // holds, so the cloud's blocked write is what cuts it, at the 10 s write
 // timeout (§13). Every call ends with an outcome; none succeeds.
-func (h *hostile) neverReadsCalls() {
+func (h *wireSuite) neverReadsCalls() {
 	a := h.a
 	h.run("session: a peer that never reads while the operator calls it", verdictLimit, func() error {
 		p, err := h.session(a, h.hy, dialOptions{RecvBuf: 4096})
@@ -992,7 +992,7 @@ func (h *hostile) neverReadsCalls() {
 
 // floodCases: registration floods from one address and from many, up to
 // each documented limit and not one row past it (§6.4).
-func (h *hostile) floodCases() {
+func (h *wireSuite) floodCases() {
 	a, b := h.a, h.b
 	seq := 0
 	newDev := func(prefix string) *identity {
@@ -1138,7 +1138,7 @@ func (h *hostile) floodCases() {
 // fresh connection, half of them as the registration and half in an
 // accepted session, and counts the refused and the accepted. The state
 // must not change across all of them.
-func (h *hostile) mutations(runs int) (refused, accepted int) {
+func (h *wireSuite) mutations(runs int) (refused, accepted int) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 12))
 	before := h.snapshot()
 	for i := range runs {
