@@ -86,6 +86,11 @@ type Options struct {
 	// DeviceID is the dev device's id (BOSUN_DEV_DEVICE_ID). Empty means
 	// run-dev.sh's default, dev-1.
 	DeviceID string
+	// DatabaseBase is the URL of the PostgreSQL cluster the stack's fresh
+	// database is made in. Empty means BOSUN_TEST_DATABASE_URL's; a test
+	// that stops its database (TestDatabaseStoppedAndStarted) gives a
+	// cluster of its own.
+	DatabaseBase string
 }
 
 // StartStack runs ./run-dev.sh in a fresh directory with a fresh database and
@@ -94,6 +99,9 @@ func StartStack(tb testing.TB, opts Options) *Stack {
 	tb.Helper()
 	root := Root(tb)
 	base := Require(tb, EnvDatabaseURL, "PostgreSQL")
+	if opts.DatabaseBase != "" {
+		base = opts.DatabaseBase
+	}
 	dir := tb.TempDir()
 	s := &Stack{
 		Root:     root,

@@ -3,7 +3,8 @@
 # runs in a short, bounded form.
 #
 #   ./scripts/soak.sh            everything below
-#   ./scripts/soak.sh session    only the named parts: session, bridge, e2e, d2c, flood, ota
+#   ./scripts/soak.sh session    only the named parts: session, bridge, e2e, d2c, flood, ota,
+#                                hostile, fault; fleet-soak (never by default)
 #
 # With BOSUN_SOAK=1 the tests send 100,000 messages instead of 20,000:
 #   session  pkg/session TestManyCallsInARow: 100,000 calls each way between
@@ -22,7 +23,20 @@
 #            device/cmd/bosun-ota TestKill9ThroughBridge: the same with the real
 #            bosun-ota and bosun-bridge binaries, 20 kill -9 runs of each at each
 #            step (slots complete, every ota.status in the bridge's outbox)
-# Each is bounded (go test -timeout 30m). PostgreSQL is a throwaway cluster,
+#   hostile  e2e TestHostileWire with 1,000 random mutations of valid envelopes
+#            (BOSUN_HOSTILE_RUNS) against two real cloud replicas, all refused
+#   fault    the fault tests with real processes, each fault repeated
+#            BOSUN_FAULT_RUNS=20 times (go test -timeout 60m): e2e
+#            TestCloudKilledWithQueuedCallsAndDeployment, TestDatabaseStoppedAndStarted,
+#            TestNATSNodeRestarted, TestLinkCutAndRestored, and
+#            device/cmd/bosun-ota TestKill9ThroughBridge
+#   fleet-soak e2e/perf TestSoak: 1,000 simulated devices (bosun-sim) on one
+#            bosun-cloud, 200 system.info calls/s for 30 minutes; goroutines,
+#            heap, RSS, fds and table sizes flat, every call exactly one
+#            result (BOSUN_SOAK_DEVICES, _RATE, _DURATION; -timeout 50m).
+#            Not in the default list: name it. Its table goes to
+#            artifacts/fleet-soak-<time>.md
+# Each is bounded (go test -timeout 30m, fault 60m, fleet-soak 50m). PostgreSQL is a throwaway cluster,
 # as in scripts/test.sh. Output goes to artifacts/soak-<time>.txt.
 set -euo pipefail
 
@@ -32,7 +46,7 @@ cd "$ROOT"
 source scripts/lib/pg.sh
 
 PARTS=("$@")
-((${#PARTS[@]})) || PARTS=(session bridge e2e d2c flood ota)
+((${#PARTS[@]})) || PARTS=(session bridge e2e d2c flood ota hostile fault)
 OUT_DIR=${BOSUN_ARTIFACTS_DIR:-$ROOT/artifacts}
 mkdir -p "$OUT_DIR"
 OUT=$OUT_DIR/soak-$(date +%Y%m%d-%H%M%S).txt
@@ -40,9 +54,11 @@ OUT=$OUT_DIR/soak-$(date +%Y%m%d-%H%M%S).txt
 pg_throwaway soak
 export BOSUN_SOAK=1
 export BOSUN_FLOOD=${BOSUN_FLOOD:-3500}
+export BOSUN_HOSTILE_RUNS=${BOSUN_HOSTILE_RUNS:-1000}
 
 rc=0
 for part in "${PARTS[@]}"; do
+	timeout=30m
 	case "$part" in
 	session) args=(-run '^TestManyCallsInARow$' ./pkg/session) ;;
 	bridge) args=(-run '^TestManyCallsInARow$' ./device/internal/bridge) ;;
@@ -50,13 +66,27 @@ for part in "${PARTS[@]}"; do
 	flood) args=(-run '^TestRegistrationFlood$' ./cloud/internal/hub) ;;
 	d2c) args=(-run '^TestDeviceToCloudInARow$' ./cloud/internal/hub) ;;
 	ota) args=(-run '^(TestKill9AtEachStep|TestKill9ThroughBridge)$' ./device/internal/ota ./device/cmd/bosun-ota) ;;
+	hostile) args=(-run '^TestHostileWire$' ./e2e) ;;
+	fault)
+		export BOSUN_FAULT_RUNS=${BOSUN_FAULT_RUNS:-20}
+		timeout=60m
+		# -p 1: one package's processes at a time.
+		args=(-p 1 -run '^(TestCloudKilledWithQueuedCallsAndDeployment|TestDatabaseStoppedAndStarted|TestNATSNodeRestarted|TestLinkCutAndRestored|TestKill9ThroughBridge)$' ./e2e ./device/cmd/bosun-ota)
+		;;
+	fleet-soak)
+		export BOSUN_SOAK_DEVICES=${BOSUN_SOAK_DEVICES:-1000} BOSUN_SOAK_RATE=${BOSUN_SOAK_RATE:-200}
+		export BOSUN_SOAK_DURATION=${BOSUN_SOAK_DURATION:-30m}
+		export BOSUN_SOAK_OUT=${BOSUN_SOAK_OUT:-$OUT_DIR/fleet-soak-$(date +%Y%m%d-%H%M%S).md}
+		timeout=50m
+		args=(-run '^TestSoak$' ./e2e/perf)
+		;;
 	*)
-		echo "soak.sh: unknown part $part (session, bridge, e2e, d2c, flood, ota)" >&2
+		echo "soak.sh: unknown part $part (session, bridge, e2e, d2c, flood, ota, hostile, fault, fleet-soak)" >&2
 		exit 2
 		;;
 	esac
-	echo "== $part: go test -count=1 -v -timeout 30m ${args[*]}" | tee -a "$OUT"
-	go test -count=1 -v -timeout 30m "${args[@]}" 2>&1 | grep -v '^=== ' | tee -a "$OUT" || rc=1
+	echo "== $part: go test -count=1 -v -timeout $timeout ${args[*]}" | tee -a "$OUT"
+	go test -count=1 -v -timeout "$timeout" "${args[@]}" 2>&1 | grep -v '^=== ' | tee -a "$OUT" || rc=1
 done
 echo "saved to $OUT" >&2
 exit "$rc"

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -251,4 +252,71 @@ func FuzzDecodeParams(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzSplitBatch checks SplitBatch, the transport's splitting of a batch,
+// against encoding/json: it refuses exactly what is not valid UTF-8 JSON
+// (CodeParseError), and exactly valid JSON that is not an array of 1 to
+// MaxBatch values (CodeInvalidRequest); what it returns are that array's
+// elements, in order, each trimmed, valid and inside msg; and answering
+// them one by one (HandleOne, JoinReplies) gives valid JSON replies, one
+// per request entry.
+func FuzzSplitBatch(f *testing.F) {
+	for _, s := range []string{
+		`[{"jsonrpc":"2.0","method":"echo","params":[1],"id":1},{"jsonrpc":"2.0","method":"echo"}]`,
+		` [ 1 , "a" , [ ] , { } , null ] `, `[]`, `[[]]`, `{}`, `1`, `[1,]`, "[\"\xff\"]", `[` + strings.Repeat(`0,`, 64) + `0]`,
+		`[{"a":[{"b":[]}]},"\\u005d"]`, "[\n\t1\r]",
+	} {
+		f.Add([]byte(s))
+	}
+	d := NewDispatcher()
+	d.Register("echo", func(ctx context.Context, p json.RawMessage) (any, error) { return p, nil })
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		entries, rerr := SplitBatch(msg)
+		valid := json.Valid(msg) && utf8.Valid(msg)
+		if !valid {
+			if rerr == nil || rerr.Code != CodeParseError {
+				t.Fatalf("SplitBatch(%q) = %d entries, %v; want a parse error", msg, len(entries), rerr)
+			}
+			return
+		}
+		var arr []json.RawMessage
+		isArr := json.Unmarshal(msg, &arr) == nil
+		if !isArr || len(arr) == 0 || len(arr) > MaxBatch {
+			if rerr == nil || rerr.Code != CodeInvalidRequest || entries != nil {
+				t.Fatalf("SplitBatch(%q) = %d entries, %v; want an invalid request", msg, len(entries), rerr)
+			}
+			return
+		}
+		if rerr != nil || len(entries) != len(arr) {
+			t.Fatalf("SplitBatch(%q) = %d entries, %v; want %d", msg, len(entries), rerr, len(arr))
+		}
+		replies := make([][]byte, len(entries))
+		for i, e := range entries {
+			if len(e) == 0 || isSpace(e[0]) || isSpace(e[len(e)-1]) || !json.Valid(e) {
+				t.Fatalf("entry %d = %q", i, e)
+			}
+			if !bytes.Equal(trimSpace(arr[i]), e) && !jsonEqual(arr[i], e) {
+				t.Fatalf("entry %d = %q, encoding/json has %q", i, e, arr[i])
+			}
+			if !bytes.Contains(msg, e) {
+				t.Fatalf("entry %d = %q is not a part of msg", i, e)
+			}
+			replies[i] = d.HandleOne(context.Background(), e)
+			if replies[i] != nil && !json.Valid(replies[i]) {
+				t.Fatalf("HandleOne(%q) = %q", e, replies[i])
+			}
+		}
+		if out := JoinReplies(replies); out != nil {
+			var rs []json.RawMessage
+			if err := json.Unmarshal(out, &rs); err != nil {
+				t.Fatalf("JoinReplies = %q: %v", out, err)
+			}
+		}
+	})
+}
+
+func jsonEqual(a, b []byte) bool {
+	var x, y any
+	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && reflect.DeepEqual(x, y)
 }

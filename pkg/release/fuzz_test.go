@@ -1,8 +1,12 @@
 package release
 
 import (
+	"context"
+	"errors"
+	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -79,4 +83,71 @@ func TestFuzzCorpusPresent(t *testing.T) {
 	if err != nil || len(entries) < 5 {
 		t.Fatalf("seed corpus: %d entries, %v", len(entries), err)
 	}
+}
+
+// FuzzVerifier serves a device's Verifier arbitrary timestamp.json,
+// snapshot.json, targets.json and 2.root.json (empty: the file is
+// missing) through a DirFetcher, the genuine 1.root.json pinned. Whatever
+// the bytes: no panic; a refusal wraps one of the package's sentinels and
+// leaves the trusted state as it was; and what the Verifier accepts is
+// the genuine target (nobody without the operator's keys can sign another).
+//
+// The seed corpus is testdata/fuzz/FuzzVerifier plus, added here, the
+// genuine files and a genuine root rotation.
+func FuzzVerifier(f *testing.F) {
+	fx := newFixture(f)
+	genuine, err := fx.dev.Target(context.Background(), "hello", "1.0.0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	root1 := readFile(f, filepath.Join(fx.opDir, "1.root.json"))
+	root2, err := rotateRoot(fx.opDir, Rotation{}, fx.clk.now())
+	if err != nil {
+		f.Fatal(err)
+	}
+	r := fx.repo
+	f.Add(r.Timestamp, r.Snapshot, r.Targets, []byte(nil))
+	f.Add(r.Timestamp, r.Snapshot, r.Targets, root2)
+	f.Add(r.Timestamp, r.Snapshot, []byte(`{"signed":{}}`), []byte(nil))
+	f.Add(r.Timestamp, []byte(`{"signatures":[],"signed":{"_type":"snapshot"}}`), r.Targets, []byte(nil))
+	f.Add([]byte(`{"signatures":[{"keyid":"00","sig":"00"}],"signed":{"_type":"timestamp","spec_version":"1.0.31","version":1,"expires":"2030-01-01T00:00:00Z","meta":{}}}`), r.Snapshot, r.Targets, []byte(nil))
+	f.Add([]byte(`[]`), []byte(nil), []byte(nil), []byte(`null`))
+	sentinels := []error{ErrUntrusted, ErrRollback, ErrExpired, ErrTampered, ErrInvalid, ErrUnknownTarget, ErrNotFound}
+
+	f.Fuzz(func(t *testing.T, timestamp, snapshot, targets, root []byte) {
+		repo := t.TempDir()
+		for name, b := range map[string][]byte{"timestamp.json": timestamp, "snapshot.json": snapshot, "targets.json": targets, "2.root.json": root} {
+			if len(b) == 0 {
+				continue
+			}
+			if err := os.WriteFile(filepath.Join(repo, name), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		state := filepath.Join(t.TempDir(), "state")
+		v, err := NewVerifier(root1, DirFetcher(repo), state, &VerifierOptions{Now: fx.clk.now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := dirState(t, state)
+		ti, err := v.Target(context.Background(), "hello", "1.0.0")
+		if err != nil {
+			n := 0
+			for _, s := range sentinels {
+				if errors.Is(err, s) {
+					n++
+				}
+			}
+			if n == 0 {
+				t.Fatalf("Target: %v (%T) wraps none of the release errors", err, err)
+			}
+			if after := dirState(t, state); !maps.Equal(before, after) {
+				t.Fatalf("refused (%v) but the trusted state changed", err)
+			}
+			return
+		}
+		if !reflect.DeepEqual(ti, genuine) {
+			t.Fatalf("accepted %+v, the genuine target is %+v", ti, genuine)
+		}
+	})
 }

@@ -38,6 +38,7 @@ package release
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -47,6 +48,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"regexp"
 	"strconv"
@@ -339,11 +341,17 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", ErrExpired, err)
 	case errors.Is(err, &metadata.ErrLengthOrHashMismatch{}), errors.Is(err, &metadata.ErrDownloadLengthMismatch{}):
 		return fmt.Errorf("%w: %w", ErrTampered, err)
-	case errors.Is(err, &metadata.ErrValue{}), errors.Is(err, &metadata.ErrType{}):
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
-	default:
-		return err
+	case errors.Is(err, &metadata.ErrDownloadHTTP{}):
+		return fmt.Errorf("%w: %w", ErrNotFound, err) // the only HTTP error fetchAdapter makes: 404
 	}
+	var fe *fetchError
+	var pe *fs.PathError
+	if errors.As(err, &fe) || errors.As(err, &pe) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err // the Fetcher's own error, or the state directory's
+	}
+	// What remains is metadata go-tuf could not parse or use (JSON of the
+	// wrong shape, a role missing from the snapshot...).
+	return fmt.Errorf("%w: %w", ErrInvalid, err)
 }
 
 // rootFileName is the versioned name of a root: "2.root.json".

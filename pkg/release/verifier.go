@@ -229,13 +229,23 @@ func (a *fetchAdapter) DownloadFile(urlPath string, maxLength int64, _ time.Dura
 		return nil, &metadata.ErrDownloadHTTP{StatusCode: http.StatusNotFound, URL: name}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("fetching %s: %w", name, err)
+		return nil, &fetchError{name: name, err: err}
 	}
 	if int64(len(b)) > maxLength {
 		return nil, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s is over %d bytes", name, maxLength)}
 	}
 	return b, nil
 }
+
+// fetchError is a Fetcher's error as it passes through go-tuf, so that
+// classify leaves it as it is.
+type fetchError struct {
+	name string
+	err  error
+}
+
+func (e *fetchError) Error() string { return "fetching " + e.name + ": " + e.err.Error() }
+func (e *fetchError) Unwrap() error { return e.err }
 
 // HTTPFetcher fetches metadata files from BaseURL/NAME over HTTP; a 404 is
 // ErrNotFound.

@@ -296,7 +296,7 @@ const (
 	CodeNotAccepted    = -32002 // the device's key is not accepted
 	CodeWorkerTimeout  = -32003 // the worker serving the method did not answer in time
 	CodeQueueFull      = -32004 // the device's send queue is full
-	CodeUnavailable    = -32005 // a dependency (e.g. container engine) is unavailable
+	CodeUnavailable    = -32005 // a dependency (the device's container engine, the cloud's database) is unavailable: try again
 	CodeNotFound       = -32006 // the named object does not exist
 	CodeExpired        = -32007 // a queued call expired before delivery
 	CodeUnauthorized   = -32008 // the caller may not call this method

@@ -62,12 +62,16 @@ bosun_port_in_use() {
 }
 
 # bosun_free_port prints a TCP port on 127.0.0.1 that nobody listens on right
-# now (a random one in 20000..59999). There is a window before the caller binds
-# it: callers retry on a bind failure.
+# now: a random one from 10000 up to the kernel's ephemeral range
+# (net.ipv4.ip_local_port_range, 32768 by default), so that no outgoing
+# connection of a busy machine takes it before the caller binds it. Another
+# listener may still take it in that window: callers retry on a bind failure.
 bosun_free_port() {
-	local i port
+	local i port lo=32768
+	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+	((lo > 11000)) || lo=32768
 	for ((i = 0; i < 100; i++)); do
-		port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+		port=$((10000 + (RANDOM * 32768 + RANDOM) % (lo - 10000)))
 		if ! bosun_port_in_use "$port"; then
 			printf '%s\n' "$port"
 			return 0

@@ -74,6 +74,8 @@ func toHTTPError(err error) *HTTPError {
 		return &HTTPError{Code: wire.CodeInvalidRequest, Msg: "invalid input", Err: err}
 	case errors.Is(err, fleet.ErrConflict):
 		return &HTTPError{Code: wire.CodeConflict, Msg: "the device's or object's state does not allow this", Err: err}
+	case fleet.Unavailable(err):
+		return &HTTPError{Code: wire.CodeUnavailable, Msg: fleet.UnavailableMessage, Err: err}
 	}
 	return &HTTPError{Code: wire.CodeInternal, Msg: "internal error", Err: err}
 }

@@ -4,8 +4,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/bosunhq/bosun/cloud/internal/api/wire"
@@ -67,6 +69,10 @@ func TestToHTTPError(t *testing.T) {
 		{"too large", &http.MaxBytesError{Limit: 10}, wire.CodeTooLarge, 413, "request body larger than 10 bytes", ""},
 		{"http error as is", &HTTPError{Code: wire.CodeInvalidRequest, Msg: "x"}, wire.CodeInvalidRequest, 400, "x", ""},
 		{"a pgx error is internal", fmt.Errorf("loading: %w", constraint), wire.CodeInternal, 500, "internal error", "users_email_key"},
+		{"the database shutting down is unavailable", fmt.Errorf("loading device x: %w", &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command on 10.0.0.7"}),
+			wire.CodeUnavailable, 503, "the database is unavailable: try again", "10.0.0.7"},
+		{"a refused connection is unavailable", fmt.Errorf("creating call: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}),
+			wire.CodeUnavailable, 503, "the database is unavailable: try again", "dial"},
 		{"anything else is internal and hides its text", fmt.Errorf("loading: %w", secret), wire.CodeInternal, 500, "internal error", "10.0.0.7"},
 	}
 	for _, tt := range tests {

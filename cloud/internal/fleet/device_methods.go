@@ -3,6 +3,8 @@ package fleet
 import (
 	"context"
 	"encoding/json"
+	"errors"
+
 	"github.com/bosunhq/bosun/cloud/internal/store"
 
 	"github.com/bosunhq/bosun/pkg/jsonrpc"
@@ -44,19 +46,42 @@ func DeviceFromContext(ctx context.Context) (DeviceInfo, bool) {
 // a device whose key is not accepted: a pending device may only wait.
 var notAccepted = jsonrpc.NewError(rpcproto.CodeNotAccepted, rpcproto.ErrorMessages[rpcproto.CodeNotAccepted], nil)
 
+// unavailable is the answer to a device → cloud request the cloud could
+// not store because the database is unavailable: the device tries again
+// (the bridge's outbox retries every code but the malformed-request ones).
+var unavailable = jsonrpc.NewError(rpcproto.CodeUnavailable, rpcproto.ErrorMessages[rpcproto.CodeUnavailable]+": "+UnavailableMessage, nil)
+
 // guard refuses method to devices whose key is not accepted, unless it is
 // one of rpcproto.PendingOnlyMethods, before the params are even decoded:
-// a pending device changes nothing.
+// a pending device changes nothing. A database outage during the method
+// is answered -32005 (unavailable), not -32603 (internal error).
 func guard(method string, h jsonrpc.HandlerFunc) jsonrpc.HandlerFunc {
 	if rpcproto.PendingOnlyMethods[method] {
-		return h
+		return outage(h)
 	}
+	h = outage(h)
 	return func(ctx context.Context, params json.RawMessage) (any, error) {
 		d, ok := DeviceFromContext(ctx)
 		if !ok || d.Accepted == nil || !d.Accepted() {
 			return nil, notAccepted
 		}
 		return h(ctx, params)
+	}
+}
+
+// outage answers the errors of h that say the database is unavailable
+// with unavailable; the cause goes to the log of the dispatcher's caller
+// no more than any other error's.
+func outage(h jsonrpc.HandlerFunc) jsonrpc.HandlerFunc {
+	return func(ctx context.Context, params json.RawMessage) (any, error) {
+		res, err := h(ctx, params)
+		if err != nil && Unavailable(err) {
+			var je *jsonrpc.Error
+			if !errors.As(err, &je) {
+				return nil, unavailable
+			}
+		}
+		return res, err
 	}
 }
 

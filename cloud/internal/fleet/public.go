@@ -3,6 +3,8 @@ package fleet
 import (
 	"errors"
 	"fmt"
+
+	"github.com/bosunhq/bosun/cloud/internal/store"
 )
 
 // Errors shown to people. Every error Service returns for a person to read
@@ -74,9 +76,21 @@ func PublicText(err error) string {
 		return "invalid input"
 	case errors.Is(err, ErrConflict):
 		return "the current state does not allow this"
+	case Unavailable(err):
+		return UnavailableMessage
 	}
 	return "internal error"
 }
+
+// UnavailableMessage is what people read when the database is unavailable
+// (see Unavailable): nothing was stored, and the same request can succeed
+// once it is back.
+const UnavailableMessage = "the database is unavailable: try again"
+
+// Unavailable reports whether err says the database is unreachable or went
+// away (store.Unavailable): an outage to answer "try again" (HTTP 503,
+// JSON-RPC -32005), not an internal error.
+func Unavailable(err error) bool { return store.Unavailable(err) }
 
 // invalidf returns an ErrInvalid whose formatted message is shown to
 // people as it is: format only what they sent or may see.

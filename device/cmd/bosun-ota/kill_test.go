@@ -57,7 +57,7 @@ import (
 // The cloud is not needed: the bridge's cloud URL is a closed port, so
 // everything the worker reports stays in its outbox, where the test reads
 // it. Runs per step: 2, 20 with BOSUN_SOAK=1 (scripts/soak.sh ota), or
-// BOSUN_OTA_KILL_RUNS.
+// BOSUN_FAULT_RUNS (scripts/soak.sh fault), or BOSUN_OTA_KILL_RUNS.
 
 // killSteps are the steps of an update a kill comes in; "commit" is
 // ota.commit (once it is on disk), "revert" the revert after the commit
@@ -69,8 +69,10 @@ func TestKill9ThroughBridge(t *testing.T) {
 	if os.Getenv("BOSUN_SOAK") == "1" {
 		runs = 20
 	}
-	if n, err := strconv.Atoi(os.Getenv("BOSUN_OTA_KILL_RUNS")); err == nil && n > 0 {
-		runs = n
+	for _, env := range []string{"BOSUN_FAULT_RUNS", "BOSUN_OTA_KILL_RUNS"} { // the latter wins
+		if n, err := strconv.Atoi(os.Getenv(env)); err == nil && n > 0 {
+			runs = n
+		}
 	}
 	fx := newKillFixture(t)
 	// Runs of the bridge kills go on side by side: most of their time is

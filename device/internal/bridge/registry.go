@@ -25,10 +25,13 @@ func newRegistry() *registry {
 }
 
 // announce records a WorkerAnnounce; one with no methods withdraws the
-// worker. It reports whether the message was understood.
+// worker. It reports whether the message was understood: valid JSON,
+// a worker name, and only method names rpcproto.ValidMethod accepts
+// (anything else is ignored as a whole, the registry unchanged).
 func (r *registry) announce(data []byte) (rpcproto.WorkerAnnounce, bool) {
 	var a rpcproto.WorkerAnnounce
-	if err := json.Unmarshal(data, &a); err != nil || a.Worker == "" {
+	if err := json.Unmarshal(data, &a); err != nil || a.Worker == "" ||
+		slices.ContainsFunc(a.Methods, func(m rpcproto.MethodInfo) bool { return !rpcproto.ValidMethod(m.Name) }) {
 		return a, false
 	}
 	for i := range a.Methods {

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/bosunhq/bosun/pkg/keys"
 )
@@ -18,6 +20,10 @@ import (
 // entry that would escape the slot, a file type a slot may not hold, or a
 // bundle past its limits. The slot being unpacked is thrown away.
 var ErrUnsafeBundle = errors.New("unsafe bundle")
+
+// maxTrailer bounds what may follow the end of the tar inside the gzip
+// stream: the padding of the last record (tar -b 2048 pads to 1 MiB).
+const maxTrailer = 1 << 20
 
 // unpackLimits bound what one bundle may expand to.
 type unpackLimits struct {
@@ -52,9 +58,10 @@ func cleanEntryName(name string) (string, error) {
 
 // unpack extracts the tar.gz from r into dir, which must not exist. It
 // refuses (ErrUnsafeBundle) absolute names, "..", symlinks whose target is
-// absolute or leaves dir, hard links to anything but a regular file already
+// absolute or leaves dir (followed through the bundle's other symlinks),
+// entries that clash with earlier ones, hard links to anything but a regular file already
 // extracted, entries below a symlink, device files, FIFOs and sockets, and
-// more than lim allows. Files are written with their permission bits (no
+// more than lim allows or more than maxTrailer bytes after the tar. Files are written with their permission bits (no
 // setuid, setgid or sticky) and synced, and so is every directory. On error
 // the caller removes dir.
 func unpack(r io.Reader, dir string, lim unpackLimits) error {
@@ -70,13 +77,14 @@ func unpack(r io.Reader, dir string, lim unpackLimits) error {
 	var (
 		entries int
 		total   int64
-		links   = map[string]bool{} // symlinks extracted so far
-		regular = map[string]bool{} // regular files extracted so far
+		links   = map[string]string{} // symlinks extracted so far: name -> target
+		walked  = map[string]bool{}   // paths a symlink's resolution took to be no symlink
+		regular = map[string]bool{}   // regular files extracted so far
 		dirs    = []string{dir}
 	)
 	belowLink := func(name string) bool {
 		for p := path.Dir(name); p != "." && p != "/"; p = path.Dir(p) {
-			if links[p] {
+			if _, ok := links[p]; ok {
 				return true
 			}
 		}
@@ -107,18 +115,18 @@ func unpack(r io.Reader, dir string, lim unpackLimits) error {
 		if belowLink(name) {
 			return unsafef("entry %q lies below a symlink", h.Name)
 		}
-		if links[name] || regular[name] {
+		if _, ok := links[name]; ok || regular[name] {
 			return unsafef("entry %q appears twice", h.Name)
 		}
 		target := filepath.Join(dir, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return err
+			return clash(h.Name, err)
 		}
 		mode := os.FileMode(h.Mode).Perm()
 		switch h.Typeflag {
 		case tar.TypeDir:
 			if err := os.Mkdir(target, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-				return err
+				return clash(h.Name, err)
 			}
 			if err := os.Chmod(target, mode|0o700); err != nil {
 				return err
@@ -130,7 +138,7 @@ func unpack(r io.Reader, dir string, lim unpackLimits) error {
 			}
 			f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 			if err != nil {
-				return err
+				return clash(h.Name, err)
 			}
 			n, err := io.Copy(f, io.LimitReader(tr, lim.maxBytes-total+1))
 			total += n
@@ -155,14 +163,22 @@ func unpack(r io.Reader, dir string, lim unpackLimits) error {
 			if t == "" || strings.HasPrefix(t, "/") || filepath.IsAbs(t) {
 				return unsafef("symlink %q points to the absolute path %q", h.Name, t)
 			}
-			resolved := path.Join(path.Dir(name), t)
-			if resolved == ".." || strings.HasPrefix(resolved, "../") {
+			if !resolvesInside(links, walked, name, t) {
 				return unsafef("symlink %q points out of the slot (%q)", h.Name, t)
 			}
-			if err := os.Symlink(t, target); err != nil {
-				return err
+			links[name] = t
+			if walked[name] {
+				// An earlier symlink was checked taking this path for a
+				// directory; through this one it may now lead out.
+				for n, lt := range links {
+					if !resolvesInside(links, walked, n, lt) {
+						return unsafef("symlink %q makes symlink %q point out of the slot", h.Name, n)
+					}
+				}
 			}
-			links[name] = true
+			if err := os.Symlink(t, target); err != nil {
+				return clash(h.Name, err)
+			}
 		case tar.TypeLink:
 			t, err := cleanEntryName(h.Linkname)
 			if err != nil {
@@ -172,17 +188,22 @@ func unpack(r io.Reader, dir string, lim unpackLimits) error {
 				return unsafef("hard link %q points to %q, not a file of the bundle", h.Name, h.Linkname)
 			}
 			if err := os.Link(filepath.Join(dir, filepath.FromSlash(t)), target); err != nil {
-				return err
+				return clash(h.Name, err)
 			}
 			regular[name] = true
 		default:
 			return unsafef("entry %q has type %q (device files, FIFOs and the like are refused)", h.Name, string(h.Typeflag))
 		}
 	}
-	// Drain what follows the tar end (padding), so that the caller's hash
-	// of the stream covers every byte.
-	if _, err := io.Copy(io.Discard, zr); err != nil {
+	// Read what follows the tar end (padding, at most maxTrailer bytes)
+	// to the end of the gzip stream, so that its checksum is checked; the
+	// caller hashes the compressed bytes that remain.
+	n, err := io.Copy(io.Discard, io.LimitReader(zr, maxTrailer+1))
+	if err != nil {
 		return unsafef("reading the gzip stream: %v", err)
+	}
+	if n > maxTrailer {
+		return unsafef("more than %d bytes after the end of the tar", maxTrailer)
 	}
 	for i := len(dirs) - 1; i >= 0; i-- {
 		if err := keys.SyncDir(dirs[i]); err != nil {
@@ -190,6 +211,65 @@ func unpack(r io.Reader, dir string, lim unpackLimits) error {
 		}
 	}
 	return syncTree(dir)
+}
+
+// maxLinkHops bounds the symlinks followed to resolve one symlink's
+// target, as the kernel's (Linux: 40) does.
+const maxLinkHops = 40
+
+// resolvesInside reports whether the symlink name -> t, followed through
+// the symlinks extracted so far (links) the way the kernel follows them,
+// stays in the slot at every step: when c is a symlink to ".", "c/.." is
+// the slot's parent, though path.Join makes it ".". Every path the walk
+// takes to be no symlink is added to walked, so that a later symlink
+// there (which would change this one's meaning) is refused.
+func resolvesInside(links map[string]string, walked map[string]bool, name, t string) bool {
+	var stack []string
+	if d := path.Dir(name); d != "." {
+		stack = strings.Split(d, "/")
+	}
+	hops := 0
+	var walk func(t string) bool
+	walk = func(t string) bool {
+		for _, c := range strings.Split(t, "/") {
+			switch c {
+			case "", ".":
+				continue
+			case "..":
+				if len(stack) == 0 {
+					return false
+				}
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			stack = append(stack, c)
+			p := strings.Join(stack, "/")
+			next, ok := links[p]
+			if !ok {
+				walked[p] = true
+				continue
+			}
+			if hops++; hops > maxLinkHops {
+				return false
+			}
+			stack = stack[:len(stack)-1]
+			if !walk(next) { // next is relative: absolute ones were refused
+				return false
+			}
+		}
+		return true
+	}
+	return walk(t)
+}
+
+// clash translates the errors of creating an entry that the bundle's own
+// earlier entries cause (a name that exists, a file where a directory
+// must be) into ErrUnsafeBundle; others (a full disk) stay as they are.
+func clash(name string, err error) error {
+	if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTDIR) {
+		return unsafef("entry %q clashes with an earlier entry: %v", name, err)
+	}
+	return err
 }
 
 // syncTree syncs every directory below root (MkdirAll makes some that are

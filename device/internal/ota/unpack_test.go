@@ -3,6 +3,7 @@ package ota
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"os"
@@ -24,6 +25,11 @@ func TestUnpackRefuses(t *testing.T) {
 		{"symlink out", []entry{{name: "l", typ: tar.TypeSymlink, linkname: "../../etc"}}, "points out of the slot"},
 		{"symlink out from a subdir", []entry{{name: "d/l", typ: tar.TypeSymlink, linkname: "../.."}}, "points out of the slot"},
 		{"absolute symlink", []entry{{name: "l", typ: tar.TypeSymlink, linkname: "/etc/passwd"}}, "absolute path"},
+		{"symlink out through a symlink to .", []entry{{name: "c", typ: tar.TypeSymlink, linkname: "."}, {name: "a", typ: tar.TypeSymlink, linkname: "c/.."}}, "points out of the slot"},
+		{"symlink out through a later symlink", []entry{{name: "a", typ: tar.TypeSymlink, linkname: "x/.."}, {name: "x", typ: tar.TypeSymlink, linkname: "."}}, "makes symlink \"a\" point out"},
+		{"symlink out through a chain", []entry{{name: "d/", typ: tar.TypeDir}, {name: "d/up", typ: tar.TypeSymlink, linkname: ".."}, {name: "d/a", typ: tar.TypeSymlink, linkname: "up/d/up/.."}}, "points out of the slot"},
+		{"file where a directory was", []entry{{name: "d/", typ: tar.TypeDir}, {name: "d", body: "x"}}, "clashes with an earlier entry"},
+		{"directory below a file", []entry{{name: "f", body: "x"}, {name: "f/x", body: "y"}}, "clashes with an earlier entry"},
 		{"write through a symlink", []entry{{name: "d", typ: tar.TypeSymlink, linkname: "."}, {name: "d/x", body: "x"}}, "lies below a symlink"},
 		{"hard link out", []entry{{name: "h", typ: tar.TypeLink, linkname: "../../etc/passwd"}}, "has a .. component"},
 		{"hard link to absolute", []entry{{name: "h", typ: tar.TypeLink, linkname: "/etc/passwd"}}, "absolute path"},
@@ -51,6 +57,24 @@ func TestUnpackRefuses(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a gzip stream going on past the tar", func(t *testing.T) {
+		tarBytes := mustTar(t, entry{name: "a", body: "a"})
+		for _, tc := range []struct {
+			extra int
+			ok    bool
+		}{{maxTrailer, true}, {maxTrailer + 1, false}} {
+			var buf bytes.Buffer
+			zw := gzip.NewWriter(&buf)
+			zw.Write(tarBytes)
+			zw.Write(make([]byte, tc.extra))
+			zw.Close()
+			dir := filepath.Join(t.TempDir(), "n")
+			err := unpack(&buf, dir, lim)
+			if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrUnsafeBundle)) {
+				t.Fatalf("%d bytes after the tar: %v", tc.extra, err)
+			}
+		}
+	})
 	t.Run("not gzip", func(t *testing.T) {
 		err := unpack(strings.NewReader("plain text"), filepath.Join(t.TempDir(), "n"), lim)
 		if !errors.Is(err, ErrUnsafeBundle) {

@@ -23,6 +23,7 @@ const (
 	CodeTooLarge         = "payload_too_large"      // 413: request body over the size limit
 	CodeUnsupportedMedia = "unsupported_media_type" // 415: request body is not application/json
 	CodeInternal         = "internal"               // 500: anything else; details are in the server log only
+	CodeUnavailable      = "unavailable"            // 503: the database is unavailable; nothing was stored: try again
 )
 
 // ErrorCodes lists every API error code with its HTTP status and meaning,
@@ -42,6 +43,7 @@ var ErrorCodes = []struct {
 	{CodeTooLarge, 413, "request body over the size limit (1 MiB)"},
 	{CodeUnsupportedMedia, 415, "request body is not application/json"},
 	{CodeInternal, 500, "server error; the details are only in the server log"},
+	{CodeUnavailable, 503, "the database is unavailable (down, restarting, unreachable): nothing was stored; try again"},
 }
 
 // StatusOf returns the HTTP status of an API error code, or 500 for a code

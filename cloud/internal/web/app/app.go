@@ -99,6 +99,8 @@ func FromFleet(err error) error {
 		return &HTTPError{Status: http.StatusUnprocessableEntity, Msg: "The input is not valid.", Err: err}
 	case errors.Is(err, fleet.ErrConflict):
 		return &HTTPError{Status: http.StatusUnprocessableEntity, Msg: "The current state does not allow this.", Err: err}
+	case fleet.Unavailable(err):
+		return &HTTPError{Status: http.StatusServiceUnavailable, Msg: "The database is unavailable. Try again in a moment.", Err: err}
 	}
 	return err
 }

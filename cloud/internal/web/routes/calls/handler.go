@@ -69,6 +69,12 @@ func (h *handler) form(w http.ResponseWriter, r *http.Request) error {
 	return app.Render(w, r, View(h.model(r, f), nil))
 }
 
+// formOf reads the posted form's fields (ParseForm has run).
+func formOf(r *http.Request) Form {
+	return Form{Tag: strings.TrimSpace(r.PostForm.Get("tag")), Method: strings.TrimSpace(r.PostForm.Get("method")),
+		Params: r.PostForm.Get("params"), Timeout: strings.TrimSpace(r.PostForm.Get("timeout"))}
+}
+
 // parse checks the form; the message says what is wrong.
 func parse(f Form) (fleet.FanOutRequest, string) {
 	req := fleet.FanOutRequest{Tag: f.Tag, Method: f.Method, Timeout: fleet.DefaultCallTimeout}
@@ -98,8 +104,7 @@ func (h *handler) fanOut(w http.ResponseWriter, r *http.Request) error {
 	if err := r.ParseForm(); err != nil {
 		return app.FromFleet(err)
 	}
-	f := Form{Tag: strings.TrimSpace(r.PostForm.Get("tag")), Method: strings.TrimSpace(r.PostForm.Get("method")),
-		Params: r.PostForm.Get("params"), Timeout: strings.TrimSpace(r.PostForm.Get("timeout"))}
+	f := formOf(r)
 	m := h.model(r, f)
 	req, problem := parse(f)
 	if problem == "" {
