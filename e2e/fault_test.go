@@ -396,8 +396,8 @@ func unavailableBody(b []byte) bool {
 // gets -32005; the cloud recovers by itself and every write the API or the
 // bridge acknowledged is in the database. A refused write is not
 // acknowledged, which is not the same as not stored: the database may go
-// away between a write and the read-back of the answer (it happened in
-// about 1 of 20 runs). So each refused write is tried again after the
+// away between a write and the read-back of the answer (4 of 1319
+// refused writes in 20 runs). So each refused write is tried again after the
 // outage, as the error says: it must succeed and leave one row.
 func TestDatabaseStoppedAndStarted(t *testing.T) {
 	Require(t, EnvDatabaseURL, "PostgreSQL")
