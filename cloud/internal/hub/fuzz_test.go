@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/bosunhq/bosun/cloud/internal/cloudtest"
 	"github.com/bosunhq/bosun/cloud/internal/fleet"
@@ -112,8 +113,8 @@ func FuzzDeviceMethodParams(f *testing.F) {
 	f.Cleanup(func() { db.Close(context.Background()) })
 
 	f.Fuzz(func(t *testing.T, which byte, params []byte) {
-		if len(params) > 0 && !json.Valid(params) {
-			return // not a request's params: a parse error, FuzzHandle's ground
+		if p := bytes.Trim(params, " \t\r\n"); len(params) > 0 && (!json.Valid(p) || !utf8.Valid(p) || (p[0] != '{' && p[0] != '[' && string(p) != "null")) {
+			return // not params the client sends (nor the envelope carries): FuzzHandle's ground
 		}
 		method := deviceMethods[int(which)%len(deviceMethods)]
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
