@@ -63,7 +63,7 @@ func FuzzBuiltinParams(f *testing.F) {
 		m byte
 		p string
 	}{
-		{0, ``}, {0, `{}`}, {0, `null`}, {0, `7`},
+		{0, ``}, {0, `{}`}, {0, `null`}, {0, `7`}, {0, `{"x":1}`}, {0, `[]`}, {0, `{"All":true}`},
 		{1, ``}, {1, `{}`}, {1, `{"verbose":true}`},
 		{2, `{"all":false}`}, {2, `{"all":true}`}, {2, `{"All":true}`}, {2, `{"all":"yes"}`}, {2, `{"all":true,"all":false}`},
 		{3, `{"container":"demo","tail":100,"since":"10m","timestamps":false}`}, {3, `{"container":"4f2a","since":"2026-12-01T00:00:00Z"}`},
