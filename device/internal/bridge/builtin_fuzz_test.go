@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/bosunhq/bosun/device/internal/builtin"
 	"github.com/bosunhq/bosun/device/internal/datadir"
@@ -109,8 +110,8 @@ func FuzzBuiltinParams(f *testing.F) {
 	before := dirState(f, dir)
 
 	f.Fuzz(func(t *testing.T, which byte, params []byte) {
-		if len(params) > 0 && !json.Valid(params) {
-			return // not params: the request would be a parse error (FuzzHandle)
+		if len(params) > 0 && (!json.Valid(params) || !utf8.Valid(params)) {
+			return // not params: the request would be a parse error (FuzzHandle), the envelope refuses it first
 		}
 		method := builtinMethods[int(which)%len(builtinMethods)]
 		req := map[string]any{"jsonrpc": "2.0", "id": 1, "method": method}
