@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/bosunhq/bosun/cloud/internal/artifacts"
 	"github.com/bosunhq/bosun/cloud/internal/store"
@@ -245,11 +246,51 @@ func (s *Service) SetArtifactMetadata(ctx context.Context, a Actor, id int64, me
 	if len(metadata) > MaxArtifactMetadata || !json.Valid(metadata) || !bytes.HasPrefix(bytes.TrimSpace(metadata), []byte("{")) {
 		return invalidf("metadata must be a JSON object of at most %d bytes", MaxArtifactMetadata)
 	}
+	if !jsonbText(metadata) {
+		return invalidf("metadata must be UTF-8 text without U+0000")
+	}
 	if err := s.st.SetArtifactMetadata(ctx, id, metadata); err != nil {
 		return mapStoreErr(err)
 	}
 	s.audit(ctx, art.OrgID, a, "artifact.metadata", ArtifactRef(art), "ok", map[string]any{"id": art.ID, "bytes": len(metadata)})
 	return nil
+}
+
+// jsonbText reports whether the valid JSON b can be stored as jsonb:
+// PostgreSQL refuses invalid UTF-8 and U+0000 (as \u0000 too) in its
+// strings, which would otherwise be a 500 from the store.
+func jsonbText(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	if !bytes.Contains(b, []byte(`\u0000`)) {
+		return true
+	}
+	var v any
+	if json.Unmarshal(b, &v) != nil {
+		return false
+	}
+	var ok func(v any) bool
+	ok = func(v any) bool {
+		switch v := v.(type) {
+		case string:
+			return !strings.ContainsRune(v, 0)
+		case []any:
+			for _, e := range v {
+				if !ok(e) {
+					return false
+				}
+			}
+		case map[string]any:
+			for k, e := range v {
+				if strings.ContainsRune(k, 0) || !ok(e) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	return ok(v)
 }
 
 // Download tokens. A token is base64url(payload || mac) where payload is
