@@ -70,7 +70,7 @@ if ((${#TARGETS[@]} == 0)); then
 	exit 2
 fi
 
-# Cloud targets (FuzzDeviceMethodParams) need PostgreSQL, as every cloud
+# Cloud targets (FuzzDeviceMethodParams, FuzzRequestBodies) need PostgreSQL, as every cloud
 # test: a throwaway cluster unless BOSUN_TEST_DATABASE_URL names one.
 if [[ -z "${BOSUN_TEST_DATABASE_URL:-}" ]] && printf '%s\n' "${TARGETS[@]}" | grep -q '^./cloud/'; then
 	# shellcheck source=scripts/lib/pg.sh
