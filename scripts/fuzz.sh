@@ -15,6 +15,9 @@
 # it was written: PACKAGE/testdata/fuzz/TARGET/..., to commit with its fix),
 # 2 for a usage error.
 #
+# Cloud targets get a throwaway PostgreSQL unless BOSUN_TEST_DATABASE_URL
+# is set.
+#
 # Go 1.26's coordinator may report a bare "context deadline exceeded" when
 # the time ends while a worker is busy, with no failing input
 # (golang/go#75804): that counts as passed, as in test.sh.
@@ -65,6 +68,15 @@ done < <(bosun_fuzz_targets)
 if ((${#TARGETS[@]} == 0)); then
 	bosun_err "no fuzz target named ${WANT[*]} (scripts/lib/fuzz-targets.sh)"
 	exit 2
+fi
+
+# Cloud targets (FuzzDeviceMethodParams, FuzzRequestBodies) need PostgreSQL, as every cloud
+# test: a throwaway cluster unless BOSUN_TEST_DATABASE_URL names one.
+if [[ -z "${BOSUN_TEST_DATABASE_URL:-}" ]] && printf '%s\n' "${TARGETS[@]}" | grep -q '^./cloud/'; then
+	# shellcheck source=scripts/lib/pg.sh
+	source scripts/lib/pg.sh
+	BOSUN_PG_FAST=1 pg_throwaway fuzz
+	echo "BOSUN_TEST_DATABASE_URL=$BOSUN_TEST_DATABASE_URL"
 fi
 
 ROWS=()

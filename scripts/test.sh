@@ -413,7 +413,7 @@ fuzz() {
 }
 
 # step_fuzz runs each target of scripts/lib/fuzz-targets.sh for FUZZTIME
-# (a failing input found is minimized for at most 1s): 16 targets, about
+# (a failing input found is minimized for at most 1s): 19 targets, about
 # 2 minutes at the default 6s. scripts/fuzz.sh runs them longer.
 step_fuzz() {
 	if ((SHORT)); then

@@ -20,6 +20,9 @@ bosun_fuzz_targets() {
 ./device/internal/ota FuzzUnpack
 ./device/internal/ota FuzzMethodParams
 ./device/internal/bridge FuzzAnnounce
+./device/internal/bridge FuzzBuiltinParams
+./cloud/internal/hub FuzzDeviceMethodParams
+./cloud/internal/api FuzzRequestBodies
 ./cloud/internal/web/routes/deployments FuzzDeploymentForm
 ./cloud/internal/web/routes/calls FuzzCallForm
 ./cloud/internal/web/routes/devices FuzzFilter

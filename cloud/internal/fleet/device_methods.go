@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 
 	"github.com/bosunhq/bosun/cloud/internal/store"
 
@@ -103,6 +104,9 @@ func (s *Service) DeviceMethods(extra map[string]jsonrpc.HandlerFunc) *jsonrpc.D
 	d.Register(rpcproto.MethodStateReport, guard(rpcproto.MethodStateReport, jsonrpc.Handler(
 		func(ctx context.Context, p rpcproto.StateReportParams) (rpcproto.StateReportResult, error) {
 			dev, _ := DeviceFromContext(ctx)
+			if err := checkStateReport(p); err != nil {
+				return rpcproto.StateReportResult{}, err
+			}
 			b, err := json.Marshal(p)
 			if err != nil {
 				return rpcproto.StateReportResult{}, err
@@ -120,6 +124,32 @@ func (s *Service) DeviceMethods(extra map[string]jsonrpc.HandlerFunc) *jsonrpc.D
 		d.Register(m, guard(m, fn))
 	}
 	return d
+}
+
+// checkStateReport refuses a report the cloud cannot store: the
+// inventory is a jsonb column, and PostgreSQL refuses \u0000 in jsonb
+// text (which would otherwise come back as -32603, an internal error).
+func checkStateReport(p rpcproto.StateReportParams) error {
+	type member struct{ name, v string }
+	ms := []member{{"hostname", p.Hostname}, {"os", p.OS}, {"arch", p.Arch}}
+	for k, v := range p.Versions {
+		ms = append(ms, member{"versions", k}, member{"versions", v})
+	}
+	for _, w := range p.Workers {
+		ms = append(ms, member{"workers", w})
+	}
+	for _, m := range p.Methods {
+		ms = append(ms, member{"methods", m.Name}, member{"methods", m.Description}, member{"methods", m.Worker})
+	}
+	for k, v := range p.Attributes {
+		ms = append(ms, member{"attributes", k}, member{"attributes", v})
+	}
+	for _, m := range ms {
+		if strings.ContainsRune(m.v, 0) {
+			return jsonrpc.NewError(jsonrpc.CodeInvalidParams, "Invalid params", map[string]string{"detail": m.name + " must be text without NUL"})
+		}
+	}
+	return nil
 }
 
 // reported hands the methods of a stored state.report to the session's

@@ -341,6 +341,10 @@ func (b *Bridge) forwardRequest(ctx context.Context, raw []byte) []byte {
 		if req.IsNotification() {
 			return nil
 		}
+		// Params: none (docs/protocol.md §9.5): any member is -32602.
+		if err := jsonrpc.DecodeParams(req.Params, &struct{}{}); err != nil {
+			return mustResponse(req.ID, nil, asRPCError(err))
+		}
 		return mustResponse(req.ID, rpcproto.RPCListResult{Methods: b.reg.methods(ownMethods)}, nil)
 	}
 	if l := b.opts.Local; l != nil {

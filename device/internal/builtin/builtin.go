@@ -213,7 +213,9 @@ func (m *Methods) StateGet(ctx context.Context, _ struct{}) (datadir.State, erro
 	return s, err
 }
 
-var logName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+// logName is a log file's name without .log; longer names are not a log (and a
+// file system refuses names past 255 bytes: -32603 instead of -32602).
+var logName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // LogsTail answers logs.tail: the last lines of <data dir>/logs/*.log.
 func (m *Methods) LogsTail(ctx context.Context, p rpcproto.LogsTailParams) (rpcproto.LogsTailResult, error) {
@@ -247,7 +249,7 @@ func (m *Methods) LogsTail(ctx context.Context, p rpcproto.LogsTailParams) (rpcp
 	for _, name := range files {
 		lines, err := tailFile(filepath.Join(dir, name+".log"), n, since, maxBytes/max(len(files), 1))
 		if errors.Is(err, os.ErrNotExist) && p.File != "" {
-			return res, &jsonrpc.Error{Code: rpcproto.CodeNotFound, Message: fmt.Sprintf("not found: no log %q", name)}
+			return res, &jsonrpc.Error{Code: rpcproto.CodeNotFound, Message: fmt.Sprintf("not found: no log %.40q", name)}
 		}
 		if err != nil {
 			return res, err
@@ -343,7 +345,7 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
 		return now.Add(-d), nil
 	}
-	return time.Time{}, invalidParams(fmt.Sprintf("since %q: want an RFC 3339 time or a duration such as 10m", s))
+	return time.Time{}, invalidParams(fmt.Sprintf("since %.40q: want an RFC 3339 time or a duration such as 10m", s))
 }
 
 func lineCount(n int) (int, error) {

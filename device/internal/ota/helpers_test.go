@@ -289,7 +289,15 @@ func (d *testDevice) waitStatus(id string, want ...string) rpcproto.OTAStatusPar
 	return got
 }
 
+// stateBytes reads state.json under the manager's lock: a final report
+// (succeeded, failed) is spooled, and so visible to waitStatus, before
+// the same locked step writes the state once more to forget the job
+// (forgetJobLocked; the job stays until its report is spooled, for a
+// crash in between). Read without the lock, that last write could land
+// between two reads of a test.
 func (d *testDevice) stateBytes() []byte {
+	d.m.mu.Lock()
+	defer d.m.mu.Unlock()
 	b, err := os.ReadFile(filepath.Join(d.dir, "state.json"))
 	if err != nil {
 		d.tb.Fatal(err)
