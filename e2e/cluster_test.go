@@ -169,12 +169,7 @@ func TestClusterReplicas(t *testing.T) {
 	s.stopComponent(t, "bridge")
 	s.stopComponent(t, "cloud")
 
-	secretFile := filepath.Join(s.Dir, "nats-cluster.secret")
-	var sec [24]byte
-	rand.Read(sec[:])
-	if err := os.WriteFile(secretFile, []byte(hex.EncodeToString(sec[:])+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	secretFile := writeClusterSecret(t, s.Dir)
 	reps := []*clusterReplica{{name: "replica-a", listen: s.Listen}, {name: "replica-b"}, {name: "replica-c"}}
 	for _, r := range reps {
 		if r.listen == "" {
@@ -478,7 +473,11 @@ func TestClusterReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(logA), strings.TrimSpace(hex.EncodeToString(sec[:]))) {
+	secret, err := os.ReadFile(secretFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(logA), strings.TrimSpace(string(secret))) {
 		t.Errorf("%s's log shows the route secret", a.name)
 	}
 	var natsLines []string
@@ -502,4 +501,17 @@ func TestClusterReplicas(t *testing.T) {
 			return err
 		})
 	}
+}
+
+// writeClusterSecret writes a fresh NATS cluster route secret into dir
+// (mode 0600) and returns its path.
+func writeClusterSecret(t *testing.T, dir string) string {
+	t.Helper()
+	file := filepath.Join(dir, "nats-cluster.secret")
+	var sec [24]byte
+	rand.Read(sec[:])
+	if err := os.WriteFile(file, []byte(hex.EncodeToString(sec[:])+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
 }

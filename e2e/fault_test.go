@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -627,12 +626,7 @@ func TestNATSNodeRestarted(t *testing.T) {
 	s.stopComponent(t, "bridge")
 	s.stopComponent(t, "cloud")
 
-	secretFile := filepath.Join(s.Dir, "nats-cluster.secret")
-	var sec [24]byte
-	rand.Read(sec[:])
-	if err := os.WriteFile(secretFile, []byte(hex.EncodeToString(sec[:])+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	secretFile := writeClusterSecret(t, s.Dir)
 	a := &clusterReplica{name: "replica-a", listen: s.Listen, route: "127.0.0.1:" + strconv.Itoa(FreePort(t))}
 	b := &clusterReplica{name: "replica-b", listen: "127.0.0.1:" + strconv.Itoa(FreePort(t)), route: "127.0.0.1:" + strconv.Itoa(FreePort(t))}
 	start := func(r, other *clusterReplica, n int) {
