@@ -82,10 +82,14 @@ const (
 	tableSlack     = 1 << 20 // a new index page, an FSM or VM fork
 	// Tables of fixed rows (devices, device_keys, replicas, api_tokens)
 	// keep their row count; their bytes ≤ W × 4 + 1 MiB, and at the end
-	// ≤ 1.25 × the largest of the first half of the run + 1 MiB (they
-	// stopped growing). The hub's watch writes a new version of every
+	// ≤ 1.25 × their bytes two thirds into the run + 1 MiB (the last third
+	// does not grow). The hub's watch writes a new version of every
 	// devices row each 20 s (last_seen) and autovacuum reclaims them
 	// every minute (its naptime): up to 60/20 + 1 = 4 versions of a row.
+	// PostgreSQL keeps a file's size after vacuum (it reuses the space),
+	// so a table's bytes are a high-water mark: a stall that holds vacuum
+	// back grows it once, for good, and that is not a leak; growth that
+	// goes on to the end is.
 	fixedVersions = 4
 	fixedSettled  = 1.25
 )
@@ -244,17 +248,17 @@ func TestSoak(t *testing.T) {
 	}
 	for _, name := range []string{"devices", "device_keys", "replicas", "api_tokens"} {
 		a, b := w.tables[name], final[name]
-		var firstHalf int64
+		var twoThirds int64
 		for _, s := range samples {
-			if s.proc.At <= elapsed/2 {
-				firstHalf = max(firstHalf, s.tables[name].Bytes)
+			if s.proc.At <= elapsed*2/3 {
+				twoThirds = s.tables[name].Bytes
 			}
 		}
-		bound := min(float64(a.Bytes)*fixedVersions, float64(firstHalf)*fixedSettled) + tableSlack
+		bound := min(float64(a.Bytes)*fixedVersions, float64(twoThirds)*fixedSettled) + tableSlack
 		bounds[name] = bound
 		check(b.Rows == a.Rows, "%s: %d rows at the end, %d after the warm-up", name, b.Rows, a.Rows)
-		check(float64(b.Bytes) <= bound, "%s: %d KiB at the end > bound %.0f KiB (%d KiB after the warm-up, at most %d KiB in the run's first half)",
-			name, b.Bytes>>10, bound/1024, a.Bytes>>10, firstHalf>>10)
+		check(float64(b.Bytes) <= bound, "%s: %d KiB at the end > bound %.0f KiB (%d KiB after the warm-up, %d KiB two thirds into the run)",
+			name, b.Bytes>>10, bound/1024, a.Bytes>>10, twoThirds>>10)
 	}
 
 	// Zero lost or duplicated results.
