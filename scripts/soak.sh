@@ -51,6 +51,11 @@ OUT_DIR=${BOSUN_ARTIFACTS_DIR:-$ROOT/artifacts}
 mkdir -p "$OUT_DIR"
 OUT=$OUT_DIR/soak-$(date +%Y%m%d-%H%M%S).txt
 
+# PostgreSQL runs with fsync off, as in scripts/bench.sh: these runs test
+# Bosun's processes, not the disk, and on a shared machine's disk WAL
+# fsyncs stalled calls for up to 19 s (docs/benchmarks.md, "Soak").
+# BOSUN_PG_FAST=0 keeps fsync on.
+export BOSUN_PG_FAST=${BOSUN_PG_FAST:-1}
 pg_throwaway soak
 export BOSUN_SOAK=1
 export BOSUN_FLOOD=${BOSUN_FLOOD:-3500}
