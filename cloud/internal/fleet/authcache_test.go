@@ -82,6 +82,14 @@ func TestTokenCacheAcrossReplicas(t *testing.T) {
 			if err := change.undo(); err != nil {
 				t.Fatal(err)
 			}
+			// The undo reaches the other replica's cache over NATS too:
+			// wait for it there before the next change starts from it.
+			for i, s := range []*cloudtest.Server{s1, s2} {
+				cloudtest.Eventually(t, time.Second, func() bool {
+					got, err := s.Service().AuthenticateToken(ctx, secret)
+					return err == nil && got.Role == fleet.RoleOperator
+				}, "%s undone: seen by replica %d", change.name, i+1)
+			}
 		}
 	}
 }
