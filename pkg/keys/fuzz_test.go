@@ -26,7 +26,6 @@ func FuzzParse(f *testing.F) {
 	f.Add(edDER)
 	f.Add(append(append([]byte{}, edPub...), edPub...))
 	f.Add([]byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"))
-	f.Add([]byte("-----BEGIN RSA PRIVATE KEY-----\nMAA=\n-----END RSA PRIVATE KEY-----\n"))
 	f.Add([]byte("junk\n-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n"))
 	f.Add([]byte{})
 
